@@ -1,0 +1,122 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "Lifeboat",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "lifeboat", targets: ["lifeboat"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+    ],
+    targets: [
+        // System libraries. `pkgConfig` finds the headers; the providers tell SwiftPM
+        // (and a newcomer) which Debian package to install when they are missing.
+        .systemLibrary(
+            name: "CLibPQ",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]
+        ),
+        .systemLibrary(
+            name: "CArchive",
+            pkgConfig: "libarchive",
+            providers: [.apt(["libarchive-dev"])]
+        ),
+        // libcurl's curl_easy_setopt/getinfo are variadic, which Swift cannot call:
+        // this small C target exposes typed, prefixed wrappers.
+        .target(
+            name: "CCurl",
+            linkerSettings: [.linkedLibrary("curl")]
+        ),
+
+        // Pure logic: models, configuration, validation, manifests, errors. No I/O, no C.
+        .target(
+            name: "LifeboatCore",
+            dependencies: [
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
+        // Thin I/O: processes, file descriptors, the local object store.
+        .target(
+            name: "LifeboatIO",
+            dependencies: [
+                "LifeboatCore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // Tar archives through libarchive (zstd), streamed, with a SHA-256 per entry.
+        .target(
+            name: "LifeboatArchive",
+            dependencies: [
+                "LifeboatCore", "CArchive",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
+        // PostgreSQL through libpq and the PostgreSQL client programs.
+        .target(
+            name: "LifeboatPostgres",
+            dependencies: [
+                "LifeboatCore", "LifeboatIO", "CLibPQ",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // Backup, restore, verify: orchestrates the layers above.
+        .target(
+            name: "LifeboatEngine",
+            dependencies: [
+                "LifeboatCore", "LifeboatIO", "LifeboatArchive", "LifeboatPostgres",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "lifeboat",
+            dependencies: [
+                "LifeboatCore", "LifeboatEngine", "LifeboatIO",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // Real servers on loopback for the tests.
+        .target(
+            name: "TestSupport",
+            dependencies: ["LifeboatCore", "LifeboatIO", "LifeboatPostgres"],
+            swiftSettings: strict
+        ),
+
+        .testTarget(
+            name: "LifeboatCoreTests",
+            dependencies: ["LifeboatCore"],
+            resources: [.copy("Fixtures")],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "LifeboatArchiveTests",
+            dependencies: ["LifeboatCore", "LifeboatArchive"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "LifeboatIntegrationTests",
+            dependencies: [
+                "LifeboatCore", "LifeboatIO", "LifeboatArchive", "LifeboatPostgres",
+                "LifeboatEngine", "TestSupport",
+            ],
+            swiftSettings: strict
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

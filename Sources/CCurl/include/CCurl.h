@@ -1,0 +1,26 @@
+#ifndef LIFEBOAT_CCURL_H
+#define LIFEBOAT_CCURL_H
+
+#include <curl/curl.h>
+
+// Swift cannot call C variadic functions, and curl_easy_setopt / curl_easy_getinfo are
+// variadic. Each wrapper below fixes the type of the third argument, so the Swift side
+// picks the one that matches the option's documented type. All of them return the
+// CURLcode of the underlying call unchanged.
+
+CURLcode lifeboat_curl_easy_setopt_long(CURL *handle, CURLoption option, long value);
+CURLcode lifeboat_curl_easy_setopt_off_t(CURL *handle, CURLoption option, curl_off_t value);
+CURLcode lifeboat_curl_easy_setopt_ptr(CURL *handle, CURLoption option, void *value);
+CURLcode lifeboat_curl_easy_setopt_string(CURL *handle, CURLoption option, const char *value);
+CURLcode lifeboat_curl_easy_setopt_slist(CURL *handle, CURLoption option, struct curl_slist *value);
+
+/// Callbacks have function-pointer type; a data pointer cannot carry them portably.
+typedef size_t (*lifeboat_curl_io_callback)(char *buffer, size_t size, size_t nitems, void *userdata);
+CURLcode lifeboat_curl_easy_setopt_io_callback(CURL *handle, CURLoption option, lifeboat_curl_io_callback callback);
+
+CURLcode lifeboat_curl_easy_getinfo_long(CURL *handle, CURLINFO info, long *value);
+CURLcode lifeboat_curl_easy_getinfo_off_t(CURL *handle, CURLINFO info, curl_off_t *value);
+CURLcode lifeboat_curl_easy_getinfo_double(CURL *handle, CURLINFO info, double *value);
+CURLcode lifeboat_curl_easy_getinfo_string(CURL *handle, CURLINFO info, const char **value);
+
+#endif

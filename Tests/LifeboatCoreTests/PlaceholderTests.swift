@@ -1,0 +1,3 @@
+import Testing
+@testable import LifeboatCore
+@Test func placeholder() { #expect(Manifest.currentFormat == 1) }

@@ -1,0 +1,228 @@
+import CArchive
+import Crypto
+import LifeboatCore
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+private let damagedHint = "The backup is damaged: restore from another backup, and run 'lifeboat verify' on the others."
+
+/// True when `path` stays inside the directory it is extracted into: relative, not empty,
+/// and without a `..` component.
+func isContainedRelativePath(_ path: String) -> Bool {
+    guard !path.isEmpty, !path.hasPrefix("/") else { return false }
+    return !path.split(separator: "/", omittingEmptySubsequences: true).contains("..")
+}
+
+/// Maps paths to their records (the first record when a path is listed twice).
+private func recordsByPath(_ record: ArtifactRecord) -> [String: EntryRecord] {
+    var result: [String: EntryRecord] = [:]
+    for entry in record.entries where result[entry.path] == nil {
+        result[entry.path] = entry
+    }
+    return result
+}
+
+/// Finishes reading and compares the stored object's size and digest with the record.
+private func checkStoredObject(_ reader: ArtifactReader, _ record: ArtifactRecord) throws {
+    let stored = try reader.finish()
+    guard stored.size == record.size, stored.sha256 == record.sha256 else {
+        throw LifeboatError(
+            .integrity,
+            "artifact '\(record.path)': the stored object (\(stored.size) bytes, SHA-256 \(stored.sha256)) does not match its record (\(record.size) bytes, SHA-256 \(record.sha256))",
+            hint: damagedHint)
+    }
+}
+
+/// Extracts every entry of an artifact under `directory` (which must exist), restoring
+/// modes and modification times (not owners), and checks each entry's data against the record
+/// as it is written.
+///
+/// Refuses entries with absolute paths, `..` components, or paths through a symbolic link
+/// (`ARCHIVE_EXTRACT_SECURE_*`). Throws `.integrity` naming the artifact and the entry when an
+/// entry's size or SHA-256 differs from the record, when an entry is not in the record, when a
+/// recorded entry is missing, or when the stored object's digest differs. Files written before
+/// the error stay on disk: the caller discards the restore directory. The caller closes `source`.
+public func extractArtifact(_ record: ArtifactRecord, source: any ObjectReader, to directory: String) throws {
+    // Resolved so that the path holds no symbolic link, which ARCHIVE_EXTRACT_SECURE_SYMLINKS
+    // would refuse (e.g. a restore directory under a symlinked /var).
+    guard let resolved = realpath(directory, nil) else {
+        let reason = String(cString: strerror(errno))
+        throw LifeboatError(.io, "unable to use restore directory '\(directory)': \(reason)",
+                            hint: "Create the directory (or fix its permissions) and run the restore again.")
+    }
+    let base = String(cString: resolved)
+    free(resolved)
+    let prefix = base.hasSuffix("/") ? base : base + "/"
+
+    let reader = try ArtifactReader(source: source, artifactPath: record.path)
+    let disk = try ArchiveHandle(
+        kind: .writeDisk,
+        hint: "Check that the restore directory '\(base)' is writable and has free space, then run the restore again.")
+    // ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS is not set: the rewritten paths are absolute
+    // (under `base`); the archive's own paths are checked by `isContainedRelativePath` instead.
+    let flags = ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_SECURE_NODOTDOT
+        | ARCHIVE_EXTRACT_SECURE_SYMLINKS
+    try disk.call("restore into '\(base)': setting up the extraction") {
+        archive_write_disk_set_options($0, flags)
+    }
+
+    let expected = recordsByPath(record)
+    var seen: Set<String> = []
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 << 10, alignment: 16)
+    defer { buffer.deallocate() }
+    let artifact = "artifact '\(record.path)'"
+
+    while let header = try reader.nextEntry() {
+        let path = header.path
+        guard isContainedRelativePath(path) else {
+            throw LifeboatError(
+                .integrity, "\(artifact): refusing to extract entry '\(path)': its path leaves the restore directory",
+                hint: "The artifact was not written by Lifeboat or was tampered with: restore from another backup.")
+        }
+        guard let recorded = expected[path] else {
+            throw LifeboatError(.integrity, "\(artifact): entry '\(path)' is not in the record", hint: damagedHint)
+        }
+        guard seen.insert(path).inserted else {
+            throw LifeboatError(.integrity, "\(artifact): entry '\(path)' appears more than once", hint: damagedHint)
+        }
+        guard recorded.kind == header.kind, header.kind != .file || header.size == recorded.size else {
+            throw LifeboatError(
+                .integrity,
+                "\(artifact): entry '\(path)' is a \(header.kind.rawValue) of \(header.size) bytes but the record says a \(recorded.kind.rawValue) of \(recorded.size) bytes",
+                hint: damagedHint)
+        }
+        guard let entry = reader.currentEntry else {
+            throw LifeboatError(.internalError, "\(artifact): entry '\(path)' has no libarchive entry",
+                                hint: "Report this as a bug in Lifeboat.")
+        }
+        archive_entry_set_pathname(entry, prefix + path)
+        let what = "\(artifact): extracting entry '\(path)' into '\(base)'"
+        try disk.call(
+            what,
+            hint: "If the message names a symbolic link or an unsafe path, the artifact is not trustworthy: restore from another backup; otherwise check that '\(base)' is writable and has free space."
+        ) { archive_write_header($0, entry) }
+
+        var hasher = SHA256()
+        var total: Int64 = 0
+        while true {
+            let n = try reader.read(into: buffer)
+            if n == 0 { break }
+            let bytes = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
+            hasher.update(bufferPointer: bytes)
+            total += Int64(n)
+            if let chunkBase = bytes.baseAddress {
+                var offset = 0
+                while offset < n {
+                    let written = try disk.call(what, acceptWarning: false) {
+                        archive_write_data($0, chunkBase + offset, n - offset)
+                    }
+                    guard written > 0 else {
+                        throw LifeboatError(.archive, "\(what): libarchive accepted no data", hint: disk.hint)
+                    }
+                    offset += written
+                }
+            }
+        }
+        try disk.call(what) { archive_write_finish_entry($0) }
+
+        let digest = header.kind == .symlink ? sha256Hex(of: header.linkTarget ?? "") : hasher.finalize().hex
+        guard total == recorded.size, digest == recorded.sha256 else {
+            throw LifeboatError(
+                .integrity,
+                "\(artifact): entry '\(path)' does not match its record: \(total) bytes with SHA-256 \(digest), expected \(recorded.size) bytes with SHA-256 \(recorded.sha256)",
+                hint: damagedHint)
+        }
+    }
+    // Sets the modes and times of directories, deferred until their contents are written.
+    try disk.call("restore into '\(base)': finishing the extraction") { archive_write_close($0) }
+
+    let missing = record.entries.filter { !seen.contains($0.path) }.map(\.path)
+    guard missing.isEmpty else {
+        let list = missing.prefix(5).map { "'\($0)'" }.joined(separator: ", ")
+        let more = missing.count > 5 ? " and \(missing.count - 5) more" : ""
+        throw LifeboatError(
+            .integrity, "\(artifact): \(missing.count) recorded entries are missing from the archive: \(list)\(more)",
+            hint: damagedHint)
+    }
+    try checkStoredObject(reader, record)
+}
+
+/// Reads the stream `stream` of an artifact (see `ArtifactWriter.addStream`) and hands its
+/// bytes to `consume`, one chunk at a time, in order.
+///
+/// Each chunk is buffered whole and its SHA-256 checked against the record before any of its
+/// bytes reach `consume`, so corrupt data is never passed on. Throws `.integrity` when a chunk
+/// is out of order, missing, not in the record or damaged, and, once every chunk has been
+/// consumed, when the stored object's digest differs from the record. Errors of `consume` are
+/// rethrown. The caller closes `source`.
+public func readStream(
+    _ record: ArtifactRecord, source: any ObjectReader, stream: String,
+    consume: (UnsafeRawBufferPointer) throws -> Void
+) throws {
+    let artifact = "artifact '\(record.path)'"
+    let chunks = record.entries.filter { $0.stream == stream }
+    guard !chunks.isEmpty else {
+        throw LifeboatError(.integrity, "\(artifact): its record lists no stream named '\(stream)'",
+                            hint: "Check the name of the stream to restore; the manifest lists the streams of each artifact.")
+    }
+    guard chunks.map({ $0.chunk ?? -1 }).sorted() == Array(0..<chunks.count) else {
+        throw LifeboatError(.integrity, "\(artifact): the record's chunks of stream '\(stream)' are not numbered 0 to \(chunks.count - 1)",
+                            hint: damagedHint)
+    }
+    let maximumChunk: Int64 = 1 << 30
+    let expected = recordsByPath(record)
+    let reader = try ArtifactReader(source: source, artifactPath: record.path)
+    var nextChunk = 0
+    var probe = [UInt8](repeating: 0, count: 4096)
+
+    while let header = try reader.nextEntry() {
+        let path = header.path
+        guard let recorded = expected[path] else {
+            throw LifeboatError(.integrity, "\(artifact): entry '\(path)' is not in the record", hint: damagedHint)
+        }
+        guard recorded.stream == stream else { continue }
+        guard recorded.chunk == nextChunk else {
+            let found = recorded.chunk.map(String.init) ?? "without a number"
+            throw LifeboatError(
+                .integrity,
+                "\(artifact): entry '\(path)' is chunk \(found) of stream '\(stream)' but chunk \(nextChunk) was expected next",
+                hint: damagedHint)
+        }
+        guard header.kind == .file, header.size == recorded.size, recorded.size >= 0, recorded.size <= maximumChunk else {
+            throw LifeboatError(
+                .integrity,
+                "\(artifact): entry '\(path)' is a \(header.kind.rawValue) of \(header.size) bytes but the record says a file of \(recorded.size) bytes",
+                hint: damagedHint)
+        }
+        var data = [UInt8](repeating: 0, count: Int(recorded.size))
+        var filled = 0
+        try data.withUnsafeMutableBytes { bytes in
+            while filled < bytes.count {
+                let n = try reader.read(into: UnsafeMutableRawBufferPointer(rebasing: bytes[filled...]))
+                if n == 0 { break }
+                filled += n
+            }
+        }
+        let extra = try probe.withUnsafeMutableBytes { try reader.read(into: $0) }
+        let digest = SHA256.hash(data: data[0..<filled]).hex
+        guard filled == data.count, extra == 0, digest == recorded.sha256 else {
+            throw LifeboatError(
+                .integrity,
+                "\(artifact): entry '\(path)' (chunk \(nextChunk) of stream '\(stream)') does not match its record: SHA-256 \(digest), expected \(recorded.sha256)",
+                hint: damagedHint)
+        }
+        try data.withUnsafeBytes { try consume($0) }
+        nextChunk += 1
+    }
+    guard nextChunk == chunks.count else {
+        throw LifeboatError(
+            .integrity,
+            "\(artifact): stream '\(stream)' ends after \(nextChunk) chunks but the record lists \(chunks.count)",
+            hint: damagedHint)
+    }
+    try checkStoredObject(reader, record)
+}

@@ -1,0 +1,74 @@
+import Foundation
+import LifeboatCore
+import Logging
+
+/// Runs backups: source → archive → repository, then the manifest, last.
+public struct BackupCommand {
+    public let configuration: Configuration
+    public let logger: Logger
+    public let clock: @Sendable () -> Date
+
+    public init(configuration: Configuration, logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }) {
+        self.configuration = configuration
+        self.logger = logger
+        self.clock = clock
+    }
+
+    /// Backs up a policy's configured source.
+    public func run(policy name: String) throws -> Manifest {
+        let policy = try configuration.policy(named: name)
+        return try run(policy: policy, source: try makeSource(for: policy))
+    }
+
+    /// Backs up `source` under `policy`. The backup exists only once the manifest is committed;
+    /// on any error the artifacts already written are deleted (best effort — a crash leaves
+    /// them for `prune`), and the error is rethrown.
+    public func run(policy: Policy, source: any BackupSource) throws -> Manifest {
+        let repository = try Repository.open(configuration.repository(for: policy))
+        let started = clock()
+        try repository.prepareForWriting(now: started)
+        let existing = Set(try repository.listBackups(policy: policy.name).map(\.id))
+        let id = BackupID.make(startedAt: started, existing: existing)
+        var logger = logger
+        logger[metadataKey: "policy.name"] = "\(policy.name)"
+        logger[metadataKey: "backup.id"] = "\(id)"
+        logger.info("backup started", metadata: [
+            "source.kind": "\(policy.source.kind)", "repository.name": "\(repository.name)",
+            "repository.location": "\(repository.store.location)",
+        ])
+
+        let sink = ArtifactSink(repository: repository, policy: policy, backupID: id, logger: logger)
+        do {
+            let record = try source.run(into: sink, logger: logger)
+            let manifest = Manifest(policy: policy.name, id: id, source: record, startedAt: started, finishedAt: clock(),
+                                    tool: ToolRecord(version: LifeboatVersion.current), artifacts: sink.artifacts)
+            try repository.commit(manifest)
+            logger.info("backup committed", metadata: [
+                "backup.artifacts": "\(manifest.artifacts.count)", "backup.stored_bytes": "\(manifest.storedBytes)",
+                "backup.source_bytes": "\(manifest.sourceBytes)",
+                "backup.seconds": "\(String(format: "%.1f", manifest.finishedAt.timeIntervalSince(started)))",
+            ])
+            return manifest
+        } catch {
+            logger.error("backup failed; nothing was committed", metadata: ["error": "\(String(describing: error))"])
+            do {
+                try repository.store.delete(keys: sink.writtenKeys)
+            } catch let cleanup {
+                logger.warning("could not remove the failed backup's artifacts; 'lifeboat prune' will", metadata: [
+                    "error": "\(String(describing: cleanup))",
+                ])
+            }
+            if let error = error as? LifeboatError { throw error.prefixed("backup \(id) of policy '\(policy.name)' failed") }
+            throw error
+        }
+    }
+
+    func makeSource(for policy: Policy) throws -> any BackupSource {
+        switch policy.source {
+        case .postgres(let config):
+            return PostgresLogicalSource(config: config)
+        case .files(let config):
+            return FilesSource(config: config)
+        }
+    }
+}

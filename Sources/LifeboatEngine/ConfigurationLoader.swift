@@ -1,0 +1,39 @@
+import Foundation
+import LifeboatCore
+import LifeboatIO
+
+/// Reads a configuration directory from disk and parses it.
+public enum ConfigurationLoader {
+    /// The configuration directory: `--config`, else `LIFEBOAT_CONFIG`, else the current directory.
+    public static func directory(option: String?, environment: [String: String]) -> String {
+        let chosen = option ?? environment["LIFEBOAT_CONFIG"] ?? "."
+        let cwd = FileManager.default.currentDirectoryPath
+        let path = chosen.hasPrefix("/") ? chosen : cwd + "/" + chosen
+        return URL(fileURLWithPath: path).standardizedFileURL.path
+    }
+
+    /// Loads and validates every file. Throws `LifeboatErrors` listing all configuration
+    /// errors, or a `LifeboatError` when the directory cannot be read at all.
+    public static func load(directory: String, environment: [String: String]) throws -> Configuration {
+        guard isDirectory(directory) else {
+            throw LifeboatError(.configuration, "configuration directory '\(directory)' does not exist",
+                                hint: "Pass --config DIR or set LIFEBOAT_CONFIG to the directory holding lifeboat.yaml, policies/ and runbooks/.")
+        }
+        let mainPath = directory + "/lifeboat.yaml"
+        let main = pathExists(mainPath) ? ConfigFile(name: "lifeboat.yaml", text: try readTextFile(mainPath)) : nil
+        let policies = try yamlFiles(in: directory, subdirectory: "policies")
+        let runbooks = try yamlFiles(in: directory, subdirectory: "runbooks")
+        if main == nil && policies.isEmpty && runbooks.isEmpty {
+            throw LifeboatError(.configuration, "'\(directory)' holds no Lifeboat configuration (no lifeboat.yaml, policies/ or runbooks/)",
+                                hint: "Pass --config DIR or set LIFEBOAT_CONFIG to the directory holding lifeboat.yaml, policies/ and runbooks/.")
+        }
+        return try ConfigurationParser.parse(directory: directory, main: main, policies: policies, runbooks: runbooks,
+                                             environment: environment)
+    }
+
+    static func yamlFiles(in directory: String, subdirectory: String) throws -> [ConfigFile] {
+        try directoryEntries(directory + "/" + subdirectory)
+            .filter { ($0.hasSuffix(".yaml") || $0.hasSuffix(".yml")) && !$0.hasPrefix(".") }
+            .map { ConfigFile(name: "\(subdirectory)/\($0)", text: try readTextFile("\(directory)/\(subdirectory)/\($0)")) }
+    }
+}

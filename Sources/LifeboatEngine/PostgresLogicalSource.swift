@@ -1,0 +1,83 @@
+import Foundation
+import LifeboatArchive
+import LifeboatCore
+import LifeboatIO
+import LifeboatPostgres
+import Logging
+
+/// `postgres` in `mode: logical`: `pg_dumpall --globals-only`, then `pg_dump --format=custom`
+/// of each database, each streamed into an artifact of its own.
+public struct PostgresLogicalSource: BackupSource {
+    public let config: PostgresSourceConfig
+
+    /// Entry names inside the artifacts (the database's name is in the artifact record, so
+    /// a name with any characters in it never becomes a path).
+    static let globalsStream = "globals.sql"
+    static let databaseStream = "database.dump"
+
+    public init(config: PostgresSourceConfig) { self.config = config }
+
+    public func run(into sink: ArtifactSink, logger: Logger) throws -> SourceRecord {
+        let parameters = try PostgresConnectionParameters(conninfo: config.conninfo)
+        Secrets.register(parameters.password)
+        let (info, databases) = try inspect(parameters)
+        let programs = try PostgresClientPrograms(binDir: config.binDir, serverMajorVersion: info.majorVersion)
+        let dumpVersion = try programs.version(.pgDump)
+        logger.info("dumping PostgreSQL", metadata: [
+            "postgres.server": "\(parameters.safeDescription)", "postgres.version": "\(info.version)",
+            "postgres.databases": "\(databases.joined(separator: ","))",
+        ])
+
+        if config.globals {
+            try sink.artifact(role: "postgres-globals") { writer in
+                try stream(try programs.startDumpGlobals(connection: parameters), named: Self.globalsStream,
+                           into: writer, what: "pg_dumpall --globals-only")
+            }
+        }
+        for database in databases {
+            try sink.artifact(role: "postgres-database", database: database) { writer in
+                try stream(try programs.startDump(database: database, connection: parameters), named: Self.databaseStream,
+                           into: writer, what: "pg_dump of database '\(database)'")
+            }
+        }
+        return SourceRecord(kind: "postgres", postgres: PostgresSourceRecord(
+            mode: "logical", host: parameters.host, port: String(parameters.port), user: parameters.user,
+            serverVersion: info.version, serverVersionNumber: info.versionNumber,
+            systemIdentifier: info.systemIdentifier, databases: databases, dumpVersion: dumpVersion))
+    }
+
+    /// Checks the connection and finds the databases to dump (the configured ones must exist).
+    /// The connection is closed when this returns; the dumps make their own.
+    func inspect(_ parameters: PostgresConnectionParameters) throws -> (PostgresServerInfo, [String]) {
+        let connection = try PostgresConnection.connect(parameters)
+        let info = try connection.serverInfo()
+        let available = try connection.listDatabases()
+        guard let wanted = config.databases else { return (info, available) }
+        let missing = wanted.filter { !available.contains($0) }
+        if !missing.isEmpty {
+            let names = missing.map { "'\($0)'" }.joined(separator: ", ")
+            throw LifeboatError(.source, "database\(missing.count > 1 ? "s" : "") \(names) listed in the policy do\(missing.count > 1 ? "" : "es") not exist on \(parameters.safeDescription)",
+                                hint: "The server has: \(available.joined(separator: ", ")). Fix 'source.postgres.databases', or leave it out to back up every database.")
+        }
+        return (info, wanted)
+    }
+
+    /// Streams a child's standard output into the artifact, then requires a clean exit: a dump
+    /// that stopped early must never be mistaken for a complete one.
+    func stream(_ child: ChildProcess, named name: String, into writer: ArtifactWriter, what: String) throws {
+        var waited = false
+        defer {
+            if !waited {
+                child.terminate()
+                _ = try? child.wait()  // reaping after an error that is already being reported
+            }
+        }
+        try writer.addStream(name: name) { buffer in try child.readStdout(into: buffer) }
+        let termination = try child.wait()
+        waited = true
+        guard termination.isSuccess else {
+            throw LifeboatError(.source, "\(what) \(termination): \(child.stderrText.trimmingCharacters(in: .whitespacesAndNewlines))",
+                                hint: "The dump is incomplete and was not committed; fix the cause above and run the backup again.")
+        }
+    }
+}

@@ -1,0 +1,78 @@
+import Foundation
+import LifeboatIO
+
+/// Runs the `lifeboat` executable built beside the test bundle, as a user would.
+public enum LifeboatCLI {
+    public struct Output: Sendable {
+        public var status: Int32
+        public var stdout: String
+        public var stderr: String
+        /// Everything the command printed, for "never prints the password" checks.
+        public var all: String { stdout + stderr }
+    }
+
+    /// The executable: `.build/<config>/lifeboat`, beside the test bundle.
+    public static var executable: String {
+        get throws {
+            let testBinary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+            var directory = testBinary.deletingLastPathComponent()
+            // The test binary may sit inside `LifeboatPackageTests.xctest/`.
+            while directory.path != "/" {
+                let candidate = directory.appendingPathComponent("lifeboat").path
+                if FileManager.default.isExecutableFile(atPath: candidate), !isDirectory(candidate) { return candidate }
+                directory = directory.deletingLastPathComponent()
+            }
+            throw TestSupportError("the lifeboat executable was not found beside \(testBinary.path); build it with 'swift build'")
+        }
+    }
+
+    /// Runs `lifeboat ARGS --config DIR` with the given extra environment. `LOG_LEVEL` is
+    /// `info` unless given, and standard error is a pipe, so logs are JSON lines.
+    public static func run(_ arguments: [String], config: String? = nil, environment: [String: String] = [:]) throws -> Output {
+        var args = arguments
+        if let config { args += ["--config", config] }
+        var env = ["LOG_LEVEL": "info"]
+        env.merge(environment) { _, new in new }
+        let result = try ChildProcess.run(try executable, args, environment: env)
+        let status: Int32
+        switch result.status {
+        case .exited(let code): status = code
+        case .signaled(let signal): status = 128 + signal
+        }
+        return Output(status: status, stdout: result.stdout, stderr: result.stderr)
+    }
+}
+
+public struct TestSupportError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// A directory under /tmp, removed by `remove()`.
+public final class TemporaryDirectory: Sendable {
+    public let path: String
+
+    public init(_ label: String = "lifeboat-test") throws {
+        let template = "/tmp/\(label)-XXXXXX"
+        var bytes = Array(template.utf8CString)
+        guard let created = mkdtemp(&bytes) else {
+            throw TestSupportError("mkdtemp \(template) failed: \(String(cString: strerror(errno)))")
+        }
+        path = String(cString: created)
+    }
+
+    public func remove() {
+        try? FileManager.default.removeItem(atPath: path)  // cleanup of a scratch directory; nothing to report
+    }
+
+    /// Writes a file (creating parent directories) and returns its path.
+    @discardableResult
+    public func write(_ relativePath: String, _ text: String) throws -> String {
+        let url = URL(fileURLWithPath: path).appendingPathComponent(relativePath)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try Data(text.utf8).write(to: url)
+        return url.path
+    }
+
+    public func subpath(_ relativePath: String) -> String { path + "/" + relativePath }
+}

@@ -1,0 +1,54 @@
+import ArgumentParser
+import Foundation
+import LifeboatCore
+import LifeboatEngine
+import LifeboatIO
+import Logging
+
+/// The `lifeboat` command line: parses arguments, delegates to the engine, prints.
+struct Lifeboat: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lifeboat",
+        abstract: "Backup, restore and disaster recovery for PostgreSQL, S3 buckets, Redis and files.",
+        discussion: """
+            Exit status: 0 done; 1 the operation failed; 2 bad input (arguments, configuration, \
+            an unusable restore target).
+            """,
+        version: LifeboatVersion.current,
+        subcommands: [Check.self, Backup.self, List.self, Verify.self, Restore.self]
+    )
+}
+
+/// Options every command takes.
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Configuration directory (lifeboat.yaml, policies/, runbooks/). Default: $LIFEBOAT_CONFIG, else the current directory.", valueName: "dir"))
+    var config: String?
+
+    @Flag(name: .long, help: "Log debug detail.")
+    var verbose = false
+
+    func loadConfiguration() throws -> Configuration {
+        let environment = ProcessInfo.processInfo.environment
+        LifeboatLogHandler.bootstrap(environment: environment, verbose: verbose)
+        let directory = ConfigurationLoader.directory(option: config, environment: environment)
+        return try ConfigurationLoader.load(directory: directory, environment: environment)
+    }
+
+    var logger: Logger { Logger(label: "lifeboat") }
+}
+
+/// Writes a value as JSON on standard output.
+func printJSON<T: Encodable>(_ value: T) throws {
+    print(String(decoding: try JSON.encode(value), as: UTF8.self))
+}
+
+func formatBytes(_ bytes: Int64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    var value = Double(bytes)
+    var unit = 0
+    while value >= 1024, unit < units.count - 1 {
+        value /= 1024
+        unit += 1
+    }
+    return unit == 0 ? "\(bytes) B" : String(format: "%.1f %@", value, units[unit])
+}

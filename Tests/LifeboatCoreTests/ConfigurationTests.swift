@@ -1,0 +1,229 @@
+import Testing
+@testable import LifeboatCore
+
+/// Parses files given inline; returns the configuration or the list of error messages.
+func parse(
+    main: String? = nil, policies: [String: String] = [:], runbooks: [String: String] = [:],
+    environment: [String: String] = [:]
+) -> Result<Configuration, LifeboatErrors> {
+    Result { () throws(LifeboatErrors) -> Configuration in
+        try ConfigurationParser.parse(
+            directory: "/etc/lifeboat",
+            main: main.map { ConfigFile(name: "lifeboat.yaml", text: $0) },
+            policies: policies.sorted { $0.key < $1.key }.map { ConfigFile(name: "policies/\($0.key)", text: $0.value) },
+            runbooks: runbooks.sorted { $0.key < $1.key }.map { ConfigFile(name: "runbooks/\($0.key)", text: $0.value) },
+            environment: environment)
+    }
+}
+
+func errors(_ result: Result<Configuration, LifeboatErrors>) -> [String] {
+    switch result {
+    case .success: return []
+    case .failure(let e): return e.errors.map(\.message)
+    }
+}
+
+let validPostgresPolicy = """
+    policy: hub-postgres
+    source:
+      postgres:
+        conninfo: "host=db port=5432 user=backup dbname=postgres password=${PGPASS}"
+        mode: logical
+        databases: [mcphub, mcp_registry]
+    schedule: { cron: "0 2 * * *", timezone: UTC, jitter: 10m }
+    repository: offsite
+    retention: { recovery_window: 30d }
+    """
+
+let validMain = """
+    repositories:
+      local: { path: /var/backups/lifeboat }
+      offsite:
+        s3: { endpoint: "https://s3.eu-central-1.amazonaws.com", region: eu-central-1, bucket: acme-dr, prefix: lifeboat }
+    state_dir: /var/lib/lifeboat
+    listen: 127.0.0.1:9187
+    """
+
+@Suite struct ConfigurationParsing {
+    @Test func parsesAWholeDirectory() throws {
+        let configuration = try parse(
+            main: validMain,
+            policies: [
+                "hub-postgres.yaml": validPostgresPolicy,
+                "etc.yaml": "policy: etc\nsource: { files: { path: conf } }\ncompression: { algorithm: none }\n",
+            ],
+            runbooks: ["platform.yaml": """
+                runbook: platform-recovery
+                objectives: { rto: 30m, rpo: 1h }
+                steps:
+                  - restore: hub-postgres
+                    target: { conninfo: "host=localhost dbname=postgres", time: latest }
+                  - run: [systemctl, restart, hub-web]
+                  - health:
+                      - http: { url: "http://localhost:8080/health", status: 200, json: { status: healthy } }
+                      - postgres: { conninfo: "host=localhost dbname=mcphub" }
+                    within: 5m
+                  - manual: Re-submit the jobs that were in flight.
+                """],
+            environment: ["PGPASS": "hunter22"]
+        ).get()
+
+        #expect(configuration.repositories.map(\.name) == ["local", "offsite", "default"])
+        #expect(configuration.repositories[0].kind == .local(path: "/var/backups/lifeboat"))
+        guard case .s3(let s3) = configuration.repositories[1].kind else {
+            Issue.record("offsite is not an S3 repository")
+            return
+        }
+        #expect(s3.bucket == "acme-dr")
+        #expect(s3.prefix == "lifeboat/")
+        #expect(configuration.repositories[2].kind == .local(path: "/etc/lifeboat/.lifeboat/repository"))
+
+        #expect(configuration.policies.map(\.name) == ["etc", "hub-postgres"])
+        let hub = try configuration.policy(named: "hub-postgres")
+        guard case .postgres(let pg) = hub.source else {
+            Issue.record("hub-postgres is not a postgres source")
+            return
+        }
+        #expect(pg.conninfo == "host=db port=5432 user=backup dbname=postgres password=hunter22")
+        #expect(pg.databases == ["mcphub", "mcp_registry"])
+        #expect(pg.globals)
+        #expect(hub.schedule?.cron.hours == [2])
+        #expect(hub.schedule?.jitter == ConfigDuration(seconds: 600))
+        #expect(hub.retention.recoveryWindow == ConfigDuration(seconds: 30 * 86400))
+        #expect(try configuration.repository(for: hub).name == "offsite")
+
+        let etc = try configuration.policy(named: "etc")
+        #expect(etc.compression == .none)
+        guard case .files(let files) = etc.source else {
+            Issue.record("etc is not a files source")
+            return
+        }
+        #expect(files.path == "/etc/lifeboat/conf")
+        #expect(try configuration.repository(for: etc).name == "default")
+
+        let runbook = try #require(configuration.runbooks.first)
+        #expect(runbook.name == "platform-recovery")
+        #expect(runbook.objectives == Objectives(rto: ConfigDuration(seconds: 1800), rpo: ConfigDuration(seconds: 3600)))
+        #expect(runbook.steps.count == 4)
+    }
+
+    @Test func aDirectoryWithoutLifeboatYamlUsesTheBuiltinRepository() throws {
+        let configuration = try parse(policies: ["etc.yaml": "policy: etc\nsource: { files: { path: /etc/app } }\n"]).get()
+        #expect(try configuration.repository(for: configuration.policy(named: "etc")).kind
+            == .local(path: "/etc/lifeboat/.lifeboat/repository"))
+    }
+
+    @Test func malformedYamlNamesFileLineAndColumn() {
+        let messages = errors(parse(policies: ["bad.yaml": "policy: x\nsource: { files: { path: /a }\nschedule: 1\n"]))
+        #expect(messages.count == 1)
+        #expect(messages.first?.hasPrefix("policies/bad.yaml:") == true)
+        #expect(messages.first?.contains("malformed YAML") == true)
+        // The location is line:column, both numbers.
+        let location = messages.first?.split(separator: ":").dropFirst().prefix(2).map { Int($0) != nil }
+        #expect(location == [true, true])
+    }
+
+    @Test func unknownKeyIsReportedWithASuggestion() {
+        let policy = """
+            policy: hub-postgres
+            source:
+              postgres: { conninfo: "host=db" }
+            shedule: { cron: "0 2 * * *" }
+            """
+        #expect(errors(parse(policies: ["hub-postgres.yaml": policy]))
+            == ["policies/hub-postgres.yaml:4:1: unknown key 'shedule' (did you mean 'schedule'?)"])
+    }
+
+    @Test func unknownNestedKeyNamesItsPath() {
+        let policy = "policy: p\nsource:\n  postgres: { conninfo: x, databse: [a] }\n"
+        #expect(errors(parse(policies: ["p.yaml": policy]))
+            == ["policies/p.yaml:3:28: unknown key 'databse' in 'source.postgres' (did you mean 'databases'?)"])
+    }
+
+    @Test(arguments: [
+        ("policy: p\nsource: { postgres: { conninfo: x, databases: mcphub } }\n", "policies/p.yaml:2:47: 'source.postgres.databases' must be a list, not a scalar"),
+        ("policy: p\nsource: [files]\n", "policies/p.yaml:2:9: 'source' must be a mapping (key: value), not a list"),
+        ("policy: p\nsource: { files: { path: /a } }\ncompression: { level: high }\n", "policies/p.yaml:3:23: 'compression.level' must be an integer, not 'high'"),
+        ("policy: p\nsource: { files: { path: /a } }\ncompression: { level: 40 }\n", "policies/p.yaml:3:23: 'compression.level' must be between 1 and 19, not 40"),
+        ("policy: p\nsource: { postgres: { conninfo: x, globals: maybe } }\n", "policies/p.yaml:2:45: 'source.postgres.globals' must be true or false, not 'maybe'"),
+    ])
+    func wrongTypesAreReported(yaml: String, expected: String) {
+        #expect(errors(parse(policies: ["p.yaml": yaml])) == [expected])
+    }
+
+    @Test func badDurationIsReported() {
+        let policy = "policy: p\nsource: { files: { path: /a } }\nretention: { keep_within: 30 days }\n"
+        let messages = errors(parse(policies: ["p.yaml": policy]))
+        #expect(messages == ["policies/p.yaml:3:27: '30 days' is not a valid duration for 'retention.keep_within'"])
+    }
+
+    @Test func missingRequiredKeysAreReported() {
+        let messages = errors(parse(policies: ["p.yaml": "policy: p\nretention: { keep_last: 3 }\n"]))
+        #expect(messages == ["policies/p.yaml:1:1: missing required key 'source'"])
+    }
+
+    @Test func unknownRepositoryIsReported() {
+        let policy = "policy: p\nsource: { files: { path: /a } }\nrepository: ofsite\n"
+        let messages = errors(parse(main: validMain, policies: ["p.yaml": policy]))
+        #expect(messages == ["policies/p.yaml:3:13: unknown repository 'ofsite' (did you mean 'offsite'?)"])
+    }
+
+    @Test func runbookRestoringAnUnknownPolicyIsReported() {
+        let runbook = "runbook: r\nsteps:\n  - restore: hub-postgress\n    target: { conninfo: x }\n"
+        let messages = errors(parse(policies: ["hub.yaml": validPostgresPolicy.replacingOccurrences(of: "repository: offsite\n", with: "")],
+                                    runbooks: ["r.yaml": runbook], environment: ["PGPASS": "x"]))
+        #expect(messages == ["runbooks/r.yaml:3:14: runbook step restores unknown policy 'hub-postgress' (did you mean 'hub-postgres'?)"])
+    }
+
+    @Test func everyErrorInEveryFileIsReported() {
+        let messages = errors(parse(
+            main: "repositories: { local: { path: /x, bucket: b } }\n",
+            policies: [
+                "a.yaml": "policy: a\nsource: { files: { path: /a } }\nschedule: { cron: \"61 * * * *\" }\n",
+                "b.yaml": "policy: b\nsource: { files: {} }\nretention: { keep_within: soon }\n",
+            ]))
+        #expect(messages.count == 4)
+        #expect(messages[0].hasPrefix("lifeboat.yaml:1:36: unknown key 'bucket' in 'repositories.local'"))
+        #expect(messages[1].hasPrefix("policies/a.yaml:3:19: invalid cron expression: 61 is out of range"))
+        #expect(messages[2] == "policies/b.yaml:2:18: missing required key 'path' in 'source.files'")
+        #expect(messages[3].hasPrefix("policies/b.yaml:3:27: 'soon' is not a valid duration"))
+    }
+
+    @Test func undefinedEnvironmentVariableIsReportedWithoutOtherValues() throws {
+        let result = parse(policies: ["hub.yaml": validPostgresPolicy.replacingOccurrences(of: "repository: offsite\n", with: "")])
+        let error = try #require(result.failureErrors.first)
+        #expect(error.message == "policies/hub.yaml:4:15: environment variable 'PGPASS' used in 'source.postgres.conninfo' is not set")
+        #expect(error.hint?.contains("${PGPASS:-default}") == true)
+    }
+
+    @Test func duplicatePolicyNamesAreReported() {
+        let messages = errors(parse(policies: [
+            "a.yaml": "policy: same\nsource: { files: { path: /a } }\n",
+            "b.yaml": "policy: same\nsource: { files: { path: /b } }\n",
+        ]))
+        #expect(messages == ["policies/b.yaml:1:9: policy 'same' is already defined in policies/a.yaml"])
+    }
+
+    @Test func physicalModeIsRefusedUntilItExists() {
+        let messages = errors(parse(policies: ["p.yaml": "policy: p\nsource: { postgres: { conninfo: x, mode: physical } }\n"]))
+        #expect(messages.first?.contains("mode 'physical'") == true)
+    }
+
+    @Test func missingPolicyIsANotFoundErrorWithSuggestion() throws {
+        let configuration = try parse(policies: ["p.yaml": "policy: hub-postgres\nsource: { files: { path: /a } }\n"]).get()
+        #expect {
+            try configuration.policy(named: "hub-postgre")
+        } throws: { error in
+            guard let error = error as? LifeboatError else { return false }
+            return error.code == .notFound && error.exitStatus == 2
+                && error.message.contains("no policy named 'hub-postgre'") && error.message.contains("did you mean 'hub-postgres'")
+        }
+    }
+}
+
+extension Result where Failure == LifeboatErrors {
+    var failureErrors: [LifeboatError] {
+        if case .failure(let e) = self { return e.errors }
+        return []
+    }
+}

@@ -1,0 +1,115 @@
+import Foundation
+import LifeboatArchive
+import LifeboatCore
+import LifeboatEngine
+import Logging
+import Testing
+import TestSupport
+
+/// A source that writes one good artifact, then part of a second, then fails — as a dump
+/// whose server goes away half-way would.
+struct FailingHalfWaySource: BackupSource {
+    struct Failure: Error {}
+
+    func run(into sink: ArtifactSink, logger: Logger) throws -> SourceRecord {
+        try sink.artifact(role: "files") { writer in
+            let data = Array(repeating: UInt8(ascii: "x"), count: 100_000)
+            var offset = 0
+            try writer.addFile(path: "first.bin", size: Int64(data.count), mode: 0o644, modificationTime: 0) { buffer in
+                let n = min(buffer.count, data.count - offset)
+                buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: data.withUnsafeBytes { $0 }[offset..<offset + n]))
+                offset += n
+                return n
+            }
+        }
+        try sink.artifact(role: "files") { writer in
+            try writer.addStream(name: "endless", chunkSize: 4096) { buffer in
+                throw LifeboatError(.source, "the source went away half-way")
+            }
+        }
+        return SourceRecord(kind: "files")
+    }
+}
+
+@Suite(.timeLimit(.minutes(3)))
+struct BackupLifecycle {
+    @Test func aBackupThatFailsHalfWayLeavesNoListedBackupAndTheNextOneSucceeds() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        try dir.write("src/file.txt", "hello")
+        try dir.write("policies/etc.yaml", "policy: etc\nsource: { files: { path: src } }\n")
+        let configuration = try ConfigurationLoader.load(directory: dir.path, environment: [:])
+        let policy = try configuration.policy(named: "etc")
+        let engine = BackupCommand(configuration: configuration, logger: Logger(label: "test"))
+
+        #expect(throws: LifeboatError.self) { try engine.run(policy: policy, source: FailingHalfWaySource()) }
+        #expect(try ListCommand(configuration: configuration).run(policy: "etc").isEmpty)
+        let verify = try LifeboatCLI.run(["verify", "etc", "latest"], config: dir.path)
+        #expect(verify.status == 2)
+        #expect(verify.stderr.contains("policy 'etc' has no committed backup"))
+
+        let manifest = try engine.run(policy: "etc")
+        #expect(try ListCommand(configuration: configuration).run(policy: "etc").map(\.id) == [manifest.id])
+    }
+
+    @Test func aCrashBeforeTheManifestLeavesABackupThatIsNeverListedVerifiedOrRestored() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        try dir.write("src/file.txt", "hello")
+        try dir.write("policies/etc.yaml", "policy: etc\nsource: { files: { path: src } }\n")
+        #expect(try LifeboatCLI.run(["backup", "etc"], config: dir.path).status == 0)
+        // What a crash between the artifacts and the manifest leaves behind: data, no manifest.
+        let repo = dir.subpath(".lifeboat/repository/etc/backups")
+        let committed = try #require(try FileManager.default.contentsOfDirectory(atPath: repo).first)
+        let crashed = "29990101T000000Z"
+        try FileManager.default.createDirectory(atPath: "\(repo)/\(crashed)/data", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: "\(repo)/\(committed)/data/0000.tar.zst", toPath: "\(repo)/\(crashed)/data/0000.tar.zst")
+
+        let list = try LifeboatCLI.run(["list", "etc", "--json"], config: dir.path)
+        #expect(!list.stdout.contains(crashed))
+        #expect(try LifeboatCLI.run(["list", "etc", "--all"], config: dir.path).stdout.contains("\(crashed)  INTERRUPTED"))
+        // `latest` is the newest committed backup, not the newer interrupted one.
+        let latest = try LifeboatCLI.run(["verify", "etc", "latest", "--json"], config: dir.path)
+        #expect(latest.status == 0)
+        #expect(latest.stdout.contains(committed))
+        let verify = try LifeboatCLI.run(["verify", "etc", crashed], config: dir.path)
+        #expect(verify.status == 2)
+        #expect(verify.stderr.contains("backup \(crashed) of policy 'etc' has no committed manifest"))
+        let restore = try LifeboatCLI.run(["restore", "etc", crashed, "--to", dir.subpath("out")], config: dir.path)
+        #expect(restore.status == 2)
+        #expect(!FileManager.default.fileExists(atPath: dir.subpath("out")))
+    }
+
+    @Test func filesRoundTripThroughBackupAndRestore() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        try dir.write("etc/app/app.conf", "listen = 8080\n")
+        try dir.write("etc/app/conf.d/extra.conf", String(repeating: "option = value\n", count: 1000))
+        try dir.write("etc/app/cache/skip.me", "excluded")
+        try FileManager.default.createSymbolicLink(atPath: dir.subpath("etc/app/current"), withDestinationPath: "conf.d/extra.conf")
+        try dir.write("policies/etc.yaml", "policy: etc\nsource: { files: { path: etc/app, exclude: [cache] } }\n")
+
+        #expect(try LifeboatCLI.run(["backup", "etc"], config: dir.path).status == 0)
+        let restore = try LifeboatCLI.run(["restore", "etc", "latest", "--to", dir.subpath("restored")], config: dir.path)
+        #expect(restore.status == 0, "\(restore.stderr)")
+        #expect(try String(contentsOfFile: dir.subpath("restored/app.conf"), encoding: .utf8) == "listen = 8080\n")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: dir.subpath("restored/conf.d/extra.conf")))
+            == Data(contentsOf: URL(fileURLWithPath: dir.subpath("etc/app/conf.d/extra.conf"))))
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: dir.subpath("restored/current")) == "conf.d/extra.conf")
+        #expect(!FileManager.default.fileExists(atPath: dir.subpath("restored/cache")))
+    }
+
+    @Test func restoreIntoANonEmptyDirectoryIsRefusedAndTouchesNothing() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        try dir.write("src/app.conf", "new")
+        try dir.write("target/app.conf", "precious")
+        try dir.write("policies/etc.yaml", "policy: etc\nsource: { files: { path: src } }\n")
+        #expect(try LifeboatCLI.run(["backup", "etc"], config: dir.path).status == 0)
+        let result = try LifeboatCLI.run(["restore", "etc", "--to", dir.subpath("target")], config: dir.path)
+        #expect(result.status == 2)
+        #expect(result.stderr.contains("restore target '\(dir.subpath("target"))' is not empty"))
+        #expect(result.stderr.contains("HINT: Restore into a new or empty directory"))
+        #expect(try String(contentsOfFile: dir.subpath("target/app.conf"), encoding: .utf8) == "precious")
+    }
+}

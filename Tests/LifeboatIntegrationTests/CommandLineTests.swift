@@ -1,0 +1,90 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// Bad input through the real executable: each gets exit status 2 and a message that says
+/// where and what.
+@Suite(.timeLimit(.minutes(2)))
+struct CommandLineBadInput {
+    func config(_ files: [String: String]) throws -> TemporaryDirectory {
+        let dir = try TemporaryDirectory()
+        for (path, text) in files { try dir.write(path, text) }
+        return dir
+    }
+
+    @Test func malformedYaml() throws {
+        let dir = try config(["policies/bad.yaml": "policy: bad\nsource: { files: { path: /etc }\n"])
+        defer { dir.remove() }
+        let result = try LifeboatCLI.run(["check"], config: dir.path)
+        #expect(result.status == 2)
+        #expect(result.stderr.contains("error: policies/bad.yaml:3:1: malformed YAML"), "\(result.stderr)")
+    }
+
+    @Test func unknownKey() throws {
+        let dir = try config(["policies/p.yaml": "policy: p\nsource: { files: { path: /etc } }\nshedule: { cron: \"0 2 * * *\" }\n"])
+        defer { dir.remove() }
+        let result = try LifeboatCLI.run(["backup", "p"], config: dir.path)
+        #expect(result.status == 2)
+        #expect(result.stderr.contains("error: policies/p.yaml:3:1: unknown key 'shedule' (did you mean 'schedule'?)"))
+    }
+
+    @Test func wrongType() throws {
+        let dir = try config(["policies/p.yaml": "policy: p\nsource: { postgres: { conninfo: x, databases: mcphub } }\n"])
+        defer { dir.remove() }
+        let result = try LifeboatCLI.run(["check"], config: dir.path)
+        #expect(result.status == 2)
+        #expect(result.stderr.contains("policies/p.yaml:2:47: 'source.postgres.databases' must be a list, not a scalar"))
+    }
+
+    @Test func checkReportsEveryErrorAsJSON() throws {
+        let dir = try config([
+            "lifeboat.yaml": "repositories: { local: { path: /x } }\nlisten: [1]\n",
+            "policies/a.yaml": "policy: a\nsource: { files: { path: /a } }\nrepository: nowhere\n",
+            "policies/b.yaml": "policy: b\nsource: { files: { path: /b } }\nretention: { keep_within: 3 days }\n",
+        ])
+        defer { dir.remove() }
+        let result = try LifeboatCLI.run(["check", "--json"], config: dir.path)
+        #expect(result.status == 2)
+        let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+        #expect(object?["ok"] as? Bool == false)
+        let errors = object?["errors"] as? [String] ?? []
+        #expect(errors.count == 3, "\(errors)")
+        #expect(errors.contains { $0.hasPrefix("policies/a.yaml:3:13: unknown repository 'nowhere'") })
+    }
+
+    @Test func missingPolicy() throws {
+        let dir = try config(["policies/etc.yaml": "policy: etc\nsource: { files: { path: /etc } }\n"])
+        defer { dir.remove() }
+        let result = try LifeboatCLI.run(["backup", "ect"], config: dir.path)
+        #expect(result.status == 2)
+        #expect(result.stderr.contains("no policy named 'ect'"))
+        #expect(result.stderr.contains("did you mean 'etc'"))
+    }
+
+    @Test func unknownRepository() throws {
+        let dir = try config([
+            "lifeboat.yaml": "repositories: { offsite: { path: /srv/backups } }\n",
+            "policies/etc.yaml": "policy: etc\nsource: { files: { path: /etc } }\nrepository: ofsite\n",
+        ])
+        defer { dir.remove() }
+        let result = try LifeboatCLI.run(["backup", "etc"], config: dir.path)
+        #expect(result.status == 2)
+        #expect(result.stderr.contains("policies/etc.yaml:3:13: unknown repository 'ofsite' (did you mean 'offsite'?)"))
+    }
+
+    @Test func missingConfigurationDirectory() throws {
+        let result = try LifeboatCLI.run(["list"], config: "/nonexistent/lifeboat")
+        #expect(result.status == 2)
+        #expect(result.stderr.contains("configuration directory '/nonexistent/lifeboat' does not exist"))
+    }
+
+    @Test func badArgumentsExitWithStatus2() throws {
+        let dir = try config(["policies/etc.yaml": "policy: etc\nsource: { files: { path: /etc } }\n"])
+        defer { dir.remove() }
+        #expect(try LifeboatCLI.run(["restore", "etc"], config: dir.path).status == 2)  // --to is required
+        #expect(try LifeboatCLI.run(["frobnicate"]).status == 2)
+        let help = try LifeboatCLI.run(["--help"])
+        #expect(help.status == 0)
+        #expect(help.stdout.contains("Exit status: 0 done; 1 the operation failed; 2 bad input"))
+    }
+}

@@ -37,6 +37,9 @@ let package = Package(
             linkerSettings: [.linkedLibrary("curl")]
         ),
 
+        // glibc functions Swift's Glibc module does not declare (they need _GNU_SOURCE).
+        .target(name: "CLifeboatSystem"),
+
         // Pure logic: models, configuration, validation, manifests, errors. No I/O, no C.
         .target(
             name: "LifeboatCore",
@@ -50,7 +53,7 @@ let package = Package(
         .target(
             name: "LifeboatIO",
             dependencies: [
-                "LifeboatCore",
+                "LifeboatCore", "CLifeboatSystem",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict

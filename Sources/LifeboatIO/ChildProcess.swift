@@ -1,8 +1,5 @@
-#if canImport(Glibc)
+import CLifeboatSystem
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import LifeboatCore
 import Synchronization
 
@@ -186,12 +183,11 @@ public final class ChildProcess: Sendable {
         try check(posix_spawn_file_actions_adddup2(&actions, stderrPipe.write, 2), "posix_spawn_file_actions_adddup2", description)
         // Whatever else this process has open (descriptors other libraries opened without
         // close-on-exec) is none of the child's business, and could keep a pipe from ending.
-        // Hygiene only: skipped with a C library older than glibc 2.34, which lacks it.
-        if let result = GNUFunctions.addclosefrom(&actions, 3) {
-            try check(result, "posix_spawn_file_actions_addclosefrom_np", description)
-        }
+        try check(lifeboat_posix_spawn_file_actions_addclosefrom_np(&actions, 3),
+                  "posix_spawn_file_actions_addclosefrom_np", description)
         if let workingDirectory {
-            try check(GNUFunctions.addchdir(&actions, workingDirectory), "posix_spawn_file_actions_addchdir_np", description)
+            try check(workingDirectory.withCString { lifeboat_posix_spawn_file_actions_addchdir_np(&actions, $0) },
+                      "posix_spawn_file_actions_addchdir_np", description)
         }
 
         var attributes = posix_spawnattr_t()
@@ -433,7 +429,7 @@ public final class ChildProcess: Sendable {
         var fds: [Int32] = [-1, -1]
         _ = try fds.withUnsafeMutableBufferPointer { fds in
             try syscall("unable to create a pipe for '\(description)'", code: .process) {
-                GNUFunctions.pipe2(fds.baseAddress!, O_CLOEXEC)
+                lifeboat_pipe2(fds.baseAddress!, O_CLOEXEC)
             }
         }
         return (fds[0], fds[1])
@@ -458,49 +454,6 @@ public final class ChildProcess: Sendable {
         }
         for (key, value) in extra { merged[key] = value }
         return merged.sorted { $0.key < $1.key }
-    }
-}
-
-/// glibc functions that Swift's Glibc module does not import (they are declared only under
-/// `_GNU_SOURCE`), looked up once in the C library with `dlsym`.
-private enum GNUFunctions {
-    private typealias Pipe2 = @convention(c) (UnsafeMutablePointer<Int32>?, Int32) -> Int32
-    private typealias AddClosefrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>?, Int32) -> Int32
-    private typealias AddChdir = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>?, UnsafePointer<CChar>?) -> Int32
-
-    /// `pipe2(2)`: both ends created with the flags at once, so that no other thread's
-    /// spawn can inherit them between `pipe` and `fcntl`.
-    static func pipe2(_ fds: UnsafeMutablePointer<Int32>, _ flags: Int32) -> Int32 {
-        guard let function = lookUp("pipe2", as: Pipe2.self) else {
-            errno = ENOSYS
-            return -1
-        }
-        return function(fds, flags)
-    }
-
-    /// `posix_spawn_file_actions_addchdir_np` (glibc 2.29): returns an error number.
-    static func addchdir(_ actions: UnsafeMutablePointer<posix_spawn_file_actions_t>, _ path: String) -> Int32 {
-        guard let function = lookUp("posix_spawn_file_actions_addchdir_np", as: AddChdir.self) else {
-            return ENOSYS
-        }
-        return path.withCString { function(actions, $0) }
-    }
-
-    /// `posix_spawn_file_actions_addclosefrom_np` (glibc 2.34): returns an error number, or
-    /// nil when the C library does not have it.
-    static func addclosefrom(_ actions: UnsafeMutablePointer<posix_spawn_file_actions_t>, _ lowest: Int32) -> Int32? {
-        guard let function = lookUp("posix_spawn_file_actions_addclosefrom_np", as: AddClosefrom.self) else {
-            return nil
-        }
-        return function(actions, lowest)
-    }
-
-    private static func lookUp<F>(_ name: String, as type: F.Type) -> F? {
-        // dlopen(NULL) is the global symbol scope of the program, which includes the C library.
-        guard let program = dlopen(nil, RTLD_NOW) else { return nil }
-        defer { dlclose(program) }
-        guard let symbol = dlsym(program, name) else { return nil }
-        return unsafeBitCast(symbol, to: type)
     }
 }
 

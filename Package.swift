@@ -58,6 +58,22 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // HTTP over libcurl: streaming bodies, connection reuse, timeouts, TLS settings.
+        .target(
+            name: "LifeboatHTTP",
+            dependencies: ["LifeboatCore", "CCurl"],
+            swiftSettings: strict
+        ),
+        // The S3 client and the S3 object store (SigV4 signing lives in the core).
+        .target(
+            name: "LifeboatS3",
+            dependencies: [
+                "LifeboatCore", "LifeboatHTTP",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         // Tar archives through libarchive (zstd), streamed, with a SHA-256 per entry.
         .target(
             name: "LifeboatArchive",
@@ -80,7 +96,7 @@ let package = Package(
         .target(
             name: "LifeboatEngine",
             dependencies: [
-                "LifeboatCore", "LifeboatIO", "LifeboatArchive", "LifeboatPostgres",
+                "LifeboatCore", "LifeboatIO", "LifeboatArchive", "LifeboatPostgres", "LifeboatHTTP", "LifeboatS3",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -94,6 +110,18 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Benchmarks (run by the scripts in Benchmarks/, not by the tests).
+        .executableTarget(
+            name: "s3-transfer-bench",
+            dependencies: [
+                "LifeboatCore", "LifeboatHTTP", "LifeboatS3",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/S3Transfer",
+            swiftSettings: strict
+        ),
+
         // Real servers on loopback for the tests.
         .target(
             name: "TestSupport",
@@ -108,6 +136,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "LifeboatHTTPTests",
+            dependencies: ["LifeboatCore", "LifeboatHTTP"],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "LifeboatArchiveTests",
             dependencies: ["LifeboatCore", "LifeboatArchive"],
             swiftSettings: strict
@@ -116,7 +149,7 @@ let package = Package(
             name: "LifeboatIntegrationTests",
             dependencies: [
                 "LifeboatCore", "LifeboatIO", "LifeboatArchive", "LifeboatPostgres",
-                "LifeboatEngine", "TestSupport",
+                "LifeboatHTTP", "LifeboatS3", "LifeboatEngine", "TestSupport",
             ],
             swiftSettings: strict
         ),

@@ -24,7 +24,7 @@ public struct BackupCommand {
     /// on any error the artifacts already written are deleted (best effort — a crash leaves
     /// them for `prune`), and the error is rethrown.
     public func run(policy: Policy, source: any BackupSource) throws -> Manifest {
-        let repository = try Repository.open(configuration.repository(for: policy))
+        let repository = try Repository.open(configuration.repository(for: policy), logger: logger)
         let started = clock()
         try repository.prepareForWriting(now: started)
         let existing = Set(try repository.listBackups(policy: policy.name).map(\.id))

@@ -42,7 +42,7 @@ public struct RestoreCommand {
 
     public func run(policy name: String, selector: String, options: Options) throws -> Result {
         let policy = try configuration.policy(named: name)
-        let repository = try Repository.open(configuration.repository(for: policy))
+        let repository = try Repository.open(configuration.repository(for: policy), logger: logger)
         try repository.checkFormat()
         let manifest = try repository.resolve(policy: policy.name, selector: selector)
         var logger = logger

@@ -1,15 +1,29 @@
+import Foundation
 import LifeboatCore
+import LifeboatHTTP
 import LifeboatIO
+import LifeboatS3
+import Logging
 
 extension Repository {
     /// Opens the repository a configuration names.
-    public static func open(_ config: RepositoryConfig) throws -> Repository {
+    public static func open(
+        _ config: RepositoryConfig, environment: [String: String] = ProcessInfo.processInfo.environment,
+        logger: Logger = Logger(label: "lifeboat")
+    ) throws -> Repository {
         switch config.kind {
         case .local(let path):
             return Repository(name: config.name, store: LocalStore(root: path))
         case .s3(let s3):
-            throw LifeboatError(.usage, "repository '\(config.name)' is on S3 (s3://\(s3.bucket)/\(s3.prefix)), which this version of Lifeboat cannot use yet",
-                                hint: "Use a local repository ('path:') for now; S3 repositories are being added.")
+            let credentials = try S3Credentials.resolve(repository: config.name, config: s3, environment: environment) { path in
+                pathExists(path) ? try readTextFile(path) : nil
+            }
+            let http = try HTTPClient(configuration: HTTPClient.Configuration(caBundle: s3.caBundle), environment: environment)
+            let client = try S3Client(
+                configuration: S3Client.Configuration(endpoint: s3.endpoint, region: s3.region, bucket: s3.bucket,
+                                                      pathStyle: s3.pathStyle, credentials: credentials),
+                http: http, logger: logger)
+            return Repository(name: config.name, store: S3Store(client: client, prefix: s3.prefix, logger: logger))
         }
     }
 }

@@ -44,7 +44,7 @@ public struct VerifyCommand {
 
     public func run(policy name: String, selector: String) throws -> Report {
         let policy = try configuration.policy(named: name)
-        let repository = try Repository.open(configuration.repository(for: policy))
+        let repository = try Repository.open(configuration.repository(for: policy), logger: logger)
         try repository.checkFormat()
         let manifest = try repository.resolve(policy: policy.name, selector: selector)
         return verify(manifest, in: repository)

@@ -6,9 +6,10 @@ import LifeboatIO
 
 struct Check: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Validate a configuration directory, reporting every error with file:line:column.")
+        abstract: "Validate a configuration directory (every error with file:line:column), then reach each repository in use.")
 
     @OptionGroup var global: GlobalOptions
+    @Flag(name: .long, help: "Only validate the configuration; do not contact the repositories.") var offline = false
     @Flag(name: .long, help: "Print the result as JSON.") var json = false
 
     struct Summary: Encodable {
@@ -18,6 +19,7 @@ struct Check: ParsableCommand {
         var policies: [String]
         var runbooks: [String]
         var errors: [String]
+        var repositoryChecks: [RepositoryCheck.Result]
     }
 
     func run() throws {
@@ -25,10 +27,12 @@ struct Check: ParsableCommand {
         let directory = ConfigurationLoader.directory(option: global.config, environment: environment)
         do {
             let configuration = try global.loadConfiguration()
+            let checks = offline ? [] : RepositoryCheck(configuration: configuration, logger: global.logger).run()
+            let failed = checks.filter { $0.state == "failed" }
             if json {
-                try printJSON(Summary(ok: true, directory: directory, repositories: configuration.repositories.map(\.name),
+                try printJSON(Summary(ok: failed.isEmpty, directory: directory, repositories: configuration.repositories.map(\.name),
                                       policies: configuration.policies.map(\.name), runbooks: configuration.runbooks.map(\.name),
-                                      errors: []))
+                                      errors: failed.map { "repository '\($0.repository)': \($0.detail)" }, repositoryChecks: checks))
             } else {
                 print("configuration \(directory) is valid: \(configuration.policies.count) polic\(configuration.policies.count == 1 ? "y" : "ies"), \(configuration.runbooks.count) runbook\(configuration.runbooks.count == 1 ? "" : "s"), \(configuration.repositories.count) repositor\(configuration.repositories.count == 1 ? "y" : "ies")")
                 for policy in configuration.policies {
@@ -38,10 +42,17 @@ struct Check: ParsableCommand {
                 for runbook in configuration.runbooks {
                     print("  runbook \(runbook.name) (\(runbook.file)): \(runbook.steps.count) step\(runbook.steps.count == 1 ? "" : "s")")
                 }
+                for check in checks where check.state != "failed" {
+                    print("  repository \(check.repository) (\(check.location)): \(check.detail)")
+                }
+                for check in failed {
+                    report("error: repository '\(check.repository)' (\(check.location)) cannot be used: \(check.detail)")
+                }
             }
+            if !failed.isEmpty { throw ExitCode(1) }
         } catch let errors as LifeboatErrors where json {
             try printJSON(Summary(ok: false, directory: directory, repositories: [], policies: [], runbooks: [],
-                                  errors: errors.errors.map(\.description)))
+                                  errors: errors.errors.map(\.description), repositoryChecks: []))
             throw ExitCode(errors.exitStatus)
         }
     }

@@ -136,3 +136,31 @@ import Testing
         #expect(GlobalsScript.quotedIdentifier(name) == quoted)
     }
 }
+
+@Suite struct RetriesAndCredentialFiles {
+    @Test(arguments: [(1, 0.25), (2, 0.5), (3, 1.0), (6, 8.0), (7, 16.0), (8, 20.0), (40, 20.0)])
+    func backoffDoublesUpToTheCap(attempt: Int, ceiling: Double) {
+        let policy = RetryPolicy(maxAttempts: 5, baseDelay: 0.25, maxDelay: 20)
+        #expect(policy.delayCeiling(afterAttempt: attempt) == ceiling)
+        // Full jitter: the delay is drawn from zero to the ceiling.
+        #expect(policy.delay(afterAttempt: attempt) { $0.upperBound } == ceiling)
+        #expect(policy.delay(afterAttempt: attempt) { $0.lowerBound } == 0)
+    }
+
+    @Test func sharedCredentialsFilesAreParsed() {
+        let text = """
+            # comment
+            [default]
+            aws_access_key_id = AKIADEFAULT
+            aws_secret_access_key=secret/with+chars=
+            [profile backup]
+            aws_access_key_id = AKIABACKUP
+            ; another comment
+            aws_session_token = token
+            """
+        let profiles = AWSSharedConfigFile.parse(text)
+        #expect(profiles["default"]?["aws_access_key_id"] == "AKIADEFAULT")
+        #expect(profiles["default"]?["aws_secret_access_key"] == "secret/with+chars=")
+        #expect(profiles["backup"]?["aws_session_token"] == "token")
+    }
+}

@@ -18,9 +18,19 @@ CURLcode lifeboat_curl_easy_setopt_slist(CURL *handle, CURLoption option, struct
 typedef size_t (*lifeboat_curl_io_callback)(char *buffer, size_t size, size_t nitems, void *userdata);
 CURLcode lifeboat_curl_easy_setopt_io_callback(CURL *handle, CURLoption option, lifeboat_curl_io_callback callback);
 
+/// The seek callback (CURLOPT_SEEKFUNCTION) has its own function-pointer type, different from
+/// the I/O callbacks': libcurl calls it to rewind an upload body before sending it again
+/// (a reused connection that turned out dead, a redirect, an authentication round).
+CURLcode lifeboat_curl_easy_setopt_seek_callback(CURL *handle, CURLoption option, curl_seek_callback callback);
+
 CURLcode lifeboat_curl_easy_getinfo_long(CURL *handle, CURLINFO info, long *value);
 CURLcode lifeboat_curl_easy_getinfo_off_t(CURL *handle, CURLINFO info, curl_off_t *value);
 CURLcode lifeboat_curl_easy_getinfo_double(CURL *handle, CURLINFO info, double *value);
 CURLcode lifeboat_curl_easy_getinfo_string(CURL *handle, CURLINFO info, const char **value);
+
+/// The symbolic name of a CURLcode ("CURLE_COULDNT_CONNECT"), for error messages and logs:
+/// curl_easy_strerror gives only prose, and the names live in the C header alone. Returns
+/// "CURLE_UNKNOWN" for a code this libcurl's header does not name.
+const char *lifeboat_curl_code_name(CURLcode code);
 
 #endif

@@ -1,0 +1,412 @@
+import Crypto
+import Foundation
+import LifeboatCore
+import LifeboatHTTP
+import Logging
+import Synchronization
+
+/// An S3 client of our own: SigV4 from the core, HTTP over libcurl, retries with capped
+/// exponential backoff and jitter, and errors a person can act on.
+///
+/// Every call blocks its thread (callers run on threads of their own). The client is shared
+/// by the threads of a multipart upload.
+public final class S3Client: Sendable {
+    public struct Configuration: Sendable {
+        /// `http(s)://host[:port]`, without the bucket.
+        public var endpoint: String
+        public var region: String
+        public var bucket: String
+        /// Path-style (`endpoint/bucket/key`, MinIO and most S3-compatibles) or virtual-hosted
+        /// (`bucket.host/key`, AWS).
+        public var pathStyle: Bool
+        public var credentials: AWSCredentials
+        public var retry: RetryPolicy
+
+        public init(endpoint: String, region: String, bucket: String, pathStyle: Bool, credentials: AWSCredentials,
+                    retry: RetryPolicy = RetryPolicy()) {
+            self.endpoint = endpoint.hasSuffix("/") ? String(endpoint.dropLast()) : endpoint
+            self.region = region
+            self.bucket = bucket
+            self.pathStyle = pathStyle
+            self.credentials = credentials
+            self.retry = retry
+        }
+    }
+
+    public let configuration: Configuration
+    let http: HTTPClient
+    let signer: SigV4Signer
+    let clock: @Sendable () -> Date
+    let sleep: @Sendable (Double) -> Void
+    let logger: Logger
+    let scheme: String
+    let authority: String
+
+    /// - Parameters:
+    ///   - clock: the time requests are signed with.
+    ///   - sleep: waits between retries (injected so tests can count instead of wait).
+    public init(configuration: Configuration, http: HTTPClient, logger: Logger,
+                clock: @escaping @Sendable () -> Date = { Date() },
+                sleep: @escaping @Sendable (Double) -> Void = { seconds in Thread.sleep(forTimeInterval: seconds) }) throws {
+        guard let url = URL(string: configuration.endpoint), let scheme = url.scheme, scheme == "http" || scheme == "https",
+              let host = url.host, !host.isEmpty
+        else {
+            throw LifeboatError(.configuration, "S3 endpoint '\(configuration.endpoint)' is not an http:// or https:// URL")
+        }
+        self.configuration = configuration
+        self.http = http
+        self.signer = SigV4Signer(credentials: configuration.credentials, region: configuration.region, service: "s3")
+        self.clock = clock
+        self.sleep = sleep
+        self.logger = logger
+        self.scheme = scheme
+        self.authority = url.port.map { "\(host):\($0)" } ?? host
+        Secrets.register(configuration.credentials.secretAccessKey)
+        Secrets.register(configuration.credentials.sessionToken)
+    }
+
+    /// `s3://bucket/key`, for messages.
+    public func display(_ key: String?) -> String {
+        "s3://\(configuration.bucket)/\(key ?? "")"
+    }
+
+    // MARK: Operations
+
+    /// PutObject of bytes held in memory, with `Content-MD5` so the server checks them.
+    /// With `ifAbsent`, sends `If-None-Match: *`: the server refuses to replace an object.
+    @discardableResult
+    public func putObject(key: String, bytes: [UInt8], ifAbsent: Bool = false) throws -> String {
+        var headers = [SigV4Request.Header("Content-MD5", Self.md5Base64(bytes))]
+        if ifAbsent { headers.append(SigV4Request.Header("If-None-Match", "*")) }
+        let response = try send(S3Call(action: "PutObject", method: .put, key: key, headers: headers,
+                                       body: .bytes(bytes), payload: .sha256(SigV4.sha256Hex(bytes))))
+        return response.headers["ETag"] ?? ""
+    }
+
+    public func createMultipartUpload(key: String) throws -> String {
+        let response = try send(S3Call(action: "CreateMultipartUpload", method: .post, key: key,
+                                       query: [.init("uploads")]))
+        guard let uploadID = try xml(response, for: "CreateMultipartUpload", key: key)["UploadId"], !uploadID.isEmpty else {
+            throw LifeboatError(.storage, "S3 CreateMultipartUpload \(display(key)) answered without an UploadId")
+        }
+        return uploadID
+    }
+
+    /// UploadPart; returns the part's ETag.
+    public func uploadPart(key: String, uploadID: String, partNumber: Int, bytes: [UInt8]) throws -> String {
+        let response = try send(S3Call(
+            action: "UploadPart", method: .put, key: key,
+            query: [.init("partNumber", String(partNumber)), .init("uploadId", uploadID)],
+            headers: [SigV4Request.Header("Content-MD5", Self.md5Base64(bytes))],
+            body: .bytes(bytes), payload: .sha256(SigV4.sha256Hex(bytes))))
+        guard let etag = response.headers["ETag"] else {
+            throw LifeboatError(.storage, "S3 UploadPart \(partNumber) of \(display(key)) answered without an ETag")
+        }
+        return etag
+    }
+
+    public func completeMultipartUpload(key: String, uploadID: String, parts: [(number: Int, etag: String)]) throws {
+        var body = "<CompleteMultipartUpload>"
+        for part in parts.sorted(by: { $0.number < $1.number }) {
+            body += "<Part><PartNumber>\(part.number)</PartNumber><ETag>\(XMLNode.escape(part.etag))</ETag></Part>"
+        }
+        body += "</CompleteMultipartUpload>"
+        let bytes = Array(body.utf8)
+        let response = try send(S3Call(action: "CompleteMultipartUpload", method: .post, key: key,
+                                       query: [.init("uploadId", uploadID)], body: .bytes(bytes),
+                                       payload: .sha256(SigV4.sha256Hex(bytes))))
+        // S3 may answer 200 and still fail: the error is then in the body.
+        let root = try xml(response, for: "CompleteMultipartUpload", key: key)
+        if root.name == "Error" {
+            throw mapError(action: "CompleteMultipartUpload", method: .post, key: key, status: 200, error: root, headers: response.headers)
+        }
+    }
+
+    public func abortMultipartUpload(key: String, uploadID: String) throws {
+        try send(S3Call(action: "AbortMultipartUpload", method: .delete, key: key, query: [.init("uploadId", uploadID)],
+                        acceptNotFound: true))
+    }
+
+    /// In-progress multipart uploads under a prefix (for tests and for cleaning up).
+    public func listMultipartUploads(prefix: String) throws -> [(key: String, uploadID: String)] {
+        let response = try send(S3Call(action: "ListMultipartUploads", method: .get, key: nil,
+                                       query: [.init("uploads"), .init("prefix", prefix)]))
+        return try xml(response, for: "ListMultipartUploads", key: nil).all("Upload").map { ($0["Key"] ?? "", $0["UploadId"] ?? "") }
+    }
+
+    /// GetObject of a byte range (`offset ..< offset + length`), into memory. With `ifMatch`
+    /// (an ETag), the server refuses when the object was replaced since (412).
+    public func getObject(key: String, offset: Int64, length: Int, ifMatch: String? = nil) throws -> [UInt8] {
+        var headers = [SigV4Request.Header("Range", "bytes=\(offset)-\(offset + Int64(length) - 1)")]
+        if let ifMatch, !ifMatch.isEmpty { headers.append(SigV4Request.Header("If-Match", ifMatch)) }
+        let response = try send(S3Call(action: "GetObject", method: .get, key: key, headers: headers, bodyLimit: length + 1))
+        return response.body
+    }
+
+    /// GetObject of a whole (small) object, into memory.
+    public func getObject(key: String, limit: Int = 64 << 20) throws -> [UInt8] {
+        try send(S3Call(action: "GetObject", method: .get, key: key, bodyLimit: limit)).body
+    }
+
+    /// HeadObject: the object's size and ETag, or nil when there is no such object.
+    public func headObject(key: String) throws -> (size: Int64, etag: String)? {
+        let response = try send(S3Call(action: "HeadObject", method: .head, key: key, acceptNotFound: true))
+        if response.status == 404 { return nil }
+        return (Int64(response.headers["Content-Length"] ?? "") ?? 0, response.headers["ETag"] ?? "")
+    }
+
+    /// ListObjectsV2, following continuation tokens until the end.
+    public func listObjects(prefix: String) throws -> [(key: String, size: Int64)] {
+        var results: [(key: String, size: Int64)] = []
+        var token: String?
+        repeat {
+            var query = [SigV4Request.QueryItem("list-type", "2"), .init("prefix", prefix), .init("max-keys", "1000")]
+            if let token { query.append(.init("continuation-token", token)) }
+            let response = try send(S3Call(action: "ListObjectsV2", method: .get, key: nil, query: query))
+            let root = try xml(response, for: "ListObjectsV2", key: prefix)
+            for item in root.all("Contents") {
+                results.append((item["Key"] ?? "", Int64(item["Size"] ?? "") ?? 0))
+            }
+            token = root["IsTruncated"] == "true" ? root["NextContinuationToken"] : nil
+        } while token != nil
+        return results
+    }
+
+    /// DeleteObjects in batches of 1,000 (the API's limit). Keys that do not exist are fine.
+    public func deleteObjects(keys: [String]) throws {
+        var start = 0
+        while start < keys.count {
+            let batch = keys[start..<min(start + 1000, keys.count)]
+            start += batch.count
+            var body = "<Delete><Quiet>true</Quiet>"
+            for key in batch { body += "<Object><Key>\(XMLNode.escape(key))</Key></Object>" }
+            body += "</Delete>"
+            let bytes = Array(body.utf8)
+            let response = try send(S3Call(
+                action: "DeleteObjects", method: .post, key: nil, query: [.init("delete")],
+                headers: [SigV4Request.Header("Content-MD5", Self.md5Base64(bytes))],
+                body: .bytes(bytes), payload: .sha256(SigV4.sha256Hex(bytes))))
+            let failures = try xml(response, for: "DeleteObjects", key: nil).all("Error")
+            if let first = failures.first {
+                throw LifeboatError(.storage, "S3 DeleteObjects in \(display(nil)) failed for \(failures.count) of \(batch.count) keys, first \(display(first["Key"])): \(first["Code"] ?? "") \(first["Message"] ?? "")")
+            }
+        }
+    }
+
+    /// CopyObject within the bucket.
+    public func copyObject(from source: String, to key: String) throws {
+        let copySource = "/" + SigV4.uriEncode(configuration.bucket, encodeSlash: true) + "/" + SigV4.uriEncode(source, encodeSlash: false)
+        let response = try send(S3Call(action: "CopyObject", method: .put, key: key,
+                                       headers: [SigV4Request.Header("x-amz-copy-source", copySource)]))
+        let root = try xml(response, for: "CopyObject", key: key)
+        if root.name == "Error" {
+            throw mapError(action: "CopyObject", method: .put, key: key, status: 200, error: root, headers: response.headers)
+        }
+    }
+
+    // MARK: Requests
+
+    struct S3Call {
+        var action: String
+        var method: HTTPMethod
+        var key: String?
+        var query: [SigV4Request.QueryItem] = []
+        var headers: [SigV4Request.Header] = []
+        var body: HTTPRequest.Body = .none
+        var payload: SigV4Request.Payload = .empty
+        var bodyLimit: Int = HTTPClient.defaultBodyLimit
+        /// A 404 is an answer (HeadObject, AbortMultipartUpload), not an error.
+        var acceptNotFound = false
+    }
+
+    /// The path of a request, raw (SigV4 encodes it), and the host it goes to.
+    func target(key: String?) -> (path: String, host: String) {
+        if configuration.pathStyle {
+            return ("/" + configuration.bucket + (key.map { "/" + $0 } ?? ""), authority)
+        }
+        return ("/" + (key ?? ""), configuration.bucket + "." + authority)
+    }
+
+    /// Signs and sends a call, retrying what is worth retrying; maps failures to errors.
+    @discardableResult
+    func send(_ call: S3Call) throws -> HTTPResponse {
+        var attempts: [String] = []
+        var attempt = 0
+        while true {
+            attempt += 1
+            let outcome: String
+            do {
+                let response = try performOnce(call)
+                if (200..<300).contains(response.status) || (call.acceptNotFound && response.status == 404) {
+                    if attempt > 1 {
+                        logger.info("S3 request succeeded after retries", metadata: [
+                            "s3.action": "\(call.action)", "s3.object": "\(display(call.key))", "s3.attempts": "\(attempt)",
+                        ])
+                    }
+                    return response
+                }
+                // An error body that is not XML (a proxy's HTML page) still has a status to report.
+                let errorDocument = try? XMLNode.parse(response.body)
+                let code = errorDocument?["Code"] ?? ""
+                if !(Self.isRetryable(status: response.status, code: code) && call.body.isReplayable) {
+                    throw mapError(action: call.action, method: call.method, key: call.key, status: response.status,
+                                   error: errorDocument ?? diagnose(call, status: response.status), headers: response.headers)
+                }
+                outcome = "\(response.status) \(code.isEmpty ? HTTPStatus.reason(response.status) : code)"
+            } catch let error as LifeboatError where error.code == .network {
+                guard let transport = error.transportError, transport.isRetryable, call.body.isReplayable else {
+                    throw transportFailure(error, call: call, attempts: attempts)
+                }
+                outcome = "\(transport.kind): \(transport.detail)"
+            }
+            attempts.append(outcome)
+            guard attempt < configuration.retry.maxAttempts else {
+                throw LifeboatError(
+                    .storage,
+                    "S3 \(call.action) \(display(call.key)) failed after \(attempt) attempt\(attempt == 1 ? "" : "s"): "
+                        + attempts.enumerated().map { "\($0.offset + 1)) \($0.element)" }.joined(separator: "; "),
+                    hint: "The endpoint \(configuration.endpoint) kept failing; check that the S3 service is up and reachable, then run the command again.")
+            }
+            let delay = configuration.retry.delay(afterAttempt: attempt) { Double.random(in: $0) }
+            logger.warning("S3 request failed; retrying", metadata: [
+                "s3.action": "\(call.action)", "s3.object": "\(display(call.key))", "s3.attempt": "\(attempt)",
+                "s3.outcome": "\(outcome)", "retry.delay_seconds": "\(String(format: "%.2f", delay))",
+            ])
+            sleep(delay)
+        }
+    }
+
+    /// Signs a call with the current time and sends it once.
+    func performOnce(_ call: S3Call) throws -> HTTPResponse {
+        let (path, host) = target(key: call.key)
+        var request = SigV4Request(method: call.method.rawValue, path: path, query: call.query,
+                                   headers: [SigV4Request.Header("Host", host)] + call.headers, payload: call.payload)
+        if call.method == .put || call.method == .post, case .none = call.body {
+            request.headers.append(.init("Content-Length", "0"))
+        }
+        let signed = signer.sign(request, date: clock())
+        var headers = HTTPHeaders()
+        for header in signed.request.headers where header.name.lowercased() != "host" {
+            headers.append(header.name, header.value)
+        }
+        let query = signed.request.encodedQuery
+        let url = "\(scheme)://\(host)\(signed.request.encodedPath)\(query.isEmpty ? "" : "?" + query)"
+        return try http.perform(HTTPRequest(call.method, url, headers: headers, body: call.body), bodyLimit: call.bodyLimit)
+    }
+
+    /// A HEAD response has no body, so a refused HEAD does not say why. The same request as a
+    /// one-byte GET does: its error document is what the person needs (a wrong secret is
+    /// not a missing permission).
+    func diagnose(_ call: S3Call, status: Int) -> XMLNode? {
+        guard call.method == .head, status == 400 || status == 403 else { return nil }
+        var probe = call
+        probe.method = .get
+        probe.headers.append(SigV4Request.Header("Range", "bytes=0-0"))
+        probe.bodyLimit = 1 << 20
+        guard let response = try? performOnce(probe), !response.isSuccess else { return nil }  // a diagnosis, best effort
+        return try? XMLNode.parse(response.body)
+    }
+
+    /// 5xx, 429 and 408 are worth another try, and the codes S3 uses for "slow down".
+    static func isRetryable(status: Int, code: String) -> Bool {
+        if status >= 500 || status == 429 || status == 408 { return true }
+        return ["RequestTimeout", "SlowDown", "InternalError", "ServiceUnavailable", "Throttling"].contains(code)
+    }
+
+    func transportFailure(_ error: LifeboatError, call: S3Call, attempts: [String]) -> LifeboatError {
+        var failure = LifeboatError(.storage, "S3 \(call.action) \(display(call.key)) failed: \(error.message)",
+                                    hint: error.hint, underlying: error)
+        if !attempts.isEmpty {
+            failure.message += " (after \(attempts.count) failed attempt\(attempts.count == 1 ? "" : "s"): \(attempts.joined(separator: "; ")))"
+        }
+        return failure
+    }
+
+    func xml(_ response: HTTPResponse, for action: String, key: String?) throws -> XMLNode {
+        do {
+            return try XMLNode.parse(response.body)
+        } catch {
+            throw LifeboatError(.storage, "S3 \(action) \(display(key)) answered with a body that is not valid XML: \(error.description)",
+                                hint: "Check that \(configuration.endpoint) is an S3-compatible endpoint.")
+        }
+    }
+
+    // MARK: Errors
+
+    /// An S3 error response as a person needs it: what failed, on which object, and what to do.
+    func mapError(action: String, method: HTTPMethod, key: String?, status: Int, error: XMLNode?, headers: HTTPHeaders) -> LifeboatError {
+        let code = error?["Code"] ?? ""
+        let message = error?["Message"] ?? ""
+        let object = display(key)
+        let accessKey = AWSCredentials.mask(configuration.credentials.accessKeyID)
+        let prefix = "S3 \(method) \(object) failed: \(status) \(code.isEmpty ? HTTPStatus.reason(status) : code)"
+        switch code {
+        case "SignatureDoesNotMatch":
+            return LifeboatError(.storage, "\(prefix) — the secret key for access key \(accessKey) does not match",
+                                 hint: "Check AWS_SECRET_ACCESS_KEY (or secret_access_key for this repository in lifeboat.yaml): it must be the secret of access key \(accessKey).")
+        case "InvalidAccessKeyId":
+            return LifeboatError(.storage, "\(prefix) — access key \(accessKey) does not exist at \(configuration.endpoint)",
+                                 hint: "Check AWS_ACCESS_KEY_ID (or access_key_id for this repository in lifeboat.yaml) and that the key is active.")
+        case "AccessDenied":
+            return LifeboatError(.storage, "\(prefix) — access key \(accessKey) may not \(action) on \(object)",
+                                 hint: "Grant s3:\(action) on arn:aws:s3:::\(configuration.bucket)/\(key ?? "*") to the user or role of access key \(accessKey).")
+        case "NoSuchBucket":
+            return LifeboatError(.storage, "\(prefix) — bucket '\(configuration.bucket)' does not exist at \(configuration.endpoint)",
+                                 hint: "Create the bucket, or fix 'bucket' (and 'endpoint', 'region') for this repository in lifeboat.yaml.")
+        case "RequestTimeTooSkewed":
+            var skew = ""
+            if let requestTime = error?["RequestTime"], let serverTime = error?["ServerTime"] {
+                skew = " (this machine: \(requestTime), the server: \(serverTime)"
+                if let a = Self.parseTime(requestTime), let b = Self.parseTime(serverTime) {
+                    skew += ", \(Int(abs(a.timeIntervalSince(b)))) s apart"
+                }
+                skew += ")"
+            }
+            return LifeboatError(.storage, "\(prefix) — this machine's clock differs too much from the server's\(skew)",
+                                 hint: "Synchronise the clock (NTP, e.g. 'timedatectl set-ntp true'); S3 refuses requests more than 15 minutes off.")
+        case "PreconditionFailed":
+            return LifeboatError(.storage, "\(prefix) — \(object) already exists and is never overwritten",
+                                 hint: "Another Lifeboat process may be writing the same backup; run it again.")
+        default:
+            if method == .head, status == 403 {
+                return LifeboatError(.storage, "\(prefix) — access denied (a HEAD response carries no reason: a wrong key, a wrong secret or a missing permission)",
+                                     hint: "Run 'lifeboat check' and a list of the repository to see the full error.")
+            }
+            return LifeboatError(.storage, "\(prefix)\(message.isEmpty ? "" : ": \(message)")")
+        }
+    }
+
+    static func parseTime(_ text: String) -> Date? {
+        if let date = try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text) { return date }
+        if let date = try? Date.ISO8601FormatStyle().parse(text) { return date }
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
+        formatter.timeZone = .gmt
+        return formatter.date(from: text)
+    }
+
+    static func md5Base64(_ bytes: [UInt8]) -> String {
+        Data(Insecure.MD5.hash(data: bytes)).base64EncodedString()
+    }
+}
+
+enum HTTPStatus {
+    static func reason(_ status: Int) -> String {
+        switch status {
+        case 400: return "Bad Request"
+        case 403: return "Forbidden"
+        case 404: return "Not Found"
+        case 408: return "Request Timeout"
+        case 409: return "Conflict"
+        case 412: return "Precondition Failed"
+        case 429: return "Too Many Requests"
+        case 500: return "Internal Server Error"
+        case 501: return "Not Implemented"
+        case 502: return "Bad Gateway"
+        case 503: return "Service Unavailable"
+        case 504: return "Gateway Timeout"
+        default: return "HTTP \(status)"
+        }
+    }
+}

@@ -1,0 +1,341 @@
+import Foundation
+import LifeboatCore
+import Logging
+
+/// A repository on S3: the local store's layout under a bucket and prefix.
+///
+/// Writers stream: an object smaller than one part is sent with a single PutObject; a larger
+/// one becomes a multipart upload whose parts go up in parallel (`concurrency` at a time,
+/// memory bounded by `concurrency + 1` parts), and which is aborted when the writer is. The
+/// part size grows every 1,000 parts so that an object of any size fits in S3's 10,000.
+/// Readers fetch ranges of `partSize` bytes, `readAhead` of them ahead of the caller, each
+/// with `If-Match` so an object replaced mid-read is detected rather than spliced.
+public struct S3Store: ObjectStore {
+    public let client: S3Client
+    /// Key prefix of the repository inside the bucket: empty or ending in `/`.
+    public let prefix: String
+    public let partSize: Int
+    public let concurrency: Int
+    public let readAhead: Int
+    let logger: Logger
+
+    public init(client: S3Client, prefix: String, partSize: Int = 8 << 20, concurrency: Int = 4, readAhead: Int = 4, logger: Logger) {
+        self.client = client
+        self.prefix = prefix.isEmpty || prefix.hasSuffix("/") ? prefix : prefix + "/"
+        self.partSize = max(partSize, 5 << 20)  // S3's minimum part size
+        self.concurrency = max(1, concurrency)
+        self.readAhead = max(1, readAhead)
+        self.logger = logger
+    }
+
+    public var location: String { "s3://\(client.configuration.bucket)/\(prefix)" }
+
+    /// The size of part `number` (1-based): `partSize`, doubled after every 1,000 parts,
+    /// at most 5 GiB. 10,000 parts of 8 MiB doubling reach 8 TiB, beyond S3's 5 TiB objects.
+    public static func partSize(number: Int, base: Int) -> Int {
+        let doublings = min((number - 1) / 1000, 20)
+        return min(base << doublings, 5 << 30)
+    }
+
+    public func list(prefix: String) throws -> [ObjectInfo] {
+        try client.listObjects(prefix: self.prefix + prefix).map {
+            ObjectInfo(key: String($0.key.dropFirst(self.prefix.count)), size: $0.size)
+        }.sorted { $0.key < $1.key }
+    }
+
+    public func stat(key: String) throws -> ObjectInfo? {
+        try client.headObject(key: prefix + key).map { ObjectInfo(key: key, size: $0.size) }
+    }
+
+    public func openWriter(key: String) throws -> any ObjectWriter {
+        S3ObjectWriter(store: self, key: key)
+    }
+
+    public func openReader(key: String) throws -> any ObjectReader {
+        guard let head = try client.headObject(key: prefix + key) else {
+            throw LifeboatError(.notFound, "object '\(key)' does not exist in repository \(location)")
+        }
+        return S3ObjectReader(store: self, key: key, size: head.size, etag: head.etag)
+    }
+
+    public func put(key: String, bytes: [UInt8], ifAbsent: Bool) throws {
+        try client.putObject(key: prefix + key, bytes: bytes, ifAbsent: ifAbsent)
+    }
+
+    public func delete(keys: [String]) throws {
+        try client.deleteObjects(keys: keys.map { prefix + $0 })
+    }
+}
+
+/// Buffers a part, then hands it to a thread of its own; see `S3Store`.
+///
+/// `@unchecked Sendable` is not claimed: the writer is used by one thread; the part threads
+/// share only `PartUploads`, which is locked.
+final class S3ObjectWriter: ObjectWriter {
+    let store: S3Store
+    let key: String
+    private var buffer: [UInt8] = []
+    private var nextPart = 1
+    private var uploads: PartUploads?
+    private var finished = false
+
+    init(store: S3Store, key: String) {
+        self.store = store
+        self.key = key
+        buffer.reserveCapacity(store.partSize)
+    }
+
+    deinit { abort() }
+
+    var fullKey: String { store.prefix + key }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        guard !finished else { throw LifeboatError(.internalError, "write to \(store.client.display(fullKey)) after it was closed") }
+        var offset = 0
+        while offset < bytes.count {
+            let size = S3Store.partSize(number: nextPart, base: store.partSize)
+            let n = min(size - buffer.count, bytes.count - offset)
+            buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + n)]))
+            offset += n
+            if buffer.count == size { try sendPart() }
+        }
+    }
+
+    private func sendPart() throws {
+        if uploads == nil {
+            let uploadID = try store.client.createMultipartUpload(key: fullKey)
+            uploads = PartUploads(client: store.client, key: fullKey, uploadID: uploadID, concurrency: store.concurrency)
+        }
+        guard let uploads else { return }
+        guard nextPart <= 10_000 else {
+            throw LifeboatError(.storage, "\(store.client.display(fullKey)) would need more than 10,000 parts")
+        }
+        var part: [UInt8] = []
+        part.reserveCapacity(S3Store.partSize(number: nextPart + 1, base: store.partSize))
+        swap(&part, &buffer)
+        try uploads.submit(number: nextPart, bytes: part)
+        nextPart += 1
+    }
+
+    func commit() throws {
+        guard !finished else { throw LifeboatError(.internalError, "commit of \(store.client.display(fullKey)) after it was closed") }
+        if let uploads {
+            if !buffer.isEmpty { try sendPart() }
+            let parts = try uploads.waitForAll()
+            try store.client.completeMultipartUpload(key: fullKey, uploadID: uploads.uploadID, parts: parts)
+        } else {
+            try store.client.putObject(key: fullKey, bytes: buffer)
+        }
+        finished = true
+        buffer = []
+    }
+
+    /// Aborts the multipart upload (so no parts are left behind, billed and invisible).
+    func abort() {
+        guard !finished else { return }
+        finished = true
+        buffer = []
+        guard let uploads else { return }
+        uploads.cancelAndWait()
+        do {
+            try store.client.abortMultipartUpload(key: fullKey, uploadID: uploads.uploadID)
+        } catch {
+            store.logger.warning("could not abort the multipart upload; its parts stay until it is aborted", metadata: [
+                "s3.object": "\(store.client.display(fullKey))", "s3.upload_id": "\(uploads.uploadID)",
+                "error": "\(String(describing: error))",
+            ])
+        }
+    }
+}
+
+/// The parts of one multipart upload in flight, each on a thread of its own, at most
+/// `concurrency` at once. `@unchecked Sendable`: every mutable property is read and written
+/// only while `condition` is locked.
+final class PartUploads: @unchecked Sendable {
+    let client: S3Client
+    let key: String
+    let uploadID: String
+    let concurrency: Int
+    private let condition = NSCondition()
+    private var inFlight = 0
+    private var etags: [Int: String] = [:]
+    private var failure: (any Error)?
+    private var cancelled = false
+
+    init(client: S3Client, key: String, uploadID: String, concurrency: Int) {
+        self.client = client
+        self.key = key
+        self.uploadID = uploadID
+        self.concurrency = concurrency
+    }
+
+    /// Starts uploading a part; waits while `concurrency` parts are in flight. Throws the
+    /// first failure of an earlier part.
+    func submit(number: Int, bytes: [UInt8]) throws {
+        condition.lock()
+        while inFlight >= concurrency && failure == nil { condition.wait() }
+        if let failure {
+            condition.unlock()
+            throw failure
+        }
+        inFlight += 1
+        condition.unlock()
+        let thread = Thread { [self] in
+            var etag: String?
+            var error: (any Error)?
+            if !self.isCancelled {
+                do {
+                    etag = try self.client.uploadPart(key: self.key, uploadID: self.uploadID, partNumber: number, bytes: bytes)
+                } catch let e {
+                    error = e
+                }
+            }
+            self.condition.lock()
+            if let etag { self.etags[number] = etag }
+            if let error, self.failure == nil { self.failure = error }
+            self.inFlight -= 1
+            self.condition.broadcast()
+            self.condition.unlock()
+        }
+        thread.name = "lifeboat-s3-part"
+        thread.start()
+    }
+
+    private var isCancelled: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return cancelled
+    }
+
+    /// Waits for every part; returns their numbers and ETags, or throws the first failure.
+    func waitForAll() throws -> [(number: Int, etag: String)] {
+        condition.lock()
+        defer { condition.unlock() }
+        while inFlight > 0 { condition.wait() }
+        if let failure { throw failure }
+        return etags.map { ($0.key, $0.value) }.sorted { $0.number < $1.number }
+    }
+
+    /// Stops parts that have not started, and waits for those in flight.
+    func cancelAndWait() {
+        condition.lock()
+        cancelled = true
+        while inFlight > 0 { condition.wait() }
+        condition.unlock()
+    }
+}
+
+/// Reads an object in ranges, `readAhead` ranges fetched ahead on threads of their own.
+final class S3ObjectReader: ObjectReader {
+    let store: S3Store
+    let key: String
+    let size: Int64
+    let etag: String
+    private var current: [UInt8] = []
+    private var currentOffset = 0
+    private var nextRange: Int64 = 0
+    private let pending: RangeFetches
+
+    init(store: S3Store, key: String, size: Int64, etag: String) {
+        self.store = store
+        self.key = key
+        self.size = size
+        self.etag = etag
+        self.pending = RangeFetches()
+    }
+
+    deinit { close() }
+
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        if currentOffset == current.count {
+            fillWindow()
+            guard let next = try pending.takeNext() else { return 0 }
+            current = next
+            currentOffset = 0
+            fillWindow()
+        }
+        let n = min(buffer.count, current.count - currentOffset)
+        current.withUnsafeBytes { bytes in
+            buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[currentOffset..<(currentOffset + n)]))
+        }
+        currentOffset += n
+        return n
+    }
+
+    /// Starts range fetches until `readAhead` are queued or the object is covered.
+    private func fillWindow() {
+        while pending.count < store.readAhead, nextRange < size {
+            let offset = nextRange
+            let length = Int(min(Int64(store.partSize), size - offset))
+            nextRange += Int64(length)
+            let client = store.client, fullKey = store.prefix + key, etag = etag
+            pending.start {
+                let bytes = try client.getObject(key: fullKey, offset: offset, length: length, ifMatch: etag)
+                guard bytes.count == length else {
+                    throw LifeboatError(.storage, "S3 GetObject \(client.display(fullKey)) returned \(bytes.count) bytes for a range of \(length) at offset \(offset)",
+                                        hint: "The object may have changed while it was read; run the command again.")
+                }
+                return bytes
+            }
+        }
+    }
+
+    func close() {
+        pending.cancelAndWait()
+        current = []
+    }
+}
+
+/// Range fetches in order of their offsets, each on a thread of its own.
+/// `@unchecked Sendable`: every mutable property is read and written under `condition`.
+final class RangeFetches: @unchecked Sendable {
+    /// Written by its fetch thread and read by the reader, both under `condition`.
+    private final class Slot: @unchecked Sendable {
+        var result: Result<[UInt8], any Error>?
+    }
+
+    private let condition = NSCondition()
+    private var slots: [Slot] = []
+    private var running = 0
+
+    var count: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return slots.count
+    }
+
+    func start(_ fetch: @escaping @Sendable () throws -> [UInt8]) {
+        let slot = Slot()
+        condition.lock()
+        slots.append(slot)
+        running += 1
+        condition.unlock()
+        let thread = Thread { [self] in
+            let result = Result { try fetch() }
+            self.condition.lock()
+            slot.result = result
+            self.running -= 1
+            self.condition.broadcast()
+            self.condition.unlock()
+        }
+        thread.name = "lifeboat-s3-range"
+        thread.start()
+    }
+
+    /// The oldest fetch's bytes (waiting for it), or nil when none is queued.
+    func takeNext() throws -> [UInt8]? {
+        condition.lock()
+        defer { condition.unlock() }
+        guard let slot = slots.first else { return nil }
+        while slot.result == nil { condition.wait() }
+        slots.removeFirst()
+        return try slot.result?.get()
+    }
+
+    func cancelAndWait() {
+        condition.lock()
+        slots.removeAll()
+        while running > 0 { condition.wait() }
+        condition.unlock()
+    }
+}

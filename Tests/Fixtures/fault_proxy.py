@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""A loopback HTTP proxy that injects faults, for Lifeboat's tests.
+
+It forwards each request to the upstream server (one request per connection: it answers
+with `Connection: close`), unless a rule says to fail it. It prints one JSON line on stdout,
+{"port": PORT}, then reads commands from stdin, one JSON object per line, answering each
+with one JSON line:
+
+    {"rules": [RULE, ...]}   replace the rules          → {"ok": true}
+    {"stats": true}          requests seen so far       → {"requests": [[METHOD, PATH, STATUS], ...]}
+
+A RULE: {"match": "substring of 'METHOD /path?query'" (default: every request),
+         "times": N (how many matching requests it applies to; default: all),
+         "action": "status" | "reset" | "stall",
+         "status": 503 (for "status"), "code": "SlowDown" (the S3 error code in the body)}
+
+"status" answers with that status and an S3 error document (after reading the request
+body); "reset" closes the connection with a TCP reset after reading the request head;
+"stall" sends nothing for 30 s. The proxy exits when its stdin closes.
+"""
+import json
+import socket
+import struct
+import sys
+import threading
+import time
+
+lock = threading.Lock()
+rules = []
+seen = []
+
+
+def read_head(conn):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None, b""
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return head, rest
+
+
+def read_body(conn, headers, rest):
+    """Reads the request body that follows the head (Content-Length or chunked)."""
+    length = headers.get("content-length")
+    if length is not None:
+        body = rest
+        while len(body) < int(length):
+            chunk = conn.recv(min(1 << 20, int(length) - len(body)))
+            if not chunk:
+                break
+            body += chunk
+        return body
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        body = rest
+        while not body.endswith(b"0\r\n\r\n"):
+            chunk = conn.recv(1 << 20)
+            if not chunk:
+                break
+            body += chunk
+        return body
+    return rest
+
+
+def parse_headers(head):
+    lines = head.split(b"\r\n")
+    request_line = lines[0].decode("latin-1")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return request_line, headers
+
+
+def pick_rule(target):
+    with lock:
+        for rule in rules:
+            if rule.get("match", "") in target and rule.get("times", 1 << 30) > 0:
+                rule["times"] = rule.get("times", 1 << 30) - 1
+                return dict(rule)
+    return None
+
+
+def record(method, path, status):
+    with lock:
+        seen.append([method, path, status])
+
+
+def handle(conn, upstream):
+    try:
+        head, rest = read_head(conn)
+        if head is None:
+            return
+        request_line, headers = parse_headers(head)
+        method, path, _ = request_line.split(" ", 2)
+        rule = pick_rule(f"{method} {path}")
+        if rule and rule["action"] == "reset":
+            record(method, path, "reset")
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return
+        body = read_body(conn, headers, rest)
+        if rule and rule["action"] == "stall":
+            record(method, path, "stall")
+            time.sleep(30)
+            return
+        if rule and rule["action"] == "status":
+            status = int(rule.get("status", 503))
+            code = rule.get("code", "InternalError" if status == 500 else "SlowDown")
+            document = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code>"
+                        f"<Message>injected by the test proxy</Message></Error>").encode()
+            record(method, path, status)
+            conn.sendall(f"HTTP/1.1 {status} Injected\r\nContent-Type: application/xml\r\n"
+                         f"Content-Length: {len(document)}\r\nConnection: close\r\n\r\n".encode()
+                         + (b"" if method == "HEAD" else document))
+            return
+        # Forward: the request as it came, but with Connection: close both ways.
+        lines = head.split(b"\r\n")
+        kept = [line for line in lines[1:] if not line.lower().startswith((b"connection:", b"keep-alive:"))]
+        forwarded = b"\r\n".join([lines[0]] + kept + [b"Connection: close"]) + b"\r\n\r\n" + body
+        with socket.create_connection(upstream) as up:
+            up.sendall(forwarded)
+            response = b""
+            while True:
+                chunk = up.recv(1 << 20)
+                if not chunk:
+                    break
+                if not response:
+                    status_line = chunk.split(b"\r\n", 1)[0].decode("latin-1")
+                    record(method, path, int(status_line.split(" ")[1]))
+                response += chunk if len(response) < 65536 else b""
+                conn.sendall(chunk)
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+def serve(listener, upstream):
+    while True:
+        conn, _ = listener.accept()
+        threading.Thread(target=handle, args=(conn, upstream), daemon=True).start()
+
+
+def main():
+    host, port = sys.argv[1].rsplit(":", 1)
+    upstream = (host, int(port))
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    threading.Thread(target=serve, args=(listener, upstream), daemon=True).start()
+    print(json.dumps({"port": listener.getsockname()[1]}), flush=True)
+    for line in sys.stdin:
+        command = json.loads(line)
+        if "rules" in command:
+            with lock:
+                rules[:] = command["rules"]
+            print(json.dumps({"ok": True}), flush=True)
+        elif "stats" in command:
+            with lock:
+                print(json.dumps({"requests": seen}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""A real S3-compatible server for Lifeboat's tests: moto, on loopback, with SigV4 checking on.
+
+moto checks signatures only after INITIAL_NO_AUTH_ACTION_COUNT unauthenticated requests; this
+script spends them creating an IAM user with full access and an access key for it, then every
+request must be signed with that key. It prints one JSON line on stdout:
+
+    {"endpoint": "http://127.0.0.1:PORT", "region": "us-east-1",
+     "access_key_id": "...", "secret_access_key": "..."}
+
+and serves until its standard input closes (so it never outlives the test process that
+started it), then stops.
+
+    s3_server.py [--bucket NAME]...
+"""
+import argparse
+import json
+import logging
+import os
+import socket
+import sys
+
+# The IAM calls below are the unauthenticated ones; everything after must be signed.
+os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = "3"
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "bootstrap")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bootstrap")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+# The machines set AWS_CA_BUNDLE for HTTPS; this server is plain HTTP on loopback.
+os.environ.pop("AWS_CA_BUNDLE", None)
+
+import boto3  # noqa: E402
+from moto.core.responses import BaseResponse  # noqa: E402
+from moto.server import ThreadedMotoServer  # noqa: E402
+
+
+def verify_signatures_over_the_raw_url():
+    """moto checks a signature against werkzeug's `request.url`, in which percent-encoded
+    characters of the query are decoded (`prefix=a%2F` arrives as `prefix=a/`), so every
+    correctly signed request whose query holds an encoded `/` fails with SignatureDoesNotMatch
+    (boto3's too). AWS canonicalises the query as it was sent; so does this patch, by giving
+    moto the request line's own URL. It makes the check exact, not looser."""
+    original = BaseResponse.setup_class
+
+    def setup_class(self, request, full_url, headers, use_raw_body=False):
+        original(self, request, full_url, headers, use_raw_body)
+        raw = getattr(request, "environ", {}).get("RAW_URI") if hasattr(request, "environ") else None
+        if raw and "?" in raw:
+            scheme_host = full_url.split("/", 3)[:3]
+            self.uri = "/".join(scheme_host) + raw
+
+    BaseResponse.setup_class = setup_class
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--bucket", action="append", default=[])
+    args = parser.parse_args()
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log on stderr
+    verify_signatures_over_the_raw_url()
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    region = "us-east-1"
+
+    iam = boto3.client("iam", endpoint_url=endpoint, region_name=region)
+    iam.create_user(UserName="lifeboat")
+    iam.put_user_policy(
+        UserName="lifeboat", PolicyName="everything",
+        PolicyDocument=json.dumps({"Version": "2012-10-17",
+                                   "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+    key = iam.create_access_key(UserName="lifeboat")["AccessKey"]
+
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name=region,
+                      aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"])
+    for bucket in args.bucket:
+        s3.create_bucket(Bucket=bucket)
+
+    print(json.dumps({"endpoint": endpoint, "region": region, "access_key_id": key["AccessKeyId"],
+                      "secret_access_key": key["SecretAccessKey"]}), flush=True)
+    sys.stdin.read()  # until the test closes our stdin, or exits
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -62,6 +62,20 @@ public struct S3RepositoryConfig: Sendable, Equatable {
     public var profile: String?
     public var pathStyle: Bool
     public var caBundle: String?
+
+    public init(endpoint: String, region: String, bucket: String, prefix: String, accessKeyID: String?,
+                secretAccessKey: String?, sessionToken: String?, profile: String?, pathStyle: Bool, caBundle: String?) {
+        self.endpoint = endpoint
+        self.region = region
+        self.bucket = bucket
+        self.prefix = prefix
+        self.accessKeyID = accessKeyID
+        self.secretAccessKey = secretAccessKey
+        self.sessionToken = sessionToken
+        self.profile = profile
+        self.pathStyle = pathStyle
+        self.caBundle = caBundle
+    }
 }
 
 public struct Policy: Sendable {

@@ -78,21 +78,27 @@ public final class S3TestServer: Sendable {
     public let region: String
     public let accessKeyID: String
     public let secretAccessKey: String
+    /// A key whose user may only read (s3:Get*, s3:List*).
+    public let readerCredentials: (accessKeyID: String, secretAccessKey: String)
     let fixture: PythonFixture
 
     public static func start(buckets: [String] = ["lifeboat-test"]) throws -> S3TestServer {
         let (fixture, ready) = try PythonFixture.start("s3_server.py", buckets.flatMap { ["--bucket", $0] })
         guard let endpoint = ready["endpoint"] as? String, let region = ready["region"] as? String,
-              let key = ready["access_key_id"] as? String, let secret = ready["secret_access_key"] as? String
+              let key = ready["access_key_id"] as? String, let secret = ready["secret_access_key"] as? String,
+              let readerKey = ready["reader_access_key_id"] as? String, let readerSecret = ready["reader_secret_access_key"] as? String
         else { throw TestSupportError("s3_server.py answered \(ready)") }
-        return S3TestServer(endpoint: endpoint, region: region, accessKeyID: key, secretAccessKey: secret, fixture: fixture)
+        return S3TestServer(endpoint: endpoint, region: region, accessKeyID: key, secretAccessKey: secret,
+                            readerCredentials: (readerKey, readerSecret), fixture: fixture)
     }
 
-    init(endpoint: String, region: String, accessKeyID: String, secretAccessKey: String, fixture: PythonFixture) {
+    init(endpoint: String, region: String, accessKeyID: String, secretAccessKey: String,
+         readerCredentials: (accessKeyID: String, secretAccessKey: String), fixture: PythonFixture) {
         self.endpoint = endpoint
         self.region = region
         self.accessKeyID = accessKeyID
         self.secretAccessKey = secretAccessKey
+        self.readerCredentials = readerCredentials
         self.fixture = fixture
     }
 

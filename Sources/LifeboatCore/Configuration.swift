@@ -62,9 +62,14 @@ public struct S3RepositoryConfig: Sendable, Equatable {
     public var profile: String?
     public var pathStyle: Bool
     public var caBundle: String?
+    /// `sha256` (x-amz-checksum-sha256) or `md5` (Content-MD5, for older S3-compatibles).
+    public var checksum: String
+    /// Parts uploaded (and ranges read ahead) at once.
+    public var concurrency: Int
 
     public init(endpoint: String, region: String, bucket: String, prefix: String, accessKeyID: String?,
-                secretAccessKey: String?, sessionToken: String?, profile: String?, pathStyle: Bool, caBundle: String?) {
+                secretAccessKey: String?, sessionToken: String?, profile: String?, pathStyle: Bool, caBundle: String?,
+                checksum: String = "sha256", concurrency: Int = S3RepositoryConfig.defaultConcurrency) {
         self.endpoint = endpoint
         self.region = region
         self.bucket = bucket
@@ -75,7 +80,11 @@ public struct S3RepositoryConfig: Sendable, Equatable {
         self.profile = profile
         self.pathStyle = pathStyle
         self.caBundle = caBundle
+        self.checksum = checksum
+        self.concurrency = concurrency
     }
+
+    public static let defaultConcurrency = 6
 }
 
 public struct Policy: Sendable {
@@ -330,7 +339,7 @@ public enum ConfigurationParser {
         default:
             guard let s3 = value.mapping(allowed: [
                 "endpoint", "region", "bucket", "prefix", "access_key_id", "secret_access_key",
-                "session_token", "profile", "path_style", "ca_bundle",
+                "session_token", "profile", "path_style", "ca_bundle", "checksum", "concurrency",
             ]) else { return nil }
             let endpoint = s3.required("endpoint")?.string()
             if let endpoint, !(endpoint.hasPrefix("http://") || endpoint.hasPrefix("https://")) {
@@ -345,7 +354,9 @@ public enum ConfigurationParser {
                 endpoint: endpoint, region: s3["region"]?.string() ?? "us-east-1", bucket: bucket, prefix: prefix,
                 accessKeyID: s3["access_key_id"]?.string(), secretAccessKey: s3["secret_access_key"]?.string(),
                 sessionToken: s3["session_token"]?.string(), profile: s3["profile"]?.string(),
-                pathStyle: s3["path_style"]?.bool() ?? true, caBundle: s3["ca_bundle"]?.string())))
+                pathStyle: s3["path_style"]?.bool() ?? true, caBundle: s3["ca_bundle"]?.string(),
+                checksum: s3["checksum"]?.oneOf(["sha256", "md5"]) ?? "sha256",
+                concurrency: s3["concurrency"]?.int(in: 1...64) ?? S3RepositoryConfig.defaultConcurrency)))
         }
     }
 

@@ -21,9 +21,11 @@ extension Repository {
             let http = try HTTPClient(configuration: HTTPClient.Configuration(caBundle: s3.caBundle), environment: environment)
             let client = try S3Client(
                 configuration: S3Client.Configuration(endpoint: s3.endpoint, region: s3.region, bucket: s3.bucket,
-                                                      pathStyle: s3.pathStyle, credentials: credentials),
+                                                      pathStyle: s3.pathStyle, credentials: credentials,
+                                                      checksum: S3Checksum(rawValue: s3.checksum) ?? .sha256),
                 http: http, logger: logger)
-            return Repository(name: config.name, store: S3Store(client: client, prefix: s3.prefix, logger: logger))
+            let store = S3Store(client: client, prefix: s3.prefix, concurrency: s3.concurrency, readAhead: 4, logger: logger)
+            return Repository(name: config.name, store: store)
         }
     }
 }

@@ -10,6 +10,15 @@ import Synchronization
 ///
 /// Every call blocks its thread (callers run on threads of their own). The client is shared
 /// by the threads of a multipart upload.
+/// How uploads ask the server to check their bytes.
+public enum S3Checksum: String, Sendable, CaseIterable {
+    /// `x-amz-checksum-sha256`: the SHA-256 that also signs the payload, so one pass over the
+    /// bytes serves both. AWS S3, MinIO and Ceph (Reef and later) check it.
+    case sha256
+    /// `Content-MD5`, for older S3-compatible services: a second pass over the bytes.
+    case md5
+}
+
 public final class S3Client: Sendable {
     public struct Configuration: Sendable {
         /// `http(s)://host[:port]`, without the bucket.
@@ -21,15 +30,18 @@ public final class S3Client: Sendable {
         public var pathStyle: Bool
         public var credentials: AWSCredentials
         public var retry: RetryPolicy
+        /// How the server is asked to check the bytes of each upload.
+        public var checksum: S3Checksum
 
         public init(endpoint: String, region: String, bucket: String, pathStyle: Bool, credentials: AWSCredentials,
-                    retry: RetryPolicy = RetryPolicy()) {
+                    retry: RetryPolicy = RetryPolicy(), checksum: S3Checksum = .sha256) {
             self.endpoint = endpoint.hasSuffix("/") ? String(endpoint.dropLast()) : endpoint
             self.region = region
             self.bucket = bucket
             self.pathStyle = pathStyle
             self.credentials = credentials
             self.retry = retry
+            self.checksum = checksum
         }
     }
 
@@ -76,39 +88,66 @@ public final class S3Client: Sendable {
     /// With `ifAbsent`, sends `If-None-Match: *`: the server refuses to replace an object.
     @discardableResult
     public func putObject(key: String, bytes: [UInt8], ifAbsent: Bool = false) throws -> String {
-        var headers = [SigV4Request.Header("Content-MD5", Self.md5Base64(bytes))]
+        let (payload, checksum) = integrity(of: bytes)
+        var headers = [checksum]
         if ifAbsent { headers.append(SigV4Request.Header("If-None-Match", "*")) }
         let response = try send(S3Call(action: "PutObject", method: .put, key: key, headers: headers,
-                                       body: .bytes(bytes), payload: .sha256(SigV4.sha256Hex(bytes))))
+                                       body: .bytes(bytes), payload: payload))
         return response.headers["ETag"] ?? ""
     }
 
+    /// The payload hash that signs a body, and the header that has the server check it:
+    /// `x-amz-checksum-sha256` (the same SHA-256, so one pass over the bytes) or `Content-MD5`.
+    func integrity(of bytes: [UInt8]) -> (payload: SigV4Request.Payload, header: SigV4Request.Header) {
+        let digest = Array(SHA256.hash(data: bytes))
+        let payload = SigV4Request.Payload.sha256(SigV4.hex(digest))
+        switch configuration.checksum {
+        case .sha256:
+            return (payload, SigV4Request.Header("x-amz-checksum-sha256", Data(digest).base64EncodedString()))
+        case .md5:
+            return (payload, SigV4Request.Header("Content-MD5", Self.md5Base64(bytes)))
+        }
+    }
+
     public func createMultipartUpload(key: String) throws -> String {
+        var headers: [SigV4Request.Header] = []
+        if configuration.checksum == .sha256 { headers.append(SigV4Request.Header("x-amz-checksum-algorithm", "SHA256")) }
         let response = try send(S3Call(action: "CreateMultipartUpload", method: .post, key: key,
-                                       query: [.init("uploads")]))
+                                       query: [.init("uploads")], headers: headers))
         guard let uploadID = try xml(response, for: "CreateMultipartUpload", key: key)["UploadId"], !uploadID.isEmpty else {
             throw LifeboatError(.storage, "S3 CreateMultipartUpload \(display(key)) answered without an UploadId")
         }
         return uploadID
     }
 
-    /// UploadPart; returns the part's ETag.
-    public func uploadPart(key: String, uploadID: String, partNumber: Int, bytes: [UInt8]) throws -> String {
+    /// One uploaded part: what CompleteMultipartUpload names it by.
+    public struct UploadedPart: Sendable, Equatable {
+        public var number: Int
+        public var etag: String
+        /// The base64 SHA-256 the server checked, when the upload uses SHA-256 checksums.
+        public var checksumSHA256: String?
+    }
+
+    /// UploadPart.
+    public func uploadPart(key: String, uploadID: String, partNumber: Int, bytes: [UInt8]) throws -> UploadedPart {
+        let (payload, checksum) = integrity(of: bytes)
         let response = try send(S3Call(
             action: "UploadPart", method: .put, key: key,
             query: [.init("partNumber", String(partNumber)), .init("uploadId", uploadID)],
-            headers: [SigV4Request.Header("Content-MD5", Self.md5Base64(bytes))],
-            body: .bytes(bytes), payload: .sha256(SigV4.sha256Hex(bytes))))
+            headers: [checksum], body: .bytes(bytes), payload: payload))
         guard let etag = response.headers["ETag"] else {
             throw LifeboatError(.storage, "S3 UploadPart \(partNumber) of \(display(key)) answered without an ETag")
         }
-        return etag
+        return UploadedPart(number: partNumber, etag: etag,
+                            checksumSHA256: checksum.name == "x-amz-checksum-sha256" ? checksum.value : nil)
     }
 
-    public func completeMultipartUpload(key: String, uploadID: String, parts: [(number: Int, etag: String)]) throws {
+    public func completeMultipartUpload(key: String, uploadID: String, parts: [UploadedPart]) throws {
         var body = "<CompleteMultipartUpload>"
         for part in parts.sorted(by: { $0.number < $1.number }) {
-            body += "<Part><PartNumber>\(part.number)</PartNumber><ETag>\(XMLNode.escape(part.etag))</ETag></Part>"
+            body += "<Part><PartNumber>\(part.number)</PartNumber><ETag>\(XMLNode.escape(part.etag))</ETag>"
+            if let checksum = part.checksumSHA256 { body += "<ChecksumSHA256>\(checksum)</ChecksumSHA256>" }
+            body += "</Part>"
         }
         body += "</CompleteMultipartUpload>"
         let bytes = Array(body.utf8)

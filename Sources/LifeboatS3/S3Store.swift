@@ -19,7 +19,7 @@ public struct S3Store: ObjectStore {
     public let readAhead: Int
     let logger: Logger
 
-    public init(client: S3Client, prefix: String, partSize: Int = 8 << 20, concurrency: Int = 4, readAhead: Int = 4, logger: Logger) {
+    public init(client: S3Client, prefix: String, partSize: Int = 8 << 20, concurrency: Int = 6, readAhead: Int = 4, logger: Logger) {
         self.client = client
         self.prefix = prefix.isEmpty || prefix.hasSuffix("/") ? prefix : prefix + "/"
         self.partSize = max(partSize, 5 << 20)  // S3's minimum part size
@@ -158,7 +158,7 @@ final class PartUploads: @unchecked Sendable {
     let concurrency: Int
     private let condition = NSCondition()
     private var inFlight = 0
-    private var etags: [Int: String] = [:]
+    private var parts: [Int: S3Client.UploadedPart] = [:]
     private var failure: (any Error)?
     private var cancelled = false
 
@@ -181,17 +181,17 @@ final class PartUploads: @unchecked Sendable {
         inFlight += 1
         condition.unlock()
         let thread = Thread { [self] in
-            var etag: String?
+            var part: S3Client.UploadedPart?
             var error: (any Error)?
             if !self.isCancelled {
                 do {
-                    etag = try self.client.uploadPart(key: self.key, uploadID: self.uploadID, partNumber: number, bytes: bytes)
+                    part = try self.client.uploadPart(key: self.key, uploadID: self.uploadID, partNumber: number, bytes: bytes)
                 } catch let e {
                     error = e
                 }
             }
             self.condition.lock()
-            if let etag { self.etags[number] = etag }
+            if let part { self.parts[number] = part }
             if let error, self.failure == nil { self.failure = error }
             self.inFlight -= 1
             self.condition.broadcast()
@@ -207,13 +207,13 @@ final class PartUploads: @unchecked Sendable {
         return cancelled
     }
 
-    /// Waits for every part; returns their numbers and ETags, or throws the first failure.
-    func waitForAll() throws -> [(number: Int, etag: String)] {
+    /// Waits for every part; returns them in order, or throws the first failure.
+    func waitForAll() throws -> [S3Client.UploadedPart] {
         condition.lock()
         defer { condition.unlock() }
         while inFlight > 0 { condition.wait() }
         if let failure { throw failure }
-        return etags.map { ($0.key, $0.value) }.sorted { $0.number < $1.number }
+        return parts.values.sorted { $0.number < $1.number }
     }
 
     /// Stops parts that have not started, and waits for those in flight.

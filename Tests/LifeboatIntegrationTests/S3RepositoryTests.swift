@@ -24,11 +24,13 @@ func s3Environment(_ server: S3TestServer, secret: String? = nil) -> [String: St
 }
 
 /// A client straight to the server, for looking behind Lifeboat's back.
-func directClient(_ server: S3TestServer, endpoint: String? = nil, retry: RetryPolicy = RetryPolicy(maxAttempts: 5, baseDelay: 0.01, maxDelay: 0.05)) throws -> S3Client {
+func directClient(_ server: S3TestServer, endpoint: String? = nil, retry: RetryPolicy = RetryPolicy(maxAttempts: 5, baseDelay: 0.01, maxDelay: 0.05),
+                  checksum: S3Checksum = .sha256) throws -> S3Client {
     try S3Client(
         configuration: S3Client.Configuration(
             endpoint: endpoint ?? server.endpoint, region: server.region, bucket: "lifeboat-test", pathStyle: true,
-            credentials: AWSCredentials(accessKeyID: server.accessKeyID, secretAccessKey: server.secretAccessKey), retry: retry),
+            credentials: AWSCredentials(accessKeyID: server.accessKeyID, secretAccessKey: server.secretAccessKey), retry: retry,
+            checksum: checksum),
         http: try HTTPClient(), logger: Logger(label: "test"))
 }
 
@@ -96,11 +98,12 @@ struct S3Repository {
         }
     }
 
-    @Test func aMultipartUploadOfSeveralPartsReadsBackByteIdentical() throws {
+    @Test(arguments: S3Checksum.allCases)
+    func aMultipartUploadOfSeveralPartsReadsBackByteIdentical(checksum: S3Checksum) throws {
         let s3 = try S3TestServer.start()
         defer { s3.stop() }
-        let store = S3Store(client: try directClient(s3), prefix: "mp", partSize: 5 << 20, concurrency: 3, readAhead: 2,
-                            logger: Logger(label: "test"))
+        let store = S3Store(client: try directClient(s3, checksum: checksum), prefix: "mp", partSize: 5 << 20, concurrency: 3,
+                            readAhead: 2, logger: Logger(label: "test"))
         let data = pseudoRandomBytes(17 << 20)  // 4 parts: 5 + 5 + 5 + 2 MiB
         let writer = try store.openWriter(key: "big.bin")
         var offset = 0

@@ -86,6 +86,10 @@ echo "== pg_dump --format=custom"
 read -r pg_wall pg_rss < <(measure pg_dump "$pgbin/pg_dump" -h 127.0.0.1 -p "$port" -U postgres --format=custom -f "$work/bench.dump" bench)
 pg_size=$(stat -c %s "$work/bench.dump")
 
+echo "== pg_dump --format=custom --compress=0 (the dump Lifeboat streams, for reference)"
+read -r z0_wall z0_rss < <(measure pg_dump_z0 "$pgbin/pg_dump" -h 127.0.0.1 -p "$port" -U postgres --format=custom --compress=0 -f "$work/bench-z0.dump" bench)
+rm -f "$work/bench-z0.dump"
+
 echo "== lifeboat backup"
 read -r lb_wall lb_rss < <(measure lifeboat env LOG_LEVEL=warn "$lifeboat" backup bench --config "$work/config" --json)
 lb_size=$(du -sb "$work/repository" | cut -f1)
@@ -93,9 +97,10 @@ lb_size=$(du -sb "$work/repository" | cut -f1)
 echo "== lifeboat verify"
 read -r vf_wall vf_rss < <(measure verify env LOG_LEVEL=warn "$lifeboat" verify bench latest --config "$work/config")
 
-python3 - "$db_bytes" "$pg_wall" "$pg_rss" "$pg_size" "$lb_wall" "$lb_rss" "$lb_size" "$vf_wall" "$vf_rss" <<'PY'
+python3 - "$db_bytes" "$pg_wall" "$pg_rss" "$pg_size" "$lb_wall" "$lb_rss" "$lb_size" "$vf_wall" "$vf_rss" "$z0_wall" "$z0_rss" <<'PY'
 import sys
-db, pgw, pgr, pgs, lbw, lbr, lbs, vfw, vfr = sys.argv[1:]
+db, pgw, pgr, pgs, lbw, lbr, lbs, vfw, vfr, z0w, z0r = sys.argv[1:]
+z0w, z0r = float(z0w), int(z0r) / 1024
 db, pgs, lbs = int(db), int(pgs), int(lbs)
 pgw, lbw, vfw = float(pgw), float(lbw), float(vfw)
 pgr, lbr, vfr = int(pgr) / 1024, int(lbr) / 1024, int(vfr) / 1024
@@ -104,6 +109,7 @@ print()
 print(f"database: {db / mib:.0f} MiB")
 print(f"{'':28}{'wall s':>9}{'peak RSS MiB':>14}{'MiB/s':>9}{'output MiB':>12}")
 print(f"{'pg_dump --format=custom':28}{pgw:9.1f}{pgr:14.1f}{db / mib / pgw:9.1f}{pgs / mib:12.1f}")
+print(f"{'pg_dump -Fc --compress=0':28}{z0w:9.1f}{z0r:14.1f}{db / mib / z0w:9.1f}{'':>12}")
 print(f"{'lifeboat backup':28}{lbw:9.1f}{lbr:14.1f}{db / mib / lbw:9.1f}{lbs / mib:12.1f}")
 print(f"{'lifeboat verify':28}{vfw:9.1f}{vfr:14.1f}{db / mib / vfw:9.1f}{'':>12}")
 print()

@@ -24,14 +24,18 @@ public struct BackupCommand {
     /// on any error the artifacts already written are deleted (best effort — a crash leaves
     /// them for `prune`), and the error is rethrown.
     public func run(policy: Policy, source: any BackupSource) throws -> Manifest {
-        let repository = try Repository.open(configuration.repository(for: policy), logger: logger)
-        let started = clock()
-        try repository.prepareForWriting(now: started)
-        let existing = Set(try repository.listBackups(policy: policy.name).map(\.id))
-        let id = BackupID.make(startedAt: started, existing: existing)
         var logger = logger
         logger[metadataKey: "policy.name"] = "\(policy.name)"
+        let repositoryConfig = try configuration.repository(for: policy)
+        let started = clock()
+        let id = try { () throws -> String in
+            let repository = try Repository.open(repositoryConfig, logger: logger)
+            try repository.prepareForWriting(now: started)
+            return BackupID.make(startedAt: started, existing: Set(try repository.listBackups(policy: policy.name).map(\.id)))
+        }()
         logger[metadataKey: "backup.id"] = "\(id)"
+        // Opened again so that everything the store logs (S3 retries) carries the backup's id.
+        let repository = try Repository.open(repositoryConfig, logger: logger)
         logger.info("backup started", metadata: [
             "source.kind": "\(policy.source.kind)", "repository.name": "\(repository.name)",
             "repository.location": "\(repository.store.location)",

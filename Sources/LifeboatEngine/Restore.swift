@@ -42,11 +42,11 @@ public struct RestoreCommand {
 
     public func run(policy name: String, selector: String, options: Options) throws -> Result {
         let policy = try configuration.policy(named: name)
+        var logger = logger
+        logger[metadataKey: "policy.name"] = "\(policy.name)"
         let repository = try Repository.open(configuration.repository(for: policy), logger: logger)
         try repository.checkFormat()
         let manifest = try repository.resolve(policy: policy.name, selector: selector)
-        var logger = logger
-        logger[metadataKey: "policy.name"] = "\(manifest.policy)"
         logger[metadataKey: "backup.id"] = "\(manifest.id)"
         let started = Date()
         var result: Result

@@ -44,6 +44,8 @@ public struct VerifyCommand {
 
     public func run(policy name: String, selector: String) throws -> Report {
         let policy = try configuration.policy(named: name)
+        var logger = logger
+        logger[metadataKey: "policy.name"] = "\(policy.name)"
         let repository = try Repository.open(configuration.repository(for: policy), logger: logger)
         try repository.checkFormat()
         let manifest = try repository.resolve(policy: policy.name, selector: selector)

@@ -80,6 +80,28 @@ struct BackupLifecycle {
         #expect(!FileManager.default.fileExists(atPath: dir.subpath("out")))
     }
 
+    @Test func everyLogLineOfABackupIsJSONWithThePolicyAndTheBackupID() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        try dir.write("src/file.txt", "hello")
+        try dir.write("policies/etc.yaml", "policy: etc\nsource: { files: { path: src } }\n")
+        let result = try LifeboatCLI.run(["backup", "etc", "--json"], config: dir.path, environment: ["LOG_LEVEL": "debug"])
+        #expect(result.status == 0)
+        let id = try #require((try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])?["id"] as? String)
+        let lines = result.stderr.split(separator: "\n")
+        #expect(lines.count >= 3)
+        for line in lines {
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            #expect(object?["policy.name"] as? String == "etc", "\(line)")
+            #expect(object?["backup.id"] as? String == id, "\(line)")
+            #expect(object?["level"] != nil && object?["msg"] != nil && object?["ts"] != nil, "\(line)")
+        }
+        // LOG_LEVEL=error silences the informational lines.
+        let quiet = try LifeboatCLI.run(["backup", "etc"], config: dir.path, environment: ["LOG_LEVEL": "error"])
+        #expect(quiet.status == 0)
+        #expect(quiet.stderr.isEmpty)
+    }
+
     @Test func filesRoundTripThroughBackupAndRestore() throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }

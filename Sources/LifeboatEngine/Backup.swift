@@ -58,7 +58,8 @@ public struct BackupCommand {
             do {
                 try repository.store.delete(keys: sink.writtenKeys)
             } catch let cleanup {
-                logger.warning("could not remove the failed backup's artifacts; 'lifeboat prune' will", metadata: [
+                logger.warning("could not remove the failed backup's artifacts; they are never listed or restored, and may be deleted", metadata: [
+                    "backup.directory": "\(repository.locate(Repository.backupDirectory(policy: policy.name, id: id)))",
                     "error": "\(String(describing: cleanup))",
                 ])
             }

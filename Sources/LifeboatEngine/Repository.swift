@@ -66,6 +66,11 @@ public struct Repository: Sendable {
 
     // MARK: Layout
 
+    /// Where a key is, for messages: `/var/backups/lifeboat/pg/…`, `s3://bucket/prefix/pg/…`.
+    public func locate(_ key: String) -> String {
+        store.location.hasSuffix("/") ? store.location + key : store.location + "/" + key
+    }
+
     public static func backupPrefix(policy: String) -> String { "\(policy)/backups/" }
     public static func backupDirectory(policy: String, id: String) -> String { "\(policy)/backups/\(id)/" }
     public static func manifestKey(policy: String, id: String) -> String { backupDirectory(policy: policy, id: id) + "manifest.json" }
@@ -124,7 +129,7 @@ public struct Repository: Sendable {
         } catch let error as LifeboatError where error.code == .notFound {
             if try listBackups(policy: policy).contains(where: { $0.id == id }) {
                 throw LifeboatError(.notFound, "backup \(id) of policy '\(policy)' has no committed manifest: it was interrupted and cannot be restored",
-                                    hint: "Choose another backup ('lifeboat list \(policy)'); 'lifeboat prune' removes interrupted backups.")
+                                    hint: "Choose another backup ('lifeboat list \(policy)'). Its data under \(locate(Self.backupDirectory(policy: policy, id: id))) is garbage and may be deleted.")
             }
             throw LifeboatError(.notFound, "policy '\(policy)' has no backup \(id) in \(store.location)",
                                 hint: "Run 'lifeboat list \(policy)' to see its backups.")

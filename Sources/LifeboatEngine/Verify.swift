@@ -68,7 +68,7 @@ public struct VerifyCommand {
                 problems = verifyArtifact(artifact, source: reader)
             } catch let error as LifeboatError where error.code == .notFound {
                 problems = [VerificationProblem(artifact: artifact.path, entry: nil,
-                                                message: "the artifact is missing from the repository (\(repository.store.location)/\(key))")]
+                                                message: "the artifact is missing from the repository (\(repository.locate(key)))")]
             } catch {
                 problems = [VerificationProblem(artifact: artifact.path, entry: nil, message: "cannot be read: \(error)")]
             }

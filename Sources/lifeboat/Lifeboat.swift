@@ -9,7 +9,7 @@ import Logging
 struct Lifeboat: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lifeboat",
-        abstract: "Backup, restore and disaster recovery for PostgreSQL, S3 buckets, Redis and files.",
+        abstract: "Backup, verification and restore of PostgreSQL and directory trees, into local and S3 repositories.",
         discussion: """
             Exit status: 0 done; 1 the operation failed; 2 bad input (arguments, configuration, \
             an unusable restore target).

@@ -7,11 +7,14 @@ public struct BackupCommand {
     public let configuration: Configuration
     public let logger: Logger
     public let clock: @Sendable () -> Date
+    public let progress: any ProgressReporter
 
-    public init(configuration: Configuration, logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }) {
+    public init(configuration: Configuration, logger: Logger, clock: @escaping @Sendable () -> Date = { Date() },
+                progress: any ProgressReporter = NoProgress()) {
         self.configuration = configuration
         self.logger = logger
         self.clock = clock
+        self.progress = progress
     }
 
     /// Backs up a policy's configured source.
@@ -41,7 +44,7 @@ public struct BackupCommand {
             "repository.location": "\(repository.store.location)",
         ])
 
-        let sink = ArtifactSink(repository: repository, policy: policy, backupID: id, logger: logger)
+        let sink = ArtifactSink(repository: repository, policy: policy, backupID: id, logger: logger, progress: progress)
         do {
             let record = try source.run(into: sink, logger: logger)
             let manifest = Manifest(policy: policy.name, id: id, source: record, startedAt: started, finishedAt: clock(),

@@ -18,15 +18,17 @@ public final class ArtifactSink {
     let policy: Policy
     let backupID: String
     let logger: Logger
+    let progress: any ProgressReporter
     public private(set) var artifacts: [ArtifactRecord] = []
     /// Keys written so far, for cleanup when the backup fails.
     private(set) var writtenKeys: [String] = []
 
-    init(repository: Repository, policy: Policy, backupID: String, logger: Logger) {
+    init(repository: Repository, policy: Policy, backupID: String, logger: Logger, progress: any ProgressReporter) {
         self.repository = repository
         self.policy = policy
         self.backupID = backupID
         self.logger = logger
+        self.progress = progress
     }
 
     /// Writes one artifact: `body` adds its entries. The artifact is committed to the store
@@ -35,7 +37,8 @@ public final class ArtifactSink {
     public func artifact(role: String, database: String? = nil, _ body: (ArtifactWriter) throws -> Void) throws -> ArtifactRecord {
         let path = String(format: "data/%04d", artifacts.count) + policy.compression.artifactSuffix
         let key = Repository.artifactKey(policy: policy.name, id: backupID, path: path)
-        let object = try repository.store.openWriter(key: key)
+        let object = ProgressWriter(try repository.store.openWriter(key: key),
+                                    what: "backup \(path)\(database.map { " (\($0))" } ?? "")", progress: progress)
         let started = Date()
         do {
             let writer = try ArtifactWriter(sink: object, compression: policy.compression, level: policy.compressionLevel)

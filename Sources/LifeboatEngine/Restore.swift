@@ -10,10 +10,12 @@ import Logging
 public struct RestoreCommand {
     public let configuration: Configuration
     public let logger: Logger
+    public let progress: any ProgressReporter
 
-    public init(configuration: Configuration, logger: Logger) {
+    public init(configuration: Configuration, logger: Logger, progress: any ProgressReporter = NoProgress()) {
         self.configuration = configuration
         self.logger = logger
+        self.progress = progress
     }
 
     public struct Options: Sendable {
@@ -65,7 +67,10 @@ public struct RestoreCommand {
 
     func reader(_ repository: Repository, _ manifest: Manifest, _ artifact: ArtifactRecord) throws -> any ObjectReader {
         do {
-            return try repository.store.openReader(key: Repository.artifactKey(policy: manifest.policy, id: manifest.id, path: artifact.path))
+            let key = Repository.artifactKey(policy: manifest.policy, id: manifest.id, path: artifact.path)
+            return ProgressReader(try repository.store.openReader(key: key),
+                                  what: "restore \(artifact.path)\(artifact.database.map { " (\($0))" } ?? "")",
+                                  total: artifact.size, progress: progress)
         } catch let error as LifeboatError where error.code == .notFound {
             throw LifeboatError(.integrity, "artifact \(artifact.path) of backup \(manifest.id) is missing from the repository \(repository.store.location)",
                                 hint: "Run 'lifeboat verify \(manifest.policy) \(manifest.id)', and restore another backup.")

@@ -7,10 +7,12 @@ import Logging
 public struct VerifyCommand {
     public let configuration: Configuration
     public let logger: Logger
+    public let progress: any ProgressReporter
 
-    public init(configuration: Configuration, logger: Logger) {
+    public init(configuration: Configuration, logger: Logger, progress: any ProgressReporter = NoProgress()) {
         self.configuration = configuration
         self.logger = logger
+        self.progress = progress
     }
 
     public struct Report: Sendable, Encodable {
@@ -63,7 +65,8 @@ public struct VerifyCommand {
             let key = Repository.artifactKey(policy: manifest.policy, id: manifest.id, path: artifact.path)
             let problems: [VerificationProblem]
             do {
-                let reader = try repository.store.openReader(key: key)
+                let reader = ProgressReader(try repository.store.openReader(key: key), what: "verify \(artifact.path)",
+                                            total: artifact.size, progress: progress)
                 defer { reader.close() }
                 problems = verifyArtifact(artifact, source: reader)
             } catch let error as LifeboatError where error.code == .notFound {

@@ -53,8 +53,13 @@ public struct LifeboatLogHandler: LogHandler {
         if let extra = event.metadata { merged.merge(extra) { _, new in new } }
         let line = Secrets.redact(Self.render(format: format, level: event.level, message: "\(event.message)",
                                               metadata: merged, date: Date()))
-        Self.lock.withLock { _ in
-            FileHandle.standardError.write(Data((line + "\n").utf8))
+        switch format {
+        case .text:
+            TerminalLine.writeLine(line)  // above a progress line, if one is shown
+        case .json:
+            Self.lock.withLock { _ in
+                FileHandle.standardError.write(Data((line + "\n").utf8))
+            }
         }
     }
 

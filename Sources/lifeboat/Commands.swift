@@ -78,7 +78,7 @@ struct Backup: ParsableCommand {
 
     func run() throws {
         let configuration = try global.loadConfiguration()
-        let manifest = try BackupCommand(configuration: configuration, logger: global.logger).run(policy: policy)
+        let manifest = try BackupCommand(configuration: configuration, logger: global.logger, progress: global.progress).run(policy: policy)
         let seconds = manifest.finishedAt.timeIntervalSince(manifest.startedAt)
         if json {
             try printJSON(Summary(policy: manifest.policy, id: manifest.id, source: manifest.source.kind,
@@ -128,7 +128,7 @@ struct Verify: ParsableCommand {
 
     func run() throws {
         let configuration = try global.loadConfiguration()
-        let report = try VerifyCommand(configuration: configuration, logger: global.logger).run(policy: policy, selector: backup)
+        let report = try VerifyCommand(configuration: configuration, logger: global.logger, progress: global.progress).run(policy: policy, selector: backup)
         if json {
             try printJSON(report)
         } else if report.ok {
@@ -161,7 +161,7 @@ struct Restore: ParsableCommand {
     func run() throws {
         let configuration = try global.loadConfiguration()
         let options = RestoreCommand.Options(target: to, databases: database.isEmpty ? nil : database, globals: !noGlobals)
-        let result = try RestoreCommand(configuration: configuration, logger: global.logger)
+        let result = try RestoreCommand(configuration: configuration, logger: global.logger, progress: global.progress)
             .run(policy: policy, selector: backup, options: options)
         if json {
             try printJSON(result)

@@ -35,6 +35,9 @@ struct GlobalOptions: ParsableArguments {
     }
 
     var logger: Logger { Logger(label: "lifeboat") }
+
+    /// A progress line on a terminal; nothing otherwise (the log lines say the same).
+    var progress: any ProgressReporter { TerminalProgress.isTerminal ? TerminalProgress() : NoProgress() }
 }
 
 /// Writes a value as JSON on standard output.

@@ -3,6 +3,7 @@ import LifeboatArchive
 import LifeboatCore
 import LifeboatEngine
 import Logging
+import Synchronization
 import Testing
 import TestSupport
 
@@ -31,8 +32,37 @@ struct FailingHalfWaySource: BackupSource {
     }
 }
 
+/// Remembers every progress report.
+final class RecordingProgress: ProgressReporter {
+    let updates = Mutex<[(what: String, done: Int64, total: Int64?)]>([])
+    let finished = Mutex<[String]>([])
+    func update(_ what: String, done: Int64, total: Int64?) { updates.withLock { $0.append((what, done, total)) } }
+    func finish(_ what: String) { finished.withLock { $0.append(what) } }
+}
+
 @Suite(.timeLimit(.minutes(3)))
 struct BackupLifecycle {
+    @Test func backupAndVerifyReportProgressUpToTheArtifactsSize() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        try dir.write("src/data.txt", String(repeating: "progress ", count: 200_000))
+        try dir.write("policies/etc.yaml", "policy: etc\nsource: { files: { path: src } }\n")
+        let configuration = try ConfigurationLoader.load(directory: dir.path, environment: [:])
+        let progress = RecordingProgress()
+        let manifest = try BackupCommand(configuration: configuration, logger: Logger(label: "test"), progress: progress).run(policy: "etc")
+        let size = try #require(manifest.artifacts.first?.size)
+        let backupUpdates = progress.updates.withLock { $0 }.filter { $0.what == "backup data/0000.tar.zst" }
+        #expect(backupUpdates.last?.done == size)
+        #expect(zip(backupUpdates, backupUpdates.dropFirst()).allSatisfy { $0.done <= $1.done })
+        #expect(progress.finished.withLock { $0 }.contains("backup data/0000.tar.zst"))
+
+        let report = try VerifyCommand(configuration: configuration, logger: Logger(label: "test"), progress: progress).run(policy: "etc", selector: "latest")
+        #expect(report.ok)
+        let verifyUpdates = progress.updates.withLock { $0 }.filter { $0.what == "verify data/0000.tar.zst" }
+        #expect(verifyUpdates.last?.done == size)
+        #expect(verifyUpdates.allSatisfy { $0.total == size })
+    }
+
     @Test func aBackupThatFailsHalfWayLeavesNoListedBackupAndTheNextOneSucceeds() throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// A span of time written in configuration as `30d`, `10m`, `1h30m`, `90s`, `2w`.
 public struct ConfigDuration: Hashable, Comparable, Sendable, CustomStringConvertible {
     public var seconds: Int64
@@ -52,4 +54,16 @@ public struct ConfigDuration: Hashable, Comparable, Sendable, CustomStringConver
     }
 
     public static func < (lhs: ConfigDuration, rhs: ConfigDuration) -> Bool { lhs.seconds < rhs.seconds }
+}
+
+/// Byte counts as people read them: `812 B`, `9.5 KiB`, `1.2 GiB`.
+public func formatBytes(_ count: Int64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    var value = Double(count)
+    var unit = 0
+    while value >= 1024, unit < units.count - 1 {
+        value /= 1024
+        unit += 1
+    }
+    return unit == 0 ? "\(count) B" : String(format: "%.1f %@", value, units[unit])
 }

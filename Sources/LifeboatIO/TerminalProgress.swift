@@ -52,9 +52,9 @@ public final class TerminalProgress: ProgressReporter {
             if let last = item.lastDrawn, now - last < .milliseconds(250) { return nil }
             item.lastDrawn = now
             let seconds = Double((now - item.started).components.seconds) + Double((now - item.started).components.attoseconds) / 1e18
-            var text = "\(what): \(Self.bytes(done))"
-            if let total, total > 0 { text += " of \(Self.bytes(total)) (\(done * 100 / total)%)" }
-            if seconds > 0.5 { text += ", \(Self.bytes(Int64(Double(done) / seconds)))/s" }
+            var text = "\(what): \(formatBytes(done))"
+            if let total, total > 0 { text += " of \(formatBytes(total)) (\(done * 100 / total)%)" }
+            if seconds > 0.5 { text += ", \(formatBytes(Int64(Double(done) / seconds)))/s" }
             return text
         }
         if let line { TerminalLine.show(line) }
@@ -63,16 +63,5 @@ public final class TerminalProgress: ProgressReporter {
     public func finish(_ what: String) {
         items.withLock { _ = $0.removeValue(forKey: what) }
         TerminalLine.show(nil)
-    }
-
-    static func bytes(_ count: Int64) -> String {
-        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-        var value = Double(count)
-        var unit = 0
-        while value >= 1024, unit < units.count - 1 {
-            value /= 1024
-            unit += 1
-        }
-        return unit == 0 ? "\(count) B" : String(format: "%.1f %@", value, units[unit])
     }
 }

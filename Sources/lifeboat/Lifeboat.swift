@@ -44,14 +44,3 @@ struct GlobalOptions: ParsableArguments {
 func printJSON<T: Encodable>(_ value: T) throws {
     print(String(decoding: try JSON.encode(value), as: UTF8.self))
 }
-
-func formatBytes(_ bytes: Int64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-    var value = Double(bytes)
-    var unit = 0
-    while value >= 1024, unit < units.count - 1 {
-        value /= 1024
-        unit += 1
-    }
-    return unit == 0 ? "\(bytes) B" : String(format: "%.1f %@", value, units[unit])
-}

@@ -164,3 +164,11 @@ import Testing
         #expect(profiles["backup"]?["aws_session_token"] == "token")
     }
 }
+
+@Suite struct ByteCounts {
+    @Test(arguments: [(Int64(0), "0 B"), (812, "812 B"), (1024, "1.0 KiB"), (9_728, "9.5 KiB"), (1_288_490_189, "1.2 GiB"),
+                      (1023 * 1024, "1023.0 KiB"), (1_048_575, "1024.0 KiB")] as [(Int64, String)])
+    func bytesReadAsPeopleReadThem(count: Int64, text: String) {
+        #expect(formatBytes(count) == text)
+    }
+}

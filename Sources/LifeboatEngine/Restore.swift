@@ -56,7 +56,9 @@ public struct RestoreCommand {
         case "files":
             result = try restoreFiles(manifest, repository: repository, to: options.target, logger: logger)
         case "postgres":
-            result = try restorePostgres(manifest, repository: repository, options: options, logger: logger)
+            var binDir: String?
+            if case .postgres(let source) = policy.source { binDir = source.binDir }
+            result = try restorePostgres(manifest, repository: repository, options: options, binDir: binDir, logger: logger)
         default:
             throw LifeboatError(.usage, "backup \(manifest.id) holds a '\(manifest.source.kind)' source, which this version cannot restore")
         }
@@ -104,7 +106,9 @@ public struct RestoreCommand {
 
     // MARK: PostgreSQL
 
-    func restorePostgres(_ manifest: Manifest, repository: Repository, options: Options, logger: Logger) throws -> Result {
+    /// - Parameter binDir: the policy's `bin_dir`, where its PostgreSQL client programs are.
+    func restorePostgres(_ manifest: Manifest, repository: Repository, options: Options, binDir: String?,
+                         logger: Logger) throws -> Result {
         let parameters = try PostgresConnectionParameters(conninfo: options.target)
         Secrets.register(parameters.password)
         let databaseArtifacts = manifest.artifacts.filter { $0.role == "postgres-database" }
@@ -128,7 +132,7 @@ public struct RestoreCommand {
             throw LifeboatError(.targetNotEmpty, "database\(existing.count > 1 ? "s" : "") \(existing.map { "'\($0)'" }.joined(separator: ", ")) already exist\(existing.count > 1 ? "" : "s") on \(parameters.safeDescription)",
                                 hint: "Lifeboat never overwrites a database: drop it first, or restore into another server (or choose databases with --database).")
         }
-        let programs = try PostgresClientPrograms(binDir: nil, serverMajorVersion: info.majorVersion)
+        let programs = try PostgresClientPrograms(binDir: binDir, serverMajorVersion: info.majorVersion)
         var warnings: [String] = []
 
         if options.globals, let globals = manifest.artifacts.first(where: { $0.role == "postgres-globals" }) {

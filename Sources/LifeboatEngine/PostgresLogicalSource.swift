@@ -62,22 +62,11 @@ public struct PostgresLogicalSource: BackupSource {
         return (info, wanted)
     }
 
-    /// Streams a child's standard output into the artifact, then requires a clean exit: a dump
-    /// that stopped early must never be mistaken for a complete one.
+    /// Streams a child's standard output into the artifact, then requires a clean exit.
     func stream(_ child: ChildProcess, named name: String, into writer: ArtifactWriter, what: String) throws {
-        var waited = false
-        defer {
-            if !waited {
-                child.terminate()
-                _ = try? child.wait()  // reaping after an error that is already being reported
-            }
-        }
-        try writer.addStream(name: name) { buffer in try child.readStdout(into: buffer) }
-        let termination = try child.wait()
-        waited = true
-        guard termination.isSuccess else {
-            throw LifeboatError(.source, "\(what) \(termination): \(child.stderrText.trimmingCharacters(in: .whitespacesAndNewlines))",
-                                hint: "The dump is incomplete and was not committed; fix the cause above and run the backup again.")
+        try child.supervise(what, code: .source,
+                            hint: "The dump is incomplete and was not committed; fix the cause above and run the backup again.") { child in
+            try writer.addStream(name: name) { buffer in try child.readStdout(into: buffer) }
         }
     }
 }

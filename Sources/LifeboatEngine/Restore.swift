@@ -185,38 +185,17 @@ public struct RestoreCommand {
         return warnings
     }
 
-    /// Runs `write` to feed a child's standard input, then requires a clean exit. When the
-    /// child stops reading early, its own error output says why, and that is what is reported.
+    /// Feeds a child's standard input with `write`, then requires a clean exit. An error of
+    /// our own (a chunk that failed verification, the repository) stops the child, which has
+    /// seen only verified bytes, and is reported with what was being restored.
     func feed(_ child: ChildProcess, what: String, write: (ChildProcess) throws -> Void) throws {
-        var waited = false
-        defer {
-            if !waited {
-                child.terminate()
-                _ = try? child.wait()  // reaping after an error that is already being reported
-            }
-        }
         let hint = "The target may hold a partial restore; drop what was created and run the restore again."
         do {
-            try write(child)
-        } catch let error as LifeboatError where error.code == .process {
-            child.closeStdin()
-            let termination = try child.wait()
-            waited = true
-            throw LifeboatError(.process, "\(what) \(termination): \(child.stderrText.trimmingCharacters(in: .whitespacesAndNewlines))",
-                                hint: hint, underlying: error)
-        } catch var error as LifeboatError {
-            // Our side stopped (a chunk failed verification, the repository failed): the
-            // child is stopped by the deferred terminate, having seen only verified bytes.
+            try child.supervise(what, code: .process, hint: hint, write)
+        } catch var error as LifeboatError where error.code != .process {
             error = error.prefixed("\(what) stopped")
             error.hint = (error.hint.map { $0 + " " } ?? "") + hint
             throw error
-        }
-        child.closeStdin()
-        let termination = try child.wait()
-        waited = true
-        guard termination.isSuccess else {
-            throw LifeboatError(.process, "\(what) \(termination): \(child.stderrText.trimmingCharacters(in: .whitespacesAndNewlines))",
-                                hint: hint)
         }
     }
 }

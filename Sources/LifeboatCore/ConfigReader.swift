@@ -179,24 +179,12 @@ struct ConfigNode {
         let strings = items.compactMap { $0.string() }
         return strings.count == items.count ? strings : nil
     }
-
-    var isMapping: Bool {
-        if case .mapping = node { return true }
-        return false
-    }
-
-    var isSequence: Bool {
-        if case .sequence = node { return true }
-        return false
-    }
 }
 
 /// The entries of a mapping, with the keys a reader takes.
 struct ConfigMapping {
     let owner: ConfigNode
     let entries: [(key: String, keyMark: Mark?, value: ConfigNode)]
-
-    var keys: [String] { entries.map(\.key) }
 
     subscript(key: String) -> ConfigNode? {
         entries.first { $0.key == key }?.value

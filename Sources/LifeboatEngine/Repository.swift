@@ -106,21 +106,6 @@ public struct Repository: Sendable {
         return byID.values.sorted { $0.id < $1.id }
     }
 
-    /// Policies that have anything in the repository.
-    public func policiesWithBackups() throws -> [String] {
-        var names: Set<String> = []
-        for object in try store.list(prefix: "") {
-            let parts = object.key.split(separator: "/")
-            if parts.count > 2, parts[1] == "backups" { names.insert(String(parts[0])) }
-        }
-        return names.sorted()
-    }
-
-    /// The committed manifests of a policy, oldest first.
-    public func manifests(policy: String) throws -> [Manifest] {
-        try listBackups(policy: policy).filter(\.committed).map { try manifest(policy: policy, id: $0.id) }
-    }
-
     public func manifest(policy: String, id: String) throws -> Manifest {
         let key = Self.manifestKey(policy: policy, id: id)
         let bytes: [UInt8]

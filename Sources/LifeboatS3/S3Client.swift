@@ -408,8 +408,8 @@ public final class S3Client: Sendable {
                                  hint: "Another Lifeboat process may be writing the same backup; run it again.")
         default:
             if method == .head, status == 403 {
-                return LifeboatError(.storage, "\(prefix) — access denied (a HEAD response carries no reason: a wrong key, a wrong secret or a missing permission)",
-                                     hint: "Run 'lifeboat check' and a list of the repository to see the full error.")
+                return LifeboatError(.storage, "\(prefix) — access denied for access key \(accessKey) (the server gave no reason: a wrong secret, an inactive key or a missing permission)",
+                                     hint: "Check AWS_SECRET_ACCESS_KEY for access key \(accessKey), and that its user or role may s3:GetObject and s3:ListBucket on arn:aws:s3:::\(configuration.bucket).")
             }
             return LifeboatError(.storage, "\(prefix)\(message.isEmpty ? "" : ": \(message)")")
         }

@@ -7,7 +7,7 @@ import Testing
 import TestSupport
 
 /// A configuration directory with one logical PostgreSQL policy and a local repository.
-func postgresConfig(_ dir: TemporaryDirectory, conninfo: String, databases: [String]? = nil) throws {
+func postgresConfig(_ dir: TemporaryDirectory, databases: [String]? = nil) throws {
     try dir.write("lifeboat.yaml", "repositories:\n  local: { path: repo }\ndefault_repository: local\n")
     var policy = "policy: pg\nsource:\n  postgres:\n    conninfo: \"${PG_CONNINFO}\"\n"
     if let databases { policy += "    databases: [\(databases.joined(separator: ", "))]\n" }
@@ -59,7 +59,7 @@ struct PostgresLogicalBackup {
         let before = try ["mcphub", "mcp_registry"].map { try fingerprint(server, database: $0) }
         #expect(before[0].count == 2 && before[1].count == 1)
 
-        try postgresConfig(dir, conninfo: server.conninfo())
+        try postgresConfig(dir)
         let env = ["PG_CONNINFO": server.conninfo()]
         let backup = try LifeboatCLI.run(["backup", "pg", "--json"], config: dir.path, environment: env)
         #expect(backup.status == 0, "\(backup.stderr)")
@@ -92,7 +92,7 @@ struct PostgresLogicalBackup {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         try seedPlatformDatabases(server)
-        try postgresConfig(dir, conninfo: server.conninfo(), databases: ["mcphub"])
+        try postgresConfig(dir, databases: ["mcphub"])
         let configuration = try ConfigurationLoader.load(directory: dir.path, environment: ["PG_CONNINFO": server.conninfo()])
         let manifest = try BackupCommand(configuration: configuration, logger: Logger(label: "test")).run(policy: "pg")
 
@@ -117,7 +117,7 @@ struct PostgresLogicalBackup {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         try seedPlatformDatabases(server)
-        try postgresConfig(dir, conninfo: server.conninfo(), databases: ["mcp_registry"])
+        try postgresConfig(dir, databases: ["mcp_registry"])
         let env = ["PG_CONNINFO": server.conninfo()]
         #expect(try LifeboatCLI.run(["backup", "pg"], config: dir.path, environment: env).status == 0)
         let restore = try LifeboatCLI.run(["restore", "pg", "--to", server.conninfo()], config: dir.path, environment: env)
@@ -131,7 +131,7 @@ struct PostgresLogicalBackup {
         defer { dir.remove() }
         let port = try freeLoopbackPort()
         let conninfo = "host=127.0.0.1 port=\(port) user=postgres dbname=postgres connect_timeout=3"
-        try postgresConfig(dir, conninfo: conninfo)
+        try postgresConfig(dir)
         let result = try LifeboatCLI.run(["backup", "pg"], config: dir.path, environment: ["PG_CONNINFO": conninfo])
         #expect(result.status == 1)
         #expect(result.stderr.contains("could not connect to PostgreSQL at 127.0.0.1:\(port)"))
@@ -147,7 +147,7 @@ struct PostgresLogicalBackup {
         defer { dir.remove() }
         let wrong = "not-the-Password-42"
         let conninfo = server.conninfo(password: wrong)
-        try postgresConfig(dir, conninfo: conninfo)
+        try postgresConfig(dir)
         let result = try LifeboatCLI.run(["backup", "pg"], config: dir.path, environment: ["PG_CONNINFO": conninfo])
         #expect(result.status == 1)
         #expect(result.stderr.contains("PostgreSQL authentication failed for user 'postgres' at 127.0.0.1:\(server.port)"))

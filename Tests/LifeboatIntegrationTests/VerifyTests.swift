@@ -31,7 +31,7 @@ struct Verification {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         try seedPlatformDatabases(server)
-        try postgresConfig(dir, conninfo: server.conninfo(), databases: ["mcphub"])
+        try postgresConfig(dir, databases: ["mcphub"])
         let env = ["PG_CONNINFO": server.conninfo()]
         let backup = try LifeboatCLI.run(["backup", "pg", "--json"], config: dir.path, environment: env)
         #expect(backup.status == 0, "\(backup.stderr)")

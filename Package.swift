@@ -136,6 +136,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "LifeboatEngineTests",
+            dependencies: ["LifeboatCore", "LifeboatEngine", "TestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "LifeboatHTTPTests",
             dependencies: ["LifeboatCore", "LifeboatHTTP"],
             swiftSettings: strict

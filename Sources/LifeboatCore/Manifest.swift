@@ -47,52 +47,68 @@ public struct ToolRecord: Codable, Equatable, Sendable {
 }
 
 /// What was backed up, and the identity of the source, so a restore can tell what it holds.
+///
+/// Stored as `{"kind": "postgres", "postgres": {…}}`: the kind, and under the kind's own name
+/// the record that kind writes (its folder in the engine defines it). The core keeps the
+/// record as JSON, so that a manifest of a kind this version does not know still reads,
+/// lists and verifies.
 public struct SourceRecord: Codable, Equatable, Sendable {
-    public var kind: String  // "postgres" | "files"
-    public var postgres: PostgresSourceRecord?
-    public var files: FilesSourceRecord?
+    public var kind: String
+    public var details: JSONValue
 
-    public init(kind: String, postgres: PostgresSourceRecord? = nil, files: FilesSourceRecord? = nil) {
+    public init(kind: String, details: JSONValue = .object([:])) {
         self.kind = kind
-        self.postgres = postgres
-        self.files = files
+        self.details = details
+    }
+
+    /// A record holding a kind's typed details.
+    public init<Details: Encodable>(kind: String, details: Details) throws {
+        self.kind = kind
+        self.details = try JSONValue(encoding: details)
+    }
+
+    /// The kind's typed details.
+    public func details<Details: Decodable>(as type: Details.Type) throws -> Details {
+        try details.decode(type)
+    }
+
+    struct Key: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: Key.self)
+        kind = try container.decode(String.self, forKey: Key(stringValue: "kind"))
+        details = try container.decodeIfPresent(JSONValue.self, forKey: Key(stringValue: kind)) ?? .object([:])
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: Key.self)
+        try container.encode(kind, forKey: Key(stringValue: "kind"))
+        try container.encode(details, forKey: Key(stringValue: kind))
     }
 }
 
-public struct PostgresSourceRecord: Codable, Equatable, Sendable {
-    public var mode: String  // "logical"
-    /// Connection without secrets: host, port, user (never the password).
-    public var host: String
-    public var port: String
-    public var user: String
-    public var serverVersion: String
-    public var serverVersionNumber: Int
-    public var systemIdentifier: String
-    public var databases: [String]
-    public var dumpVersion: String?
+/// What an artifact holds, for restore (`postgres-globals`, `postgres-database`, `files`).
+/// Each source kind declares its roles as constants in its own folder; in manifests a role
+/// is its name.
+public struct ArtifactRole: RawRepresentable, Codable, Hashable, Sendable, ExpressibleByStringLiteral, CustomStringConvertible {
+    public let rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public init(_ rawValue: String) { self.rawValue = rawValue }
+    public init(stringLiteral value: String) { self.rawValue = value }
+    public var description: String { rawValue }
 
-    public init(
-        mode: String, host: String, port: String, user: String, serverVersion: String,
-        serverVersionNumber: Int, systemIdentifier: String, databases: [String], dumpVersion: String?
-    ) {
-        self.mode = mode
-        self.host = host
-        self.port = port
-        self.user = user
-        self.serverVersion = serverVersion
-        self.serverVersionNumber = serverVersionNumber
-        self.systemIdentifier = systemIdentifier
-        self.databases = databases
-        self.dumpVersion = dumpVersion
+    public init(from decoder: any Decoder) throws {
+        rawValue = try decoder.singleValueContainer().decode(String.self)
     }
-}
 
-public struct FilesSourceRecord: Codable, Equatable, Sendable {
-    public var path: String
-    public var hostname: String?
-    public init(path: String, hostname: String?) {
-        self.path = path
-        self.hostname = hostname
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(rawValue)
     }
 }
 
@@ -100,8 +116,8 @@ public struct FilesSourceRecord: Codable, Equatable, Sendable {
 public struct ArtifactRecord: Codable, Equatable, Sendable {
     /// Key relative to the backup's directory, e.g. `data/0001.tar.zst`.
     public var path: String
-    /// What this artifact holds, for restore: `postgres-globals`, `postgres-database`, `files`.
-    public var role: String
+    /// What this artifact holds, for restore.
+    public var role: ArtifactRole
     /// For `postgres-database`: the database's name.
     public var database: String?
     /// Size in bytes of the stored object.
@@ -113,7 +129,7 @@ public struct ArtifactRecord: Codable, Equatable, Sendable {
     public var entries: [EntryRecord]
 
     public init(
-        path: String, role: String, database: String? = nil, size: Int64, sha256: String,
+        path: String, role: ArtifactRole, database: String? = nil, size: Int64, sha256: String,
         compression: Compression, encryption: String = "none", entries: [EntryRecord]
     ) {
         self.path = path

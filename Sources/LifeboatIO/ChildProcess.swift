@@ -1,4 +1,5 @@
 import CLifeboatSystem
+import Foundation
 import Glibc
 import LifeboatCore
 import Synchronization
@@ -371,6 +372,35 @@ public final class ChildProcess: Sendable {
             if state.termination == nil {
                 kill(pid, SIGTERM)
             }
+        }
+    }
+
+    /// Stops the child from any thread without blocking: `SIGTERM` now (PostgreSQL's client
+    /// programs then cancel their query on the server and exit), and `SIGKILL` if it has not
+    /// ended `grace` seconds later. Whoever runs the child still calls `wait()`.
+    public func stop(grace: Double = 1.0) {
+        terminate()
+        let thread = Thread { [self] in
+            var waited = 0.0
+            while waited < grace {
+                if hasEnded { return }
+                usleep(20_000)
+                waited += 0.02
+            }
+            state.withLock { state in
+                if state.termination == nil { kill(pid, SIGKILL) }
+            }
+        }
+        thread.name = "lifeboat-child-stop"
+        thread.start()
+    }
+
+    /// Whether the child has ended (without reaping it, so that `wait()` still can).
+    private var hasEnded: Bool {
+        state.withLock { state in
+            if state.termination != nil { return true }
+            var info = siginfo_t()
+            return waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info._sifields._sigchld.si_pid == pid
         }
     }
 

@@ -126,16 +126,15 @@ public struct PostgresClientPrograms: Sendable {
             environment: target.clientEnvironment(), stdin: .pipe, stdout: .null)
     }
 
-    /// Starts `psql` to run the SQL of `startDumpGlobals` from its stdin.
-    ///
-    /// It continues after errors (`ON_ERROR_STOP=0`): roles that already exist make
-    /// `CREATE ROLE` fail, which is expected; the caller reports `stderrText`.
+    /// Starts `psql` to run the SQL of `startDumpGlobals` from its stdin, stopping at the first
+    /// error (`ON_ERROR_STOP=1`): the caller has removed the statements about roles and
+    /// tablespaces that exist on the target, so an error is a real one.
     /// The database is the one of the parameters, `postgres` when they name none.
     public func startRestoreGlobals(into parameters: PostgresConnectionParameters) throws -> ChildProcess {
         let target = parameters.value(for: "dbname") == nil ? parameters.with(database: "postgres") : parameters
         return try ChildProcess.spawn(
             path(.psql),
-            ["--no-psqlrc", "--quiet", "--no-password", "--set=ON_ERROR_STOP=0",
+            ["--no-psqlrc", "--quiet", "--no-password", "--set=ON_ERROR_STOP=1",
              "--dbname=\(target.conninfoWithoutPassword())"],
             environment: target.clientEnvironment(), stdin: .pipe, stdout: .null)
     }

@@ -154,6 +154,16 @@ public final class PostgresConnection: Sendable {
         try !query("select 1 from pg_catalog.pg_database where datname = $1", [name]).isEmpty
     }
 
+    /// The names of every role on the server.
+    public func listRoles() throws -> Set<String> {
+        Set(try query("select rolname from pg_catalog.pg_roles").compactMap { $0.first ?? nil })
+    }
+
+    /// The names of every tablespace on the server.
+    public func listTablespaces() throws -> Set<String> {
+        Set(try query("select spcname from pg_catalog.pg_tablespace").compactMap { $0.first ?? nil })
+    }
+
     // MARK: libpq calls
 
     /// Runs `body` with the `PGconn *`, holding the lock. Every libpq call on the connection

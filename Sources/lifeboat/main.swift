@@ -3,20 +3,49 @@ import Foundation
 import LifeboatCore
 
 // A main of our own instead of `@main`, so that every failure maps to Lifeboat's exit
-// statuses: 0 done, 1 the operation failed, 2 bad input. (ArgumentParser's own usage
-// errors would otherwise exit with 64.)
+// statuses: 0 done, 1 the operation failed, 2 bad input, 128 + N cancelled by signal N.
+// (ArgumentParser's own usage errors would otherwise exit with 64.) With `--json`, a failure
+// is also one JSON document on standard output, so that a script never reads an empty one.
 func report(_ text: String) {
     FileHandle.standardError.write(Data((Secrets.redact(text) + "\n").utf8))
 }
 
+/// The failure as a JSON document on standard output, when `--json` was asked for.
+func reportJSON(_ errors: [LifeboatError], status: Int32) {
+    guard CommandLine.arguments.contains("--json") else { return }
+    struct Failure: Encodable {
+        struct Item: Encodable {
+            var code: String
+            var message: String
+            var hint: String?
+        }
+        var ok = false
+        var exitStatus: Int32
+        var error: Item
+        var errors: [Item]
+    }
+    let items = errors.map { Failure.Item(code: $0.code.name, message: $0.message, hint: $0.hint) }
+    guard let first = items.first else { return }
+    do {
+        try printJSON(Failure(exitStatus: status, error: first, errors: items))
+    } catch {
+        print(#"{"ok": false, "error": {"code": "internal", "message": "the error could not be written as JSON"}}"#)
+    }
+}
+
+Signals.install()
 do {
     var command = try Lifeboat.parseAsRoot()
     try command.run()
     exit(0)
 } catch let error as LifeboatError {
-    report("error: \(error)")
-    exit(error.exitStatus)
+    var status = error.exitStatus
+    if error.code == .cancelled { status = Signals.exitStatus(for: Signals.signal ?? SIGTERM) }
+    reportJSON([error], status: status)
+    report("\(error.code == .cancelled ? "" : "error: ")\(error)")
+    exit(status)
 } catch let errors as LifeboatErrors {
+    reportJSON(errors.errors, status: errors.exitStatus)
     for error in errors.errors { report("error: \(error)") }
     report("\(errors.errors.count) error\(errors.errors.count == 1 ? "" : "s") found")
     exit(errors.exitStatus)
@@ -28,7 +57,9 @@ do {
         print(Lifeboat.fullMessage(for: error))
         exit(0)
     }
-    report(Lifeboat.fullMessage(for: error))
     // ArgumentParser reports bad arguments as EX_USAGE (64): that is bad input, status 2.
-    exit(code == .validationFailure ? 2 : code.rawValue)
+    let status = code == .validationFailure ? 2 : code.rawValue
+    reportJSON([LifeboatError(.usage, Lifeboat.message(for: error), hint: "Run 'lifeboat help' for the commands and their options.")], status: status)
+    report(Lifeboat.fullMessage(for: error))
+    exit(status)
 }

@@ -64,10 +64,13 @@ import Testing
     @Test func backupIDsSortInTimeOrderAndAvoidCollisions() {
         let date = Date(timeIntervalSince1970: 1_794_967_200)  // 2026-11-18T02:00:00Z
         #expect(BackupID.format(date) == "20261118T020000Z")
-        #expect(BackupID.make(startedAt: date, existing: []) == "20261118T020000Z")
-        #expect(BackupID.make(startedAt: date, existing: ["20261118T020000Z"]) == "20261118T020000Z-2")
-        #expect(BackupID.make(startedAt: date, existing: ["20261118T020000Z", "20261118T020000Z-2"]) == "20261118T020000Z-3")
+        #expect(BackupID.make(startedAt: date) { 0 } == "20261118T020000Z-aaaaaa")
+        #expect(BackupID.make(startedAt: date) { UInt64.max } == "20261118T020000Z-777777")
+        // Written by earlier versions: still valid.
+        #expect(BackupID.isValid("20261118T020000Z"))
         #expect(BackupID.isValid("20261118T020000Z-2"))
+        #expect(BackupID.isValid(BackupID.make(startedAt: date) { UInt64.random(in: 0...UInt64.max) }))
+        #expect(!BackupID.isValid("20261118T020000Z-../x"))
         #expect(!BackupID.isValid("../etc"))
         #expect(!BackupID.isValid("latest"))
     }
@@ -99,36 +102,83 @@ import Testing
     }
 }
 
-@Suite struct GlobalsScriptEditing {
+@Suite struct GlobalsScriptPlanning {
+    /// What pg_dumpall 15 writes for roles, memberships, settings, comments and tablespaces.
     let script = """
+        --
+        -- PostgreSQL database cluster dump
+        --
+
+        \\restrict MVJmZOlk
+
+        SET default_transaction_read_only = off;
+
         --
         -- Roles
         --
 
+        CREATE ROLE "Backup User";
+        ALTER ROLE "Backup User" WITH NOSUPERUSER INHERIT LOGIN PASSWORD 'SCRAM-SHA-256$4096:c';
         CREATE ROLE hub_app;
-        ALTER ROLE hub_app WITH NOSUPERUSER INHERIT LOGIN PASSWORD 'SCRAM-SHA-256$4096:a';
+        ALTER ROLE hub_app WITH NOSUPERUSER INHERIT CREATEDB LOGIN PASSWORD 'SCRAM-SHA-256$4096:a;b';
+        COMMENT ON ROLE hub_app IS 'the app; with a
+        newline';
         CREATE ROLE postgres;
         ALTER ROLE postgres WITH SUPERUSER INHERIT LOGIN PASSWORD 'SCRAM-SHA-256$4096:b';
-        ALTER ROLE postgres SET search_path TO app;
-        CREATE ROLE "Backup User";
-        ALTER ROLE "Backup User" WITH LOGIN PASSWORD 'SCRAM-SHA-256$4096:c';
-        GRANT hub_app TO postgres GRANTED BY postgres;
+        ALTER ROLE hub_app SET search_path TO 'public';
+
+        --
+        -- Tablespaces
+        --
+
+        CREATE TABLESPACE fast OWNER postgres LOCATION '/srv/fast';
+
+        --
+        -- Role memberships
+        --
+
+        GRANT hub_app TO "Backup User" GRANTED BY postgres;
+        GRANT "Backup User" TO postgres GRANTED BY postgres;
+
+        \\unrestrict MVJmZOlk
         """
 
-    @Test func theConnectingRoleIsLeftAsItIsOnTheTarget() {
-        let (edited, removed) = GlobalsScript.removingStatements(for: "postgres", from: script)
-        #expect(removed == 3)
-        #expect(!edited.contains("ALTER ROLE postgres"))
-        #expect(!edited.contains("CREATE ROLE postgres;"))
-        #expect(edited.contains("ALTER ROLE hub_app WITH"))
-        #expect(edited.contains("GRANT hub_app TO postgres GRANTED BY postgres;"))
+    @Test func rolesThatExistOnTheTargetAreLeftExactlyAsTheyAre() {
+        let plan = GlobalsScript.plan(script, existingRoles: ["postgres", "hub_app"], existingTablespaces: ["pg_default"])
+        #expect(plan.keptRoles == ["hub_app", "postgres"])
+        #expect(plan.createdRoles == ["Backup User"])
+        // Nothing about hub_app or postgres: no password, attribute, comment, setting or membership.
+        #expect(!plan.script.contains("ALTER ROLE hub_app"))
+        #expect(!plan.script.contains("COMMENT ON ROLE hub_app"))
+        #expect(!plan.script.contains("ALTER ROLE postgres"))
+        #expect(!plan.script.contains("TO postgres GRANTED"))
+        // The new role is created whole, with its membership in an existing role.
+        #expect(plan.script.contains("CREATE ROLE \"Backup User\";"))
+        #expect(plan.script.contains("ALTER ROLE \"Backup User\" WITH"))
+        #expect(plan.script.contains("GRANT hub_app TO \"Backup User\" GRANTED BY postgres;"))
+        #expect(plan.createdTablespaces == ["fast"])
+        #expect(plan.script.contains("CREATE TABLESPACE fast"))
+        #expect(plan.script.contains("\\restrict MVJmZOlk"))
+        #expect(plan.script.contains("SET default_transaction_read_only = off;"))
     }
 
-    @Test func quotedRoleNamesAreMatched() {
-        let (edited, removed) = GlobalsScript.removingStatements(for: "Backup User", from: script)
-        #expect(removed == 2)
-        #expect(!edited.contains("\"Backup User\""))
-        #expect(edited.contains("ALTER ROLE postgres WITH"))
+    @Test func onAnEmptyServerEverythingButTheTargetsOwnRolesIsCreated() {
+        let plan = GlobalsScript.plan(script, existingRoles: ["postgres"], existingTablespaces: [])
+        #expect(plan.createdRoles == ["Backup User", "hub_app"])
+        #expect(plan.keptRoles == ["postgres"])
+        #expect(plan.script.contains("COMMENT ON ROLE hub_app IS 'the app; with a\nnewline';"))
+    }
+
+    @Test func existingTablespacesAreKept() {
+        let plan = GlobalsScript.plan(script, existingRoles: ["postgres"], existingTablespaces: ["fast"])
+        #expect(plan.keptTablespaces == ["fast"])
+        #expect(!plan.script.contains("CREATE TABLESPACE"))
+    }
+
+    @Test func statementsSplitOutsideQuotesOnlyAndLoseNothing() {
+        let statements = GlobalsScript.split(script)
+        #expect(statements.map(\.text).joined() == script)
+        #expect(statements.contains { $0.text.hasSuffix("'the app; with a\nnewline';") })
     }
 
     @Test(arguments: [("postgres", "postgres"), ("hub_app2", "hub_app2"), ("Backup", "\"Backup\""), ("a\"b", "\"a\"\"b\""), ("1x", "\"1x\"")])

@@ -94,9 +94,9 @@ struct PostgresLogicalBackup {
         try seedPlatformDatabases(server)
         try postgresConfig(dir, databases: ["mcphub"])
         let configuration = try ConfigurationLoader.load(directory: dir.path, environment: ["PG_CONNINFO": server.conninfo()])
-        let manifest = try BackupCommand(configuration: configuration, logger: Logger(label: "test")).run(policy: "pg")
+        let manifest = try BackupCommand(configuration: configuration, context: RunContext(logger: Logger(label: "test"))).run(policy: "pg").manifest
 
-        let pg = try #require(manifest.source.postgres)
+        let pg = try manifest.source.details(as: PostgresRecord.self)
         #expect(pg.databases == ["mcphub"])
         #expect(pg.serverVersionNumber / 10000 == 15)
         #expect(pg.systemIdentifier == (try server.psql("select system_identifier from pg_control_system()")))

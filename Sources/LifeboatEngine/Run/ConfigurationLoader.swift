@@ -2,7 +2,7 @@ import Foundation
 import LifeboatCore
 import LifeboatIO
 
-/// Reads a configuration directory from disk and parses it.
+/// Reads a configuration directory from disk and parses it with every source kind's parser.
 public enum ConfigurationLoader {
     /// The configuration directory: `--config`, else `LIFEBOAT_CONFIG`, else the current directory.
     public static func directory(option: String?, environment: [String: String]) -> String {
@@ -12,12 +12,12 @@ public enum ConfigurationLoader {
         return URL(fileURLWithPath: path).standardizedFileURL.path
     }
 
-    /// Loads and validates every file. Throws `LifeboatErrors` listing all configuration
-    /// errors, or a `LifeboatError` when the directory cannot be read at all.
+    /// Loads every file. Problems in the files are in the result's `problems` (each command
+    /// decides which of them stop it); this throws only when the directory cannot be read.
     public static func load(directory: String, environment: [String: String]) throws -> Configuration {
         guard isDirectory(directory) else {
             throw LifeboatError(.configuration, "configuration directory '\(directory)' does not exist",
-                                hint: "Pass --config DIR or set LIFEBOAT_CONFIG to the directory holding lifeboat.yaml, policies/ and runbooks/.")
+                                hint: "Pass --config DIR or set LIFEBOAT_CONFIG to the directory holding lifeboat.yaml, policies/ and runbooks/; or give --repository to work from a repository alone.")
         }
         let mainPath = directory + "/lifeboat.yaml"
         let main = pathExists(mainPath) ? ConfigFile(name: "lifeboat.yaml", text: try readTextFile(mainPath)) : nil
@@ -25,10 +25,10 @@ public enum ConfigurationLoader {
         let runbooks = try yamlFiles(in: directory, subdirectory: "runbooks")
         if main == nil && policies.isEmpty && runbooks.isEmpty {
             throw LifeboatError(.configuration, "'\(directory)' holds no Lifeboat configuration (no lifeboat.yaml, policies/ or runbooks/)",
-                                hint: "Pass --config DIR or set LIFEBOAT_CONFIG to the directory holding lifeboat.yaml, policies/ and runbooks/.")
+                                hint: "Pass --config DIR or set LIFEBOAT_CONFIG to the directory holding lifeboat.yaml, policies/ and runbooks/; or give --repository to work from a repository alone.")
         }
-        return try ConfigurationParser.parse(directory: directory, main: main, policies: policies, runbooks: runbooks,
-                                             environment: environment)
+        return ConfigurationParser.parse(directory: directory, main: main, policies: policies, runbooks: runbooks,
+                                         sources: SourceKinds.parsers, environment: environment)
     }
 
     static func yamlFiles(in directory: String, subdirectory: String) throws -> [ConfigFile] {

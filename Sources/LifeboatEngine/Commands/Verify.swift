@@ -1,18 +1,19 @@
 import Foundation
 import LifeboatArchive
 import LifeboatCore
+import LifeboatIO
 import Logging
 
 /// Re-reads every artifact of a backup through libarchive and recomputes every SHA-256.
 public struct VerifyCommand {
-    public let configuration: Configuration
-    public let logger: Logger
-    public let progress: any ProgressReporter
+    public let source: RepositorySource
+    public let context: RunContext
+    public var lockWait: TimeInterval
 
-    public init(configuration: Configuration, logger: Logger, progress: any ProgressReporter = NoProgress()) {
-        self.configuration = configuration
-        self.logger = logger
-        self.progress = progress
+    public init(source: RepositorySource, context: RunContext, lockWait: TimeInterval = 600) {
+        self.source = source
+        self.context = context
+        self.lockWait = lockWait
     }
 
     public struct Report: Sendable, Encodable {
@@ -45,43 +46,43 @@ public struct VerifyCommand {
     }
 
     public func run(policy name: String, selector: String) throws -> Report {
-        let policy = try configuration.policy(named: name)
-        var logger = logger
-        logger[metadataKey: "policy.name"] = "\(policy.name)"
-        let repository = try Repository.open(configuration.repository(for: policy), logger: logger)
-        try repository.checkFormat()
-        let manifest = try repository.resolve(policy: policy.name, selector: selector)
-        return verify(manifest, in: repository)
+        let context = self.context.with(metadata: "policy.name", name)
+        let (repository, _) = try source.repository(forPolicy: name, context: context)
+        try repository.requireFormat()
+        return try repository.withSharedLock(command: "verify \(name)", wait: lockWait, context: context) {
+            let manifest = try repository.resolve(policy: name, selector: selector)
+            return try verify(manifest, in: repository, context: context.with(metadata: "backup.id", manifest.id))
+        }
     }
 
-    public func verify(_ manifest: Manifest, in repository: Repository) -> Report {
-        var logger = logger
-        logger[metadataKey: "policy.name"] = "\(manifest.policy)"
-        logger[metadataKey: "backup.id"] = "\(manifest.id)"
+    public func verify(_ manifest: Manifest, in repository: Repository, context: RunContext) throws -> Report {
         var report = Report(policy: manifest.policy, backup: manifest.id, artifacts: manifest.artifacts.count,
                             entries: manifest.artifacts.reduce(0) { $0 + $1.entries.count }, bytes: manifest.storedBytes,
                             problems: [])
         for artifact in manifest.artifacts {
+            try context.cancellation.checkCancelled()
             let key = Repository.artifactKey(policy: manifest.policy, id: manifest.id, path: artifact.path)
             let problems: [VerificationProblem]
             do {
-                let reader = ProgressReader(try repository.store.openReader(key: key), what: "verify \(artifact.path)",
-                                            total: artifact.size, progress: progress)
+                let reader = try repository.openArtifact(artifact, of: manifest, context: context, purpose: "verify")
                 defer { reader.close() }
                 problems = verifyArtifact(artifact, source: reader)
-            } catch let error as LifeboatError where error.code == .notFound {
+            } catch let error as LifeboatError where error.code == .integrity {
                 problems = [VerificationProblem(artifact: artifact.path, entry: nil,
                                                 message: "the artifact is missing from the repository (\(repository.locate(key)))")]
+            } catch let error as LifeboatError where error.code == .cancelled {
+                throw error
             } catch {
                 problems = [VerificationProblem(artifact: artifact.path, entry: nil, message: "cannot be read: \(error)")]
             }
+            try context.cancellation.checkCancelled()
             for problem in problems {
-                logger.error("verification failed", metadata: [
+                context.logger.error("verification failed", metadata: [
                     "artifact.path": "\(problem.artifact)", "entry.path": "\(problem.entry ?? "-")", "problem": "\(problem.message)",
                 ])
             }
             if problems.isEmpty {
-                logger.info("artifact verified", metadata: ["artifact.path": "\(artifact.path)", "artifact.entries": "\(artifact.entries.count)"])
+                context.logger.info("artifact verified", metadata: ["artifact.path": "\(artifact.path)", "artifact.entries": "\(artifact.entries.count)"])
             }
             report.problems += problems.map { Report.Problem(artifact: $0.artifact, entry: $0.entry, message: $0.message) }
         }

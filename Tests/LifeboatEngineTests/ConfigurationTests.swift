@@ -1,19 +1,28 @@
 import Testing
 @testable import LifeboatCore
+@testable import LifeboatEngine
 
-/// Parses files given inline; returns the configuration or the list of error messages.
+/// Parses files given inline, with every source kind Lifeboat has.
+func load(
+    main: String? = nil, policies: [String: String] = [:], runbooks: [String: String] = [:],
+    environment: [String: String] = [:]
+) -> Configuration {
+    ConfigurationParser.parse(
+        directory: "/etc/lifeboat",
+        main: main.map { ConfigFile(name: "lifeboat.yaml", text: $0) },
+        policies: policies.sorted { $0.key < $1.key }.map { ConfigFile(name: "policies/\($0.key)", text: $0.value) },
+        runbooks: runbooks.sorted { $0.key < $1.key }.map { ConfigFile(name: "runbooks/\($0.key)", text: $0.value) },
+        sources: SourceKinds.parsers, environment: environment)
+}
+
+/// The configuration when it has no problem at all (as `check` requires), or every problem.
 func parse(
     main: String? = nil, policies: [String: String] = [:], runbooks: [String: String] = [:],
     environment: [String: String] = [:]
 ) -> Result<Configuration, LifeboatErrors> {
-    Result { () throws(LifeboatErrors) -> Configuration in
-        try ConfigurationParser.parse(
-            directory: "/etc/lifeboat",
-            main: main.map { ConfigFile(name: "lifeboat.yaml", text: $0) },
-            policies: policies.sorted { $0.key < $1.key }.map { ConfigFile(name: "policies/\($0.key)", text: $0.value) },
-            runbooks: runbooks.sorted { $0.key < $1.key }.map { ConfigFile(name: "runbooks/\($0.key)", text: $0.value) },
-            environment: environment)
-    }
+    let configuration = load(main: main, policies: policies, runbooks: runbooks, environment: environment)
+    if configuration.problems.isEmpty { return .success(configuration) }
+    return .failure(LifeboatErrors(configuration.problems.map(\.error)))
 }
 
 func errors(_ result: Result<Configuration, LifeboatErrors>) -> [String] {
@@ -52,7 +61,7 @@ let validMain = """
                 "hub-postgres.yaml": validPostgresPolicy,
                 "etc.yaml": "policy: etc\nsource: { files: { path: conf } }\ncompression: { algorithm: none }\n",
             ],
-            runbooks: ["platform.yaml": """
+            runbooks: ["platform-recovery.yaml": """
                 runbook: platform-recovery
                 objectives: { rto: 30m, rpo: 1h }
                 steps:
@@ -80,10 +89,7 @@ let validMain = """
 
         #expect(configuration.policies.map(\.name) == ["etc", "hub-postgres"])
         let hub = try configuration.policy(named: "hub-postgres")
-        guard case .postgres(let pg) = hub.source else {
-            Issue.record("hub-postgres is not a postgres source")
-            return
-        }
+        let pg = try #require(hub.source as? PostgresConfiguration)
         #expect(pg.conninfo == "host=db port=5432 user=backup dbname=postgres password=hunter22")
         #expect(pg.databases == ["mcphub", "mcp_registry"])
         #expect(pg.globals)
@@ -94,10 +100,7 @@ let validMain = """
 
         let etc = try configuration.policy(named: "etc")
         #expect(etc.compression == .none)
-        guard case .files(let files) = etc.source else {
-            Issue.record("etc is not a files source")
-            return
-        }
+        let files = try #require(etc.source as? FilesConfiguration)
         #expect(files.path == "/etc/lifeboat/conf")
         #expect(try configuration.repository(for: etc).name == "default")
 
@@ -135,17 +138,17 @@ let validMain = """
     }
 
     @Test func unknownNestedKeyNamesItsPath() {
-        let policy = "policy: p\nsource:\n  postgres: { conninfo: x, databse: [a] }\n"
+        let policy = "policy: p\nsource:\n  postgres: { conninfo: \"host=db\", databse: [a] }\n"
         #expect(errors(parse(policies: ["p.yaml": policy]))
-            == ["policies/p.yaml:3:28: unknown key 'databse' in 'source.postgres' (did you mean 'databases'?)"])
+            == ["policies/p.yaml:3:36: unknown key 'databse' in 'source.postgres' (did you mean 'databases'?)"])
     }
 
     @Test(arguments: [
-        ("policy: p\nsource: { postgres: { conninfo: x, databases: mcphub } }\n", "policies/p.yaml:2:47: 'source.postgres.databases' must be a list, not a scalar"),
+        ("policy: p\nsource: { postgres: { conninfo: host=db, databases: mcphub } }\n", "policies/p.yaml:2:53: 'source.postgres.databases' must be a list, not a scalar"),
         ("policy: p\nsource: [files]\n", "policies/p.yaml:2:9: 'source' must be a mapping (key: value), not a list"),
         ("policy: p\nsource: { files: { path: /a } }\ncompression: { level: high }\n", "policies/p.yaml:3:23: 'compression.level' must be an integer, not 'high'"),
         ("policy: p\nsource: { files: { path: /a } }\ncompression: { level: 40 }\n", "policies/p.yaml:3:23: 'compression.level' must be between 1 and 19, not 40"),
-        ("policy: p\nsource: { postgres: { conninfo: x, globals: maybe } }\n", "policies/p.yaml:2:45: 'source.postgres.globals' must be true or false, not 'maybe'"),
+        ("policy: p\nsource: { postgres: { conninfo: host=db, globals: maybe } }\n", "policies/p.yaml:2:51: 'source.postgres.globals' must be true or false, not 'maybe'"),
     ])
     func wrongTypesAreReported(yaml: String, expected: String) {
         #expect(errors(parse(policies: ["p.yaml": yaml])) == [expected])
@@ -169,8 +172,8 @@ let validMain = """
     }
 
     @Test func runbookRestoringAnUnknownPolicyIsReported() {
-        let runbook = "runbook: r\nsteps:\n  - restore: hub-postgress\n    target: { conninfo: x }\n"
-        let messages = errors(parse(policies: ["hub.yaml": validPostgresPolicy.replacingOccurrences(of: "repository: offsite\n", with: "")],
+        let runbook = "runbook: r\nsteps:\n  - restore: hub-postgress\n    target: { conninfo: host=db }\n"
+        let messages = errors(parse(policies: ["hub-postgres.yaml": validPostgresPolicy.replacingOccurrences(of: "repository: offsite\n", with: "")],
                                     runbooks: ["r.yaml": runbook], environment: ["PGPASS": "x"]))
         #expect(messages == ["runbooks/r.yaml:3:14: runbook step restores unknown policy 'hub-postgress' (did you mean 'hub-postgres'?)"])
     }
@@ -190,27 +193,85 @@ let validMain = """
     }
 
     @Test func undefinedEnvironmentVariableIsReportedWithoutOtherValues() throws {
-        let result = parse(policies: ["hub.yaml": validPostgresPolicy.replacingOccurrences(of: "repository: offsite\n", with: "")])
+        let result = parse(policies: ["hub-postgres.yaml": validPostgresPolicy.replacingOccurrences(of: "repository: offsite\n", with: "")])
         let error = try #require(result.failureErrors.first)
-        #expect(error.message == "policies/hub.yaml:4:15: environment variable 'PGPASS' used in 'source.postgres.conninfo' is not set")
+        #expect(error.message == "policies/hub-postgres.yaml:4:15: environment variable 'PGPASS' used in 'source.postgres.conninfo' is not set")
         #expect(error.hint?.contains("${PGPASS:-default}") == true)
     }
 
-    @Test func duplicatePolicyNamesAreReported() {
+    @Test func aPolicyNamedOtherwiseThanItsFileIsReported() {
+        let messages = errors(parse(policies: ["a.yaml": "policy: same\nsource: { files: { path: /a } }\n"]))
+        #expect(messages == ["policies/a.yaml:1:9: policy 'same' is in policies/a.yaml; a policy's file is named after it"])
+    }
+
+    @Test func twoFilesOfOnePolicyAreReported() {
         let messages = errors(parse(policies: [
-            "a.yaml": "policy: same\nsource: { files: { path: /a } }\n",
-            "b.yaml": "policy: same\nsource: { files: { path: /b } }\n",
+            "same.yaml": "policy: same\nsource: { files: { path: /a } }\n",
+            "same.yml": "policy: same\nsource: { files: { path: /b } }\n",
         ]))
-        #expect(messages == ["policies/b.yaml:1:9: policy 'same' is already defined in policies/a.yaml"])
+        #expect(messages == ["policies/same.yml: policy 'same' is already defined in policies/same.yaml"])
+    }
+
+    @Test func everyDuplicateKeyIsReportedAtItsOwnLine() {
+        let policy = "policy: p\nsource: { files: { path: /a } }\nschedule: { cron: \"0 2 * * *\" }\nretention: { keep_last: 2 }\nschedule: { cron: \"0 3 * * *\" }\nretention: { keep_last: 3 }\n"
+        #expect(errors(parse(policies: ["p.yaml": policy])) == [
+            "policies/p.yaml:5:1: duplicate key 'schedule' (first at line 3)",
+            "policies/p.yaml:6:1: duplicate key 'retention' (first at line 4)",
+        ])
+    }
+
+    @Test(arguments: [
+        ("schedule: { cron: \"0 2 31 2 *\" }", "policies/p.yaml:3:19: cron expression '0 2 31 2 *' never fires"),
+        ("retention: { keep_within: 0s }", "policies/p.yaml:3:27: 'retention.keep_within' must be longer than 0s"),
+        ("retention: { recovery_window: 0d }", "policies/p.yaml:3:31: 'retention.recovery_window' must be longer than 0s"),
+        ("schedule: { cron: \"0 * * * *\", jitter: 2h }", "policies/p.yaml:3:40: jitter 2h is not shorter than the shortest interval of '0 * * * *' (1h)"),
+    ])
+    func schedulesAndRetentionsThatCannotWorkAreReported(line: String, expected: String) {
+        let messages = errors(parse(policies: ["p.yaml": "policy: p\nsource: { files: { path: /a } }\n\(line)\n"]))
+        #expect(messages.count == 1)
+        #expect(messages.first?.hasPrefix(expected) == true, "\(messages)")
+    }
+
+    @Test func aProblemInOnePolicyDoesNotStopAnother() throws {
+        let configuration = load(
+            main: validMain.replacingOccurrences(of: "prefix: lifeboat }", with: "prefix: lifeboat, secret_access_key: \"${AWS_SECRET}\" }"),
+            policies: [
+                "hub-postgres.yaml": validPostgresPolicy,
+                "etc.yaml": "policy: etc\nsource: { files: { path: conf } }\nrepository: local\n",
+            ],
+            runbooks: ["broken.yaml": "runbook: broken\nsteps: [ { restore: nope } ]\n"])
+        // The unset ${PGPASS} blocks hub-postgres, the unset ${AWS_SECRET} its repository, and
+        // the runbook is broken: none of it concerns etc.
+        let etc = try configuration.policy(named: "etc")
+        #expect(etc.name == "etc")
+        #expect(configuration.usablePolicies.map(\.name) == ["etc"])
+        #expect(configuration.problems(outside: configuration.scopes(forPolicy: "etc")).count == 3)
+        #expect(throws: LifeboatErrors.self) { try configuration.policy(named: "hub-postgres") }
+        #expect(configuration.problems(blocking: [.repository("offsite")]).count == 1)
+    }
+
+    @Test func aBrokenPolicyIsReportedWithItsErrorsNotAsMissing() {
+        let configuration = load(policies: ["p.yaml": "policy: p\nsource: { files: { pth: /a } }\n"])
+        #expect {
+            try configuration.policy(named: "p")
+        } throws: { error in
+            (error as? LifeboatErrors)?.errors.first?.message.contains("unknown key 'pth'") == true
+        }
+    }
+
+    @Test func problemsInLifeboatYamlStopEveryCommand() {
+        let configuration = load(main: "repositories: { local: { path: /x } }\nlisten: [1]\n",
+                                 policies: ["etc.yaml": "policy: etc\nsource: { files: { path: /a } }\n"])
+        #expect(throws: LifeboatErrors.self) { try configuration.policy(named: "etc") }
     }
 
     @Test func physicalModeIsRefusedUntilItExists() {
-        let messages = errors(parse(policies: ["p.yaml": "policy: p\nsource: { postgres: { conninfo: x, mode: physical } }\n"]))
+        let messages = errors(parse(policies: ["p.yaml": "policy: p\nsource: { postgres: { conninfo: host=db, mode: physical } }\n"]))
         #expect(messages.first?.contains("mode 'physical'") == true)
     }
 
     @Test func missingPolicyIsANotFoundErrorWithSuggestion() throws {
-        let configuration = try parse(policies: ["p.yaml": "policy: hub-postgres\nsource: { files: { path: /a } }\n"]).get()
+        let configuration = try parse(policies: ["hub-postgres.yaml": "policy: hub-postgres\nsource: { files: { path: /a } }\n"]).get()
         #expect {
             try configuration.policy(named: "hub-postgre")
         } throws: { error in

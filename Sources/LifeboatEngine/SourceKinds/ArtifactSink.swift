@@ -3,43 +3,35 @@ import LifeboatArchive
 import LifeboatCore
 import Logging
 
-/// Something that can be backed up. A source checks itself, then writes its artifacts through
-/// the sink it is given, and describes what it backed up.
-public protocol BackupSource {
-    /// Writes every artifact; returns the record stored in the manifest. Throwing at any point
-    /// leaves no committed backup.
-    func run(into sink: ArtifactSink, logger: Logger) throws -> SourceRecord
-}
-
-/// Hands out artifacts of one backup: `data/0000.tar.zst`, `data/0001.tar.zst`, …, each
+/// Hands out the artifacts of one backup: `data/0000.tar.zst`, `data/0001.tar.zst`, …, each
 /// written through libarchive and committed to the store when complete.
 public final class ArtifactSink {
     let repository: Repository
     let policy: Policy
     let backupID: String
-    let logger: Logger
-    let progress: any ProgressReporter
+    let context: RunContext
     public private(set) var artifacts: [ArtifactRecord] = []
-    /// Keys written so far, for cleanup when the backup fails.
+    /// Keys written so far, for cleanup when the backup fails: only this run's own objects.
     private(set) var writtenKeys: [String] = []
 
-    init(repository: Repository, policy: Policy, backupID: String, logger: Logger, progress: any ProgressReporter) {
+    init(repository: Repository, policy: Policy, backupID: String, context: RunContext) {
         self.repository = repository
         self.policy = policy
         self.backupID = backupID
-        self.logger = logger
-        self.progress = progress
+        self.context = context
     }
 
     /// Writes one artifact: `body` adds its entries. The artifact is committed to the store
-    /// (durable, under its final key) before this returns.
+    /// (durable, under its final key) before this returns. Stops with a cancellation error as
+    /// soon as the run is cancelled.
     @discardableResult
-    public func artifact(role: String, database: String? = nil, _ body: (ArtifactWriter) throws -> Void) throws -> ArtifactRecord {
+    public func artifact(role: ArtifactRole, database: String? = nil, _ body: (ArtifactWriter) throws -> Void) throws -> ArtifactRecord {
+        try context.cancellation.checkCancelled()
         let path = String(format: "data/%04d", artifacts.count) + policy.compression.artifactSuffix
         let key = Repository.artifactKey(policy: policy.name, id: backupID, path: path)
-        let object = ProgressWriter(try repository.store.openWriter(key: key),
-                                    what: "backup \(path)\(database.map { " (\($0))" } ?? "")", progress: progress)
-        let started = Date()
+        let object = ProgressWriter(try repository.store.openWriter(key: key, ifAbsent: true),
+                                    what: "backup \(path)\(database.map { " (\($0))" } ?? "")", context: context)
+        let started = context.clock()
         do {
             let writer = try ArtifactWriter(sink: object, compression: policy.compression, level: policy.compressionLevel)
             do {
@@ -49,16 +41,16 @@ public final class ArtifactSink {
                 throw error
             }
             let result = try writer.finish()
+            // Recorded before the commit: a commit that fails half-way may still have left the object.
             writtenKeys.append(key)
             try object.commit()
             let record = ArtifactRecord(path: path, role: role, database: database, size: result.size,
                                         sha256: result.sha256, compression: policy.compression, entries: result.entries)
             artifacts.append(record)
-            let seconds = Date().timeIntervalSince(started)
-            logger.info("artifact written", metadata: [
+            context.logger.info("artifact written", metadata: [
                 "artifact.path": "\(path)", "artifact.role": "\(role)",
                 "artifact.bytes": "\(result.size)", "artifact.source_bytes": "\(record.entries.reduce(0) { $0 + $1.size })",
-                "artifact.seconds": "\(String(format: "%.1f", seconds))",
+                "artifact.seconds": "\(String(format: "%.1f", context.clock().timeIntervalSince(started)))",
             ])
             return record
         } catch {

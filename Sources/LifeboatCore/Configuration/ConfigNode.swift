@@ -1,31 +1,23 @@
 import Yams
 
-/// Collects every configuration error found in one pass, each with `file:line:column`.
-public final class ConfigDiagnostics {
-    public private(set) var errors: [LifeboatError] = []
-
-    public init() {}
-
-    public func error(_ file: String, _ mark: Mark?, _ message: String, hint: String? = nil) {
-        let location = mark.map { "\(file):\($0.line):\($0.column)" } ?? file
-        errors.append(LifeboatError(.configuration, "\(location): \(message)", hint: hint))
-    }
-}
-
 /// A YAML node with the file it came from and where it sits in the document, read into
 /// typed values. Every accessor records an error and returns nil on a mismatch, so a single
 /// pass reports all the problems of a file instead of stopping at the first.
-struct ConfigNode {
+public struct ConfigNode {
     let node: Node
-    let file: String
+    /// The file it came from, relative to the configuration directory.
+    public let file: String
     /// Dotted key path for messages: `source.postgres.conninfo`.
-    let path: String
+    public let path: String
     let diagnostics: ConfigDiagnostics
     let environment: [String: String]
+    /// The configuration directory, against which relative paths resolve.
+    public let directory: String
 
     var mark: Mark? { node.mark }
 
-    func error(_ message: String, hint: String? = nil) {
+    /// Records an error at this node's position: `file:line:column: message`.
+    public func error(_ message: String, hint: String? = nil) {
         diagnostics.error(file, mark, message, hint: hint)
     }
 
@@ -42,12 +34,12 @@ struct ConfigNode {
 
     func child(_ node: Node, key: String) -> ConfigNode {
         ConfigNode(node: node, file: file, path: path.isEmpty ? key : "\(path).\(key)",
-                   diagnostics: diagnostics, environment: environment)
+                   diagnostics: diagnostics, environment: environment, directory: directory)
     }
 
     /// A mapping whose keys must all be among `allowed`. Unknown keys are reported with a
     /// suggestion when one is close.
-    func mapping(allowed: [String]) -> ConfigMapping? {
+    public func mapping(allowed: [String]) -> ConfigMapping? {
         guard case .mapping(let mapping) = node else {
             error("\(what) must be a mapping (key: value), not \(kindName)")
             return nil
@@ -81,7 +73,7 @@ struct ConfigNode {
     }
 
     /// A scalar string with `${VAR}` interpolated.
-    func string() -> String? {
+    public func string() -> String? {
         guard case .scalar(let scalar) = node else {
             error("\(what) must be a string, not \(kindName)")
             return nil
@@ -108,7 +100,7 @@ struct ConfigNode {
 
     /// A non-empty string that is a valid name (policy, repository, runbook): letters, digits,
     /// `.`, `_` and `-`, starting with a letter or digit. Names become repository paths.
-    func name() -> String? {
+    public func name() -> String? {
         guard let text = string() else { return nil }
         guard isValidName(text) else {
             error("'\(text)' is not a valid name for \(what)",
@@ -118,7 +110,7 @@ struct ConfigNode {
         return text
     }
 
-    func int(in range: ClosedRange<Int>? = nil) -> Int? {
+    public func int(in range: ClosedRange<Int>? = nil) -> Int? {
         guard let text = string() else { return nil }
         guard let value = Int(text) else {
             error("\(what) must be an integer, not '\(text)'")
@@ -131,7 +123,7 @@ struct ConfigNode {
         return value
     }
 
-    func bool() -> Bool? {
+    public func bool() -> Bool? {
         guard let text = string() else { return nil }
         switch text.lowercased() {
         case "true", "yes", "on": return true
@@ -142,7 +134,7 @@ struct ConfigNode {
         }
     }
 
-    func duration() -> ConfigDuration? {
+    public func duration() -> ConfigDuration? {
         guard let text = string() else { return nil }
         guard let duration = ConfigDuration(parsing: text) else {
             error("'\(text)' is not a valid duration for \(what)",
@@ -152,8 +144,25 @@ struct ConfigNode {
         return duration
     }
 
+    /// A duration longer than zero (a retention of `0s` keeps nothing, a timeout of `0s` never
+    /// lets anything run).
+    public func positiveDuration() -> ConfigDuration? {
+        guard let duration = duration() else { return nil }
+        guard duration.seconds > 0 else {
+            error("\(what) must be longer than 0s")
+            return nil
+        }
+        return duration
+    }
+
+    /// A path; a relative one is taken relative to the configuration directory, `~/` to the
+    /// home directory.
+    public func absolutePath() -> String? {
+        string().map { resolvePath($0, in: directory) }
+    }
+
     /// One of a fixed set of words.
-    func oneOf(_ choices: [String]) -> String? {
+    public func oneOf(_ choices: [String]) -> String? {
         guard let text = string() else { return nil }
         guard choices.contains(text) else {
             var message = "'\(text)' is not a valid value for \(what) (expected \(choices.map { "'\($0)'" }.joined(separator: " or ")))"
@@ -166,7 +175,7 @@ struct ConfigNode {
         return text
     }
 
-    func list() -> [ConfigNode]? {
+    public func list() -> [ConfigNode]? {
         guard case .sequence(let sequence) = node else {
             error("\(what) must be a list, not \(kindName)")
             return nil
@@ -174,7 +183,7 @@ struct ConfigNode {
         return sequence.enumerated().map { child($0.element, key: "\($0.offset)") }
     }
 
-    func stringList() -> [String]? {
+    public func stringList() -> [String]? {
         guard let items = list() else { return nil }
         let strings = items.compactMap { $0.string() }
         return strings.count == items.count ? strings : nil
@@ -182,15 +191,15 @@ struct ConfigNode {
 }
 
 /// The entries of a mapping, with the keys a reader takes.
-struct ConfigMapping {
-    let owner: ConfigNode
-    let entries: [(key: String, keyMark: Mark?, value: ConfigNode)]
+public struct ConfigMapping {
+    public let owner: ConfigNode
+    public let entries: [(key: String, keyMark: Mark?, value: ConfigNode)]
 
-    subscript(key: String) -> ConfigNode? {
+    public subscript(key: String) -> ConfigNode? {
         entries.first { $0.key == key }?.value
     }
 
-    func required(_ key: String) -> ConfigNode? {
+    public func required(_ key: String) -> ConfigNode? {
         if let value = self[key] { return value }
         let within = owner.path.isEmpty ? "" : " in '\(owner.path)'"
         owner.error("missing required key '\(key)'\(within)")
@@ -198,7 +207,7 @@ struct ConfigMapping {
     }
 
     /// Exactly one of `keys` must be present (a tagged union such as `source: { postgres: … }`).
-    func exactlyOne(of choices: [String], what: String) -> (String, ConfigNode)? {
+    public func exactlyOne(of choices: [String], what: String) -> (String, ConfigNode)? {
         let present = entries.filter { choices.contains($0.key) }
         if present.count == 1 { return (present[0].key, present[0].value) }
         if present.isEmpty {

@@ -1,0 +1,249 @@
+import Foundation
+
+/// A whole configuration directory: `lifeboat.yaml`, `policies/*.yaml`, `runbooks/*.yaml`.
+///
+/// Loading never stops at the first problem, and never refuses the whole directory for a
+/// problem in one part of it: every problem is kept in `problems` with the scope it blocks
+/// (see `ConfigScope`). `policy(named:)` and friends refuse only what a command uses.
+public struct Configuration: Sendable {
+    /// Absolute path of the configuration directory; relative paths in it resolve against it.
+    public var directory: String
+    /// The repositories that were read without error (plus the built-in `default`).
+    public var repositories: [RepositoryConfig]
+    public var defaultRepository: String
+    public var stateDirectory: String?
+    public var listen: String?
+    /// The policies that were read without error, by name.
+    public var policies: [Policy]
+    /// The runbooks that were read without error, by name.
+    public var runbooks: [Runbook]
+    /// Every problem found, in file order.
+    public var problems: [ConfigProblem]
+    /// Every policy file by policy name (its base name), whether it could be read or not.
+    public var policyFiles: [String: String]
+    /// Every runbook file by runbook name (its base name), whether it could be read or not.
+    public var runbookFiles: [String: String]
+
+    /// Name of the repository used when a policy names none and `lifeboat.yaml` sets no
+    /// `default_repository`: `./.lifeboat/repository` in the configuration directory.
+    public static let builtinRepositoryName = "default"
+    public static let builtinRepositoryPath = ".lifeboat/repository"
+
+    public init(directory: String, repositories: [RepositoryConfig] = [], defaultRepository: String = Configuration.builtinRepositoryName,
+                stateDirectory: String? = nil, listen: String? = nil, policies: [Policy] = [], runbooks: [Runbook] = [],
+                problems: [ConfigProblem] = [], policyFiles: [String: String] = [:], runbookFiles: [String: String] = [:]) {
+        self.directory = directory
+        self.repositories = repositories
+        self.defaultRepository = defaultRepository
+        self.stateDirectory = stateDirectory
+        self.listen = listen
+        self.policies = policies
+        self.runbooks = runbooks
+        self.problems = problems
+        self.policyFiles = policyFiles
+        self.runbookFiles = runbookFiles
+    }
+
+    /// A policy ready to use: it, its repository and `lifeboat.yaml` have no problems.
+    ///
+    /// - Throws: `LifeboatErrors` with those problems (bad input), or `.notFound` (with a
+    ///   suggestion) when there is no such policy file.
+    public func policy(named name: String) throws -> Policy {
+        let blocking = problems(blocking: scopes(forPolicy: name))
+        if !blocking.isEmpty { throw LifeboatErrors(blocking.map(\.error)) }
+        if let policy = policies.first(where: { $0.name == name }) { return policy }
+        var message = "no policy named '\(name)' in \(directory)/policies"
+        let names = policyFiles.keys.sorted()
+        if let suggestion = closestMatch(to: name, among: names) {
+            message += " (did you mean '\(suggestion)'?)"
+        }
+        let known = names.isEmpty ? "none are defined" : "defined: \(names.joined(separator: ", "))"
+        throw LifeboatError(.notFound, message, hint: "Run 'lifeboat list' or 'lifeboat check' to see the policies (\(known)).")
+    }
+
+    /// The scopes a command about `policy` uses: `lifeboat.yaml`, the policy, its repository.
+    public func scopes(forPolicy name: String) -> Set<ConfigScope> {
+        var scopes: Set<ConfigScope> = [.main, .policy(name)]
+        if let policy = policies.first(where: { $0.name == name }) {
+            scopes.insert(.repository(policy.repository ?? defaultRepository))
+        }
+        return scopes
+    }
+
+    /// The problems in any of `scopes`.
+    public func problems(blocking scopes: Set<ConfigScope>) -> [ConfigProblem] {
+        problems.filter { scopes.contains($0.scope) }
+    }
+
+    /// The problems outside `scopes`: what a command that uses only `scopes` reports as warnings.
+    public func problems(outside scopes: Set<ConfigScope>) -> [ConfigProblem] {
+        problems.filter { !scopes.contains($0.scope) }
+    }
+
+    /// Throws the problems of `lifeboat.yaml` itself, which every command needs.
+    public func requireMain() throws {
+        let blocking = problems(blocking: [.main])
+        if !blocking.isEmpty { throw LifeboatErrors(blocking.map(\.error)) }
+    }
+
+    /// The policies a command over "every policy" (`list`) can use: those without problems in
+    /// their own file or their repository.
+    public var usablePolicies: [Policy] {
+        policies.filter { problems(blocking: [.policy($0.name), .repository($0.repository ?? defaultRepository)]).isEmpty }
+    }
+
+    public func repository(named name: String) throws -> RepositoryConfig {
+        guard let repository = repositories.first(where: { $0.name == name }) else {
+            let blocking = problems(blocking: [.repository(name)])
+            if !blocking.isEmpty { throw LifeboatErrors(blocking.map(\.error)) }
+            throw LifeboatError(.notFound, "no repository named '\(name)' in \(directory)/lifeboat.yaml")
+        }
+        return repository
+    }
+
+    /// The repository a policy writes to.
+    public func repository(for policy: Policy) throws -> RepositoryConfig {
+        try repository(named: policy.repository ?? defaultRepository)
+    }
+
+    public func runbook(named name: String) throws -> Runbook {
+        let blocking = problems(blocking: [.main, .runbook(name)])
+        if !blocking.isEmpty { throw LifeboatErrors(blocking.map(\.error)) }
+        if let runbook = runbooks.first(where: { $0.name == name }) { return runbook }
+        var message = "no runbook named '\(name)' in \(directory)/runbooks"
+        if let suggestion = closestMatch(to: name, among: runbookFiles.keys.sorted()) { message += " (did you mean '\(suggestion)'?)" }
+        throw LifeboatError(.notFound, message)
+    }
+}
+
+public struct RepositoryConfig: Sendable, Equatable {
+    public enum Kind: Sendable, Equatable {
+        /// A directory; absolute after loading.
+        case local(path: String)
+        case s3(S3RepositoryConfig)
+    }
+
+    public var name: String
+    public var kind: Kind
+
+    public init(name: String, kind: Kind) {
+        self.name = name
+        self.kind = kind
+    }
+}
+
+public struct S3RepositoryConfig: Sendable, Equatable {
+    public var endpoint: String
+    public var region: String
+    public var bucket: String
+    public var prefix: String
+    public var accessKeyID: String?
+    public var secretAccessKey: String?
+    public var sessionToken: String?
+    public var profile: String?
+    public var pathStyle: Bool
+    public var caBundle: String?
+    /// `sha256` (x-amz-checksum-sha256) or `md5` (Content-MD5, for older S3-compatibles).
+    public var checksum: String
+    /// Parts uploaded (and ranges read ahead) at once.
+    public var concurrency: Int
+
+    public init(endpoint: String, region: String, bucket: String, prefix: String, accessKeyID: String?,
+                secretAccessKey: String?, sessionToken: String?, profile: String?, pathStyle: Bool, caBundle: String?,
+                checksum: String = "sha256", concurrency: Int = S3RepositoryConfig.defaultConcurrency) {
+        self.endpoint = endpoint
+        self.region = region
+        self.bucket = bucket
+        self.prefix = prefix
+        self.accessKeyID = accessKeyID
+        self.secretAccessKey = secretAccessKey
+        self.sessionToken = sessionToken
+        self.profile = profile
+        self.pathStyle = pathStyle
+        self.caBundle = caBundle
+        self.checksum = checksum
+        self.concurrency = concurrency
+    }
+
+    public static let defaultConcurrency = 6
+
+    /// A key prefix as stored: empty, or ending in exactly one `/` and not starting with one.
+    public static func normalizedPrefix(_ prefix: String) -> String {
+        var trimmed = Substring(prefix)
+        while trimmed.hasPrefix("/") { trimmed = trimmed.dropFirst() }
+        while trimmed.hasSuffix("/") { trimmed = trimmed.dropLast() }
+        return trimmed.isEmpty ? "" : trimmed + "/"
+    }
+}
+
+public struct Policy: Sendable {
+    public var name: String
+    /// The file it was read from, relative to the configuration directory.
+    public var file: String
+    /// The source, as its kind reads it (see `SourceConfiguration`).
+    public var source: any SourceConfiguration
+    public var schedule: Schedule?
+    /// The repository's name; nil means the configuration's default repository.
+    public var repository: String?
+    public var retention: Retention
+    public var compression: Compression
+    public var compressionLevel: Int
+
+    public init(name: String, file: String, source: any SourceConfiguration, schedule: Schedule? = nil, repository: String? = nil,
+                retention: Retention = Retention(), compression: Compression = .zstd, compressionLevel: Int = 3) {
+        self.name = name
+        self.file = file
+        self.source = source
+        self.schedule = schedule
+        self.repository = repository
+        self.retention = retention
+        self.compression = compression
+        self.compressionLevel = compressionLevel
+    }
+}
+
+public struct Schedule: Sendable {
+    public var cron: CronExpression
+    public var timezone: String
+    public var jitter: ConfigDuration?
+}
+
+public struct Retention: Sendable, Equatable {
+    /// PostgreSQL point-in-time recovery window.
+    public var recoveryWindow: ConfigDuration?
+    /// Keep every backup younger than this.
+    public var keepWithin: ConfigDuration?
+    /// Keep at least this many of the newest backups.
+    public var keepLast: Int?
+
+    public init(recoveryWindow: ConfigDuration? = nil, keepWithin: ConfigDuration? = nil, keepLast: Int? = nil) {
+        self.recoveryWindow = recoveryWindow
+        self.keepWithin = keepWithin
+        self.keepLast = keepLast
+    }
+}
+
+public struct Runbook: Sendable {
+    public var name: String
+    public var file: String
+    public var objectives: Objectives?
+    public var steps: [RunbookStep]
+}
+
+public struct Objectives: Sendable, Equatable {
+    public var rto: ConfigDuration?
+    public var rpo: ConfigDuration?
+}
+
+public enum RunbookStep: Sendable {
+    case restore(policy: String, target: RestoreTarget)
+    case run(command: [String])
+    case health(checks: [HealthCheck], within: ConfigDuration?)
+    case manual(String)
+}
+
+public enum HealthCheck: Sendable {
+    case http(url: String, status: Int, json: [String: String])
+    case postgres(conninfo: String, query: String)
+}
+

@@ -1,0 +1,439 @@
+import Foundation
+import Yams
+
+/// One configuration file's text, and its name relative to the configuration directory
+/// (used in every message about it).
+public struct ConfigFile: Sendable {
+    public var name: String
+    public var text: String
+    public init(name: String, text: String) {
+        self.name = name
+        self.text = text
+    }
+
+    /// The file's name without its directory and `.yaml`/`.yml`: the name its policy or
+    /// runbook must have.
+    public var baseName: String {
+        var name = Substring(self.name)
+        if let slash = name.lastIndex(of: "/") { name = name[name.index(after: slash)...] }
+        for suffix in [".yaml", ".yml"] where name.hasSuffix(suffix) {
+            name = name.dropLast(suffix.count)
+            break
+        }
+        return String(name)
+    }
+}
+
+public enum ConfigurationParser {
+    /// Parses a configuration directory's files (read by the caller). Never throws: every
+    /// problem found is in the result's `problems`, with `file:line:column` and the scope it
+    /// blocks.
+    ///
+    /// - Parameters:
+    ///   - directory: absolute path of the configuration directory.
+    ///   - main: `lifeboat.yaml`, or nil when the directory has none (defaults apply).
+    ///   - policies, runbooks: the files of `policies/` and `runbooks/`.
+    ///   - sources: how each source kind reads `source: { <kind>: … }`.
+    ///   - environment: for `${VAR}` interpolation.
+    public static func parse(
+        directory: String, main: ConfigFile?, policies: [ConfigFile], runbooks: [ConfigFile],
+        sources: [SourceKindParser], environment: [String: String]
+    ) -> Configuration {
+        let diagnostics = ConfigDiagnostics()
+        var configuration = Configuration(directory: directory)
+        var defaultRepositoryNode: ConfigNode?
+        var declaredRepositories: Set<String> = [Configuration.builtinRepositoryName]
+
+        if let main, let root = document(main, diagnostics, environment, directory: directory),
+           let map = root.mapping(allowed: ["repositories", "default_repository", "state_dir", "listen"]) {
+            if let repositories = map["repositories"], let repoMap = repositories.mapping(allowed: repositories.keysOfMapping) {
+                for entry in repoMap.entries {
+                    declaredRepositories.insert(entry.key)
+                    diagnostics.within(.repository(entry.key)) {
+                        guard isValidName(entry.key) else {
+                            diagnostics.error(main.name, entry.keyMark, "'\(entry.key)' is not a valid repository name",
+                                              hint: "Use letters, digits, '.', '_' and '-', starting with a letter or digit.")
+                            return
+                        }
+                        if let repository = parseRepository(entry.key, entry.value) {
+                            configuration.repositories.append(repository)
+                        }
+                    }
+                }
+            }
+            if let node = map["default_repository"] {
+                defaultRepositoryNode = node
+                if let name = node.name() { configuration.defaultRepository = name }
+            }
+            configuration.stateDirectory = map["state_dir"]?.absolutePath()
+            configuration.listen = map["listen"]?.string()
+        }
+        if !configuration.repositories.contains(where: { $0.name == Configuration.builtinRepositoryName }) {
+            configuration.repositories.append(RepositoryConfig(
+                name: Configuration.builtinRepositoryName,
+                kind: .local(path: resolvePath(Configuration.builtinRepositoryPath, in: directory))))
+        }
+        let repositoryNames = declaredRepositories.sorted()
+        if let node = defaultRepositoryNode, !declaredRepositories.contains(configuration.defaultRepository) {
+            node.error(unknownRepositoryMessage(configuration.defaultRepository, repositoryNames))
+        }
+
+        for file in policies {
+            let name = file.baseName
+            if let previous = configuration.policyFiles[name] {
+                diagnostics.within(.policy(name)) {
+                    diagnostics.error(file.name, nil, "policy '\(name)' is already defined in \(previous)",
+                                      hint: "Keep one file per policy: policies/\(name).yaml.")
+                }
+                continue
+            }
+            configuration.policyFiles[name] = file.name
+            diagnostics.within(.policy(name)) {
+                guard let root = document(file, diagnostics, environment, directory: directory),
+                      let (policy, repositoryNode) = parsePolicy(root, file: file, sources: sources)
+                else { return }
+                if let repository = policy.repository, !declaredRepositories.contains(repository) {
+                    repositoryNode?.error(unknownRepositoryMessage(repository, repositoryNames))
+                    return
+                }
+                configuration.policies.append(policy)
+            }
+        }
+        configuration.policies.sort { $0.name < $1.name }
+
+        let policiesByName = Dictionary(configuration.policies.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        for file in runbooks {
+            let name = file.baseName
+            if let previous = configuration.runbookFiles[name] {
+                diagnostics.within(.runbook(name)) {
+                    diagnostics.error(file.name, nil, "runbook '\(name)' is already defined in \(previous)",
+                                      hint: "Keep one file per runbook: runbooks/\(name).yaml.")
+                }
+                continue
+            }
+            configuration.runbookFiles[name] = file.name
+            diagnostics.within(.runbook(name)) {
+                guard let root = document(file, diagnostics, environment, directory: directory),
+                      let runbook = parseRunbook(root, file: file, policies: policiesByName,
+                                                 policyFiles: Set(configuration.policyFiles.keys))
+                else { return }
+                configuration.runbooks.append(runbook)
+            }
+        }
+        configuration.runbooks.sort { $0.name < $1.name }
+        configuration.problems = diagnostics.problems
+        return configuration
+    }
+
+    static func unknownRepositoryMessage(_ name: String, _ known: [String]) -> String {
+        var message = "unknown repository '\(name)'"
+        if let suggestion = closestMatch(to: name, among: known) {
+            message += " (did you mean '\(suggestion)'?)"
+        } else {
+            message += " (defined in lifeboat.yaml: \(known.joined(separator: ", ")))"
+        }
+        return message
+    }
+
+    static func document(_ file: ConfigFile, _ diagnostics: ConfigDiagnostics, _ environment: [String: String],
+                         directory: String) -> ConfigNode? {
+        do {
+            guard let node = try Yams.compose(yaml: file.text) else {
+                diagnostics.error(file.name, nil, "the file is empty")
+                return nil
+            }
+            return ConfigNode(node: node, file: file.name, path: "", diagnostics: diagnostics, environment: environment,
+                              directory: directory)
+        } catch let error as YamlError {
+            switch error {
+            case .scanner(let context, let problem, let mark, _),
+                 .parser(let context, let problem, let mark, _),
+                 .composer(let context, let problem, let mark, _):
+                var message = "malformed YAML: \(problem)"
+                if let context { message += " (\(context.text) at line \(context.mark.line), column \(context.mark.column))" }
+                diagnostics.error(file.name, mark, message)
+            case .duplicatedKeysInMapping(let duplicates, let context):
+                let found = DuplicateKeys.find(in: file.text)
+                if found.isEmpty {
+                    diagnostics.error(file.name, context.mark, "duplicate keys: \(duplicates.joined(separator: ", "))")
+                }
+                for duplicate in found {
+                    diagnostics.error(file.name, line: duplicate.line, column: duplicate.column,
+                                      "duplicate key '\(duplicate.key)' (first at line \(duplicate.firstLine))",
+                                      hint: "Keep one of them: YAML does not merge repeated keys.")
+                }
+            case .reader(let problem, _, _, _):
+                diagnostics.error(file.name, nil, "cannot read the file as YAML: \(problem)")
+            default:
+                diagnostics.error(file.name, nil, "malformed YAML: \(error)")
+            }
+            return nil
+        } catch {
+            diagnostics.error(file.name, nil, "malformed YAML: \(error)")
+            return nil
+        }
+    }
+
+    // MARK: Repositories
+
+    static func parseRepository(_ name: String, _ node: ConfigNode) -> RepositoryConfig? {
+        guard let map = node.mapping(allowed: ["path", "s3"]),
+              let (kind, value) = map.exactlyOne(of: ["path", "s3"], what: "repository '\(name)'")
+        else { return nil }
+        switch kind {
+        case "path":
+            guard let path = value.absolutePath() else { return nil }
+            return RepositoryConfig(name: name, kind: .local(path: path))
+        default:
+            guard let s3 = value.mapping(allowed: [
+                "endpoint", "region", "bucket", "prefix", "access_key_id", "secret_access_key",
+                "session_token", "profile", "path_style", "ca_bundle", "checksum", "concurrency",
+            ]) else { return nil }
+            let endpoint = s3.required("endpoint")?.string()
+            if let endpoint, !(endpoint.hasPrefix("http://") || endpoint.hasPrefix("https://")) {
+                s3["endpoint"]?.error("endpoint '\(endpoint)' must start with http:// or https://")
+                return nil
+            }
+            let bucket = s3.required("bucket")?.string()
+            let region = s3["region"]?.string()
+            let prefix = s3["prefix"]?.string()
+            let accessKeyID = s3["access_key_id"]?.string()
+            let secretAccessKey = s3["secret_access_key"]?.string()
+            let sessionToken = s3["session_token"]?.string()
+            let profile = s3["profile"]?.string()
+            let pathStyle = s3["path_style"]?.bool()
+            let caBundle = s3["ca_bundle"]?.absolutePath()
+            let checksum = s3["checksum"]?.oneOf(["sha256", "md5"])
+            let concurrency = s3["concurrency"]?.int(in: 1...64)
+            // A value that was given but could not be read is an error already reported:
+            // do not fall back to a default for it.
+            for (key, value) in [("region", region as Any?), ("prefix", prefix), ("access_key_id", accessKeyID),
+                                 ("secret_access_key", secretAccessKey), ("session_token", sessionToken),
+                                 ("profile", profile), ("path_style", pathStyle), ("ca_bundle", caBundle),
+                                 ("checksum", checksum), ("concurrency", concurrency)] where s3[key] != nil && value == nil {
+                return nil
+            }
+            guard let endpoint, let bucket else { return nil }
+            Secrets.register(secretAccessKey)
+            Secrets.register(sessionToken)
+            return RepositoryConfig(name: name, kind: .s3(S3RepositoryConfig(
+                endpoint: endpoint, region: region ?? "us-east-1", bucket: bucket, prefix: S3RepositoryConfig.normalizedPrefix(prefix ?? ""),
+                accessKeyID: accessKeyID, secretAccessKey: secretAccessKey, sessionToken: sessionToken, profile: profile,
+                pathStyle: pathStyle ?? true, caBundle: caBundle, checksum: checksum ?? "sha256",
+                concurrency: concurrency ?? S3RepositoryConfig.defaultConcurrency)))
+        }
+    }
+
+    // MARK: Policies
+
+    static let policyKeys = ["policy", "source", "schedule", "repository", "retention", "compression"]
+
+    /// The policy, and the node of its `repository` key (to report an unknown repository at).
+    static func parsePolicy(_ root: ConfigNode, file: ConfigFile, sources: [SourceKindParser]) -> (Policy, ConfigNode?)? {
+        guard let map = root.mapping(allowed: policyKeys) else { return nil }
+        let nameNode = map.required("policy")
+        var name = nameNode?.name()
+        if let given = name, given != file.baseName {
+            nameNode?.error("policy '\(given)' is in \(file.name); a policy's file is named after it",
+                            hint: "Rename the file to policies/\(given).yaml, or the policy to '\(file.baseName)'.")
+            name = nil
+        }
+        let source = map.required("source").flatMap { parseSource($0, sources: sources) }
+        let schedule = map["schedule"].flatMap(parseSchedule)
+        let repositoryNode = map["repository"]
+        let repository = repositoryNode?.name()
+        let retention = map["retention"].flatMap(parseRetention)
+        var compression = Compression.zstd
+        var level = 3
+        var compressionValid = true
+        if let node = map["compression"] {
+            compressionValid = false
+            if let c = node.mapping(allowed: ["algorithm", "level"]) {
+                let algorithm = c["algorithm"]?.oneOf(Compression.allCases.map(\.rawValue))
+                let l = c["level"]?.int(in: 1...19)
+                compression = algorithm.flatMap(Compression.init(rawValue:)) ?? .zstd
+                level = l ?? 3
+                compressionValid = (c["algorithm"] == nil || algorithm != nil) && (c["level"] == nil || l != nil)
+            }
+        }
+        guard let name, let source, compressionValid,
+              map["schedule"] == nil || schedule != nil, map["retention"] == nil || retention != nil,
+              repositoryNode == nil || repository != nil
+        else { return nil }
+        for secret in source.secrets { Secrets.register(secret) }
+        return (Policy(name: name, file: file.name, source: source, schedule: schedule, repository: repository,
+                       retention: retention ?? Retention(), compression: compression, compressionLevel: level),
+                repositoryNode)
+    }
+
+    static func parseSource(_ node: ConfigNode, sources: [SourceKindParser]) -> (any SourceConfiguration)? {
+        let kinds = sources.map(\.kind)
+        guard let map = node.mapping(allowed: kinds),
+              let (kind, value) = map.exactlyOne(of: kinds, what: "'source'"),
+              let parser = sources.first(where: { $0.kind == kind })
+        else { return nil }
+        return parser.parse(value)
+    }
+
+    static func parseSchedule(_ node: ConfigNode) -> Schedule? {
+        guard let map = node.mapping(allowed: ["cron", "timezone", "jitter"]) else { return nil }
+        var cron: CronExpression?
+        if let cronNode = map.required("cron"), let text = cronNode.string() {
+            do {
+                let expression = try CronExpression(parsing: text)
+                if expression.firesOnSomeDay {
+                    cron = expression
+                } else {
+                    cronNode.error("cron expression '\(text)' never fires: no month of '\(text)' has the days it names",
+                                   hint: "Check the day-of-month and month fields (February has at most 29 days; April, June, September and November 30).")
+                }
+            } catch {
+                cronNode.error("invalid cron expression: \(error.description)")
+            }
+        }
+        let timezone = map["timezone"]?.string() ?? "UTC"
+        if TimeZone(identifier: timezone) == nil {
+            map["timezone"]?.error("unknown time zone '\(timezone)'", hint: "Use an IANA name such as UTC or Europe/Berlin.")
+            return nil
+        }
+        let jitter = map["jitter"]?.duration()
+        guard let cron, map["jitter"] == nil || jitter != nil else { return nil }
+        if let jitter, let interval = cron.shortestInterval, jitter.seconds >= interval {
+            map["jitter"]?.error("jitter \(jitter) is not shorter than the shortest interval of '\(cron)' (\(ConfigDuration(seconds: interval))): a run could start after the next one is due",
+                                 hint: "Use a jitter well below the interval between runs, e.g. a tenth of it.")
+            return nil
+        }
+        return Schedule(cron: cron, timezone: timezone, jitter: jitter)
+    }
+
+    static func parseRetention(_ node: ConfigNode) -> Retention? {
+        guard let map = node.mapping(allowed: ["recovery_window", "keep_within", "keep_last"]) else { return nil }
+        let recoveryWindow = map["recovery_window"]?.positiveDuration()
+        let keepWithin = map["keep_within"]?.positiveDuration()
+        let keepLast = map["keep_last"]?.int(in: 1...100_000)
+        guard map["recovery_window"] == nil || recoveryWindow != nil, map["keep_within"] == nil || keepWithin != nil,
+              map["keep_last"] == nil || keepLast != nil
+        else { return nil }
+        return Retention(recoveryWindow: recoveryWindow, keepWithin: keepWithin, keepLast: keepLast)
+    }
+
+    // MARK: Runbooks
+
+    static func parseRunbook(_ root: ConfigNode, file: ConfigFile, policies: [String: Policy], policyFiles: Set<String>) -> Runbook? {
+        guard let map = root.mapping(allowed: ["runbook", "objectives", "steps"]) else { return nil }
+        let nameNode = map.required("runbook")
+        var name = nameNode?.name()
+        if let given = name, given != file.baseName {
+            nameNode?.error("runbook '\(given)' is in \(file.name); a runbook's file is named after it",
+                            hint: "Rename the file to runbooks/\(given).yaml, or the runbook to '\(file.baseName)'.")
+            name = nil
+        }
+        var objectives: Objectives?
+        if let o = map["objectives"]?.mapping(allowed: ["rto", "rpo"]) {
+            objectives = Objectives(rto: o["rto"]?.positiveDuration(), rpo: o["rpo"]?.positiveDuration())
+        }
+        var steps: [RunbookStep] = []
+        var stepsValid = false
+        if let stepsNode = map.required("steps"), let items = stepsNode.list() {
+            if items.isEmpty { stepsNode.error("a runbook needs at least one step") }
+            steps = items.compactMap { parseStep($0, policies: policies, policyFiles: policyFiles) }
+            stepsValid = !items.isEmpty && steps.count == items.count
+        }
+        guard let name, stepsValid else { return nil }
+        return Runbook(name: name, file: file.name, objectives: objectives, steps: steps)
+    }
+
+    static func parseStep(_ node: ConfigNode, policies: [String: Policy], policyFiles: Set<String>) -> RunbookStep? {
+        guard let map = node.mapping(allowed: ["restore", "target", "run", "health", "within", "manual"]),
+              let (kind, value) = map.exactlyOne(of: ["restore", "run", "health", "manual"], what: "a runbook step")
+        else { return nil }
+        if kind != "restore", let target = map["target"] { target.error("'target' belongs to a 'restore' step") }
+        if kind != "health", let within = map["within"] { within.error("'within' belongs to a 'health' step") }
+        switch kind {
+        case "restore":
+            guard let policyName = value.name() else { return nil }
+            if !policyFiles.contains(policyName) {
+                var message = "runbook step restores unknown policy '\(policyName)'"
+                if let suggestion = closestMatch(to: policyName, among: Array(policyFiles)) { message += " (did you mean '\(suggestion)'?)" }
+                value.error(message)
+                return nil
+            }
+            guard let targetNode = map.required("target"), let target = parseRestoreTarget(targetNode) else { return nil }
+            // A policy that could not be read has its own errors; its targets cannot be checked.
+            if let policy = policies[policyName], !policy.source.restoreTargetKeys.contains(target.location.runbookKey) {
+                let accepted = policy.source.restoreTargetKeys.map { "'\($0)'" }.joined(separator: " or ")
+                targetNode.error("policy '\(policyName)' (\(policy.source.kind)) cannot be restored to a \(target.location.runbookKey == "path" ? "path" : target.location.runbookKey)",
+                                 hint: "Give its target as \(accepted).")
+                return nil
+            }
+            return .restore(policy: policyName, target: target)
+        case "run":
+            guard let command = value.stringList() else { return nil }
+            if command.isEmpty {
+                value.error("'run' needs a command: a list of the program and its arguments")
+                return nil
+            }
+            return .run(command: command)
+        case "health":
+            guard let items = value.list() else { return nil }
+            var checks: [HealthCheck] = []
+            for item in items {
+                guard let c = item.mapping(allowed: ["http", "postgres"]),
+                      let (checkKind, body) = c.exactlyOne(of: ["http", "postgres"], what: "a health check")
+                else { continue }
+                if checkKind == "http" {
+                    guard let h = body.mapping(allowed: ["url", "status", "json"]),
+                          let url = h.required("url")?.string() else { continue }
+                    var json: [String: String] = [:]
+                    if let j = h["json"], let jm = j.mapping(allowed: j.keysOfMapping) {
+                        for entry in jm.entries { json[entry.key] = entry.value.string() }
+                    }
+                    checks.append(.http(url: url, status: h["status"]?.int(in: 100...599) ?? 200, json: json))
+                } else {
+                    guard let p = body.mapping(allowed: ["conninfo", "query"]),
+                          let conninfo = p.required("conninfo")?.string() else { continue }
+                    checks.append(.postgres(conninfo: conninfo, query: p["query"]?.string() ?? "select 1"))
+                }
+            }
+            guard checks.count == items.count else { return nil }
+            let within = map["within"]?.positiveDuration()
+            guard map["within"] == nil || within != nil else { return nil }
+            return .health(checks: checks, within: within)
+        default:
+            guard let text = value.string() else { return nil }
+            return .manual(text)
+        }
+    }
+
+    /// A runbook's `target: { path | conninfo | data_dir, time }`.
+    static func parseRestoreTarget(_ node: ConfigNode) -> RestoreTarget? {
+        let keys = ["path", "conninfo", "data_dir"]
+        guard let map = node.mapping(allowed: keys + ["time"]),
+              let (key, value) = map.exactlyOne(of: keys, what: "a restore target")
+        else { return nil }
+        let location: RestoreTarget.Location?
+        switch key {
+        case "path": location = value.absolutePath().map(RestoreTarget.Location.directory)
+        case "conninfo": location = value.string().map { RestoreTarget.Location.postgresServer(conninfo: $0) }
+        default: location = value.absolutePath().map(RestoreTarget.Location.dataDirectory)
+        }
+        let time = map["time"]?.string()
+        guard let location, map["time"] == nil || time != nil else { return nil }
+        return RestoreTarget(location: location, time: time)
+    }
+}
+
+/// A path resolved against the configuration directory (`~/` against the home directory).
+func resolvePath(_ path: String, in directory: String) -> String {
+    let expanded = path.hasPrefix("~/") ? NSString(string: path).expandingTildeInPath : path
+    if expanded.hasPrefix("/") { return URL(fileURLWithPath: expanded).standardizedFileURL.path }
+    return URL(fileURLWithPath: directory).appendingPathComponent(expanded).standardizedFileURL.path
+}
+
+extension ConfigNode {
+    /// The keys of a mapping node as written (for maps whose keys are names, not a schema).
+    var keysOfMapping: [String] {
+        guard case .mapping(let mapping) = node else { return [] }
+        return mapping.keys.compactMap { if case .scalar(let s) = $0 { return s.string } else { return nil } }
+    }
+}

@@ -1,0 +1,47 @@
+/// Where a restore goes: the one type the command line (`restore --to …`) and runbooks
+/// (`target: { … }`) both produce, and every source kind's restore takes.
+public struct RestoreTarget: Sendable, Equatable {
+    /// The kinds of places a backup can be restored into. A source kind accepts some of them
+    /// (files: a directory; a logical PostgreSQL backup: a server).
+    public enum Location: Sendable, Equatable, CustomStringConvertible {
+        /// A directory on this machine (absolute).
+        case directory(String)
+        /// A PostgreSQL server, given by a libpq conninfo (which may hold a password: never print it).
+        case postgresServer(conninfo: String)
+        /// A PostgreSQL data directory (absolute), for physical backups.
+        case dataDirectory(String)
+
+        /// What to call it in messages (no secrets).
+        public var description: String {
+            switch self {
+            case .directory(let path): return "directory '\(path)'"
+            case .postgresServer: return "a PostgreSQL server"
+            case .dataDirectory(let path): return "data directory '\(path)'"
+            }
+        }
+
+        /// The key a runbook's `target:` uses for it.
+        public var runbookKey: String {
+            switch self {
+            case .directory: return "path"
+            case .postgresServer: return "conninfo"
+            case .dataDirectory: return "data_dir"
+            }
+        }
+    }
+
+    public var location: Location
+    /// PostgreSQL: only these databases (nil: every database in the backup).
+    public var databases: [String]?
+    /// PostgreSQL: whether to create the roles and tablespaces the backup holds.
+    public var globals: Bool
+    /// The point to restore to: `latest` or a time; nil means the chosen backup itself.
+    public var time: String?
+
+    public init(location: Location, databases: [String]? = nil, globals: Bool = true, time: String? = nil) {
+        self.location = location
+        self.databases = databases
+        self.globals = globals
+        self.time = time
+    }
+}

@@ -1,0 +1,165 @@
+import Foundation
+import LifeboatCore
+import LifeboatIO
+import Logging
+
+/// Lists the backups of one policy or of all of them, from the repository alone.
+///
+/// One unreadable manifest never hides the others: it is listed as damaged, with the reason.
+public struct ListCommand {
+    public let source: RepositorySource
+    public let context: RunContext
+
+    public init(source: RepositorySource, context: RunContext) {
+        self.source = source
+        self.context = context
+    }
+
+    public enum State: String, Sendable, Encodable {
+        /// Its manifest is committed and reads: it can be verified and restored.
+        case committed
+        /// Its manifest exists but cannot be read.
+        case damaged
+        /// No manifest yet, and its reservation belongs to a run that still runs.
+        case inProgress = "in-progress"
+        /// No manifest, and no live run behind it: garbage for `prune`.
+        case interrupted
+    }
+
+    public struct Entry: Sendable, Encodable, Equatable {
+        public var policy: String
+        public var id: String
+        public var state: State
+        /// Kept for scripts written against earlier versions: `state == committed`.
+        public var committed: Bool
+        public var source: String?
+        public var startedAt: Date?
+        public var finishedAt: Date?
+        public var artifacts: Int
+        public var storedBytes: Int64
+        public var sourceBytes: Int64?
+        public var repository: String
+        /// Why it is damaged, or who runs it, or why it counts as interrupted.
+        public var detail: String?
+    }
+
+    public struct Listing: Sendable, Encodable {
+        public var backups: [Entry]
+        /// Policies or repositories that could not be listed, each with the reason.
+        public var problems: [String]
+    }
+
+    public func run(policy name: String?, includeInterrupted: Bool = false) throws -> Listing {
+        var listing = Listing(backups: [], problems: [])
+        for (repositoryConfig, policies) in try plan(policy: name) {
+            do {
+                let repository = try Repository.open(repositoryConfig, context: context)
+                guard try repository.exists() else {
+                    if case .address = source {
+                        throw LifeboatError(.notFound, "no Lifeboat repository at \(repository.store.location): \(Repository.formatKey) is missing",
+                                            hint: "Check the path, or the bucket and prefix (and --endpoint).")
+                    }
+                    continue  // nothing has been backed up there yet
+                }
+                try repository.requireFormat()
+                for policy in try policies ?? repository.policyNames() {
+                    do {
+                        listing.backups += try entries(of: policy, in: repository, includeInterrupted: includeInterrupted)
+                    } catch let error as LifeboatError where error.code == .cancelled {
+                        throw error
+                    } catch {
+                        listing.problems.append("policy '\(policy)' in repository '\(repository.name)': \(error)")
+                        context.logger.error("could not list the backups of a policy", metadata: ["policy.name": "\(policy)", "error": "\(error)"])
+                    }
+                }
+            } catch let error as LifeboatError where error.code == .cancelled || name != nil {
+                throw error
+            } catch {
+                listing.problems.append("repository '\(repositoryConfig.name)': \(error)")
+                context.logger.error("could not list a repository", metadata: ["repository.name": "\(repositoryConfig.name)", "error": "\(error)"])
+            }
+        }
+        return listing
+    }
+
+    /// Which repositories to look at, and which policies in each (nil: every policy found there).
+    func plan(policy name: String?) throws -> [(RepositoryConfig, [String]?)] {
+        switch source {
+        case .address(let config):
+            return [(config, name.map { [$0] })]
+        case .configuration(let configuration):
+            if let name {
+                let policy = try configuration.policy(named: name)
+                configuration.warnAboutProblems(outside: configuration.scopes(forPolicy: name), context: context)
+                return [(try configuration.repository(for: policy), [name])]
+            }
+            try configuration.requireMain()
+            let usable = configuration.usablePolicies
+            let usableNames = Set(usable.map(\.name))
+            for problem in configuration.problems where problem.scope != .main {
+                if case .policy(let policy) = problem.scope, !usableNames.contains(policy) {
+                    context.logger.warning("policy '\(policy)' is not listed: \(problem.error.message)")
+                } else {
+                    context.logger.warning("configuration problem ('lifeboat check' lists them all): \(problem.error.message)")
+                }
+            }
+            var byRepository: [(RepositoryConfig, [String]?)] = []
+            for policy in usable {
+                let config = try configuration.repository(for: policy)
+                if let index = byRepository.firstIndex(where: { $0.0.name == config.name }) {
+                    byRepository[index].1?.append(policy.name)
+                } else {
+                    byRepository.append((config, [policy.name]))
+                }
+            }
+            return byRepository
+        }
+    }
+
+    func entries(of policy: String, in repository: Repository, includeInterrupted: Bool) throws -> [Entry] {
+        var entries: [Entry] = []
+        let owner = ProcessProbe.current(host: context.host)
+        for backup in try repository.listBackups(policy: policy) {
+            try context.cancellation.checkCancelled()
+            var entry = Entry(policy: policy, id: backup.id, state: .committed, committed: false, source: nil, startedAt: nil,
+                              finishedAt: nil, artifacts: backup.objectCount, storedBytes: backup.bytes, sourceBytes: nil,
+                              repository: repository.name, detail: nil)
+            if backup.committed {
+                do {
+                    let manifest = try repository.manifest(policy: policy, id: backup.id)
+                    entry.committed = true
+                    entry.source = manifest.source.kind
+                    entry.startedAt = manifest.startedAt
+                    entry.finishedAt = manifest.finishedAt
+                    entry.artifacts = manifest.artifacts.count
+                    entry.storedBytes = manifest.storedBytes
+                    entry.sourceBytes = manifest.sourceBytes
+                } catch let error as LifeboatError where error.code == .integrity || error.code == .usage {
+                    entry.state = .damaged
+                    entry.detail = error.message
+                    context.logger.error("a backup's manifest cannot be read", metadata: ["backup.id": "\(backup.id)", "error": "\(error.message)"])
+                }
+                entries.append(entry)
+                continue
+            }
+            guard includeInterrupted else { continue }
+            if let reservation = try repository.reservation(policy: policy, id: backup.id) {
+                entry.startedAt = reservation.started
+                switch ClaimLiveness.evaluate(owner: reservation.owner, heartbeat: reservation.heartbeat, now: context.clock(),
+                                              timings: .standard, local: owner, processRuns: ProcessProbe.runs) {
+                case .live:
+                    entry.state = .inProgress
+                    entry.detail = "written by \(reservation.owner.description)"
+                case .stale(let reason):
+                    entry.state = .interrupted
+                    entry.detail = "stale reservation: \(reason)"
+                }
+            } else {
+                entry.state = .interrupted
+                entry.detail = "no reservation (written by an older Lifeboat, or its cleanup was cut short)"
+            }
+            entries.append(entry)
+        }
+        return entries
+    }
+}

@@ -1,0 +1,68 @@
+import Foundation
+import LifeboatCore
+import LifeboatIO
+import Logging
+
+/// `lifeboat check`'s look beyond the files: each repository the policies use (reachable,
+/// credentials accepted, format understood) and each source that can be looked at without
+/// side effects (a `files` source's directory). It reads; it never writes.
+public struct RepositoryCheck {
+    public let configuration: Configuration
+    public let context: RunContext
+
+    public init(configuration: Configuration, context: RunContext) {
+        self.configuration = configuration
+        self.context = context
+    }
+
+    public struct Result: Sendable, Encodable {
+        /// "repository" or "source".
+        public var kind: String
+        public var name: String
+        /// The repository's name when `kind` is "repository" (the key scripts read before sources were checked).
+        public var repository: String?
+        public var location: String
+        /// "ok", "empty" (no backup written there yet) or "failed".
+        public var state: String
+        public var detail: String
+    }
+
+    /// The repositories used by a policy, or the default one when there are no policies.
+    public var repositoriesInUse: [RepositoryConfig] {
+        var names = Set(configuration.policies.map { $0.repository ?? configuration.defaultRepository })
+        if names.isEmpty { names.insert(configuration.defaultRepository) }
+        return configuration.repositories.filter { names.contains($0.name) }
+    }
+
+    public func run() -> [Result] {
+        let repositories = repositoriesInUse.map { config in
+            var location = config.name
+            do {
+                let repository = try Repository.open(config, context: context)
+                location = repository.store.location
+                guard try repository.exists() else {
+                    return Result(kind: "repository", name: config.name, repository: config.name, location: location, state: "empty",
+                                  detail: "reachable; no backup written there yet (the first backup creates it)")
+                }
+                try repository.requireFormat()
+                return Result(kind: "repository", name: config.name, repository: config.name, location: location, state: "ok",
+                              detail: "reachable; repository format understood")
+            } catch {
+                return Result(kind: "repository", name: config.name, repository: config.name, location: location, state: "failed", detail: "\(error)")
+            }
+        }
+        let sources = configuration.policies.compactMap { policy -> Result? in
+            guard let files = policy.source as? FilesConfiguration else { return nil }
+            guard isDirectory(files.path) else {
+                return Result(kind: "source", name: policy.name, repository: nil, location: files.path, state: "failed",
+                              detail: "directory '\(files.path)' to back up does not exist or is not a directory (\(policy.file): source.files.path)")
+            }
+            guard access(files.path, R_OK | X_OK) == 0 else {
+                return Result(kind: "source", name: policy.name, repository: nil, location: files.path, state: "failed",
+                              detail: "directory '\(files.path)' cannot be read by this user")
+            }
+            return Result(kind: "source", name: policy.name, repository: nil, location: files.path, state: "ok", detail: "directory exists and is readable")
+        }
+        return repositories + sources
+    }
+}

@@ -1,0 +1,93 @@
+import LifeboatCore
+
+/// One kind of thing Lifeboat backs up. Each kind lives in a folder of its own under
+/// `SourceKinds/` — its configuration model and parser, its manifest record, its artifact
+/// roles, its backup and its restore — and is registered once, in `SourceKinds.all`. Nothing
+/// else in the engine switches over kinds.
+public protocol SourceKind: Sendable {
+    /// The key under a policy's `source:`, and `source.kind` in manifests.
+    var name: String { get }
+
+    /// Reads a policy's `source.<name>`.
+    var parser: SourceKindParser { get }
+
+    /// Backs up a configured source: writes every artifact through `sink` and returns the
+    /// record kept in the manifest. Throwing at any point leaves no committed backup.
+    func backup(_ configuration: any SourceConfiguration, into sink: ArtifactSink, context: RunContext) throws -> BackupOutcome
+
+    /// What `restore --to TEXT` means for a backup of this kind (a directory, a server, …).
+    func restoreLocation(commandLine text: String, workingDirectory: String) throws -> RestoreTarget.Location
+
+    /// Restores a committed backup of this kind. `configuration` is the policy's source when a
+    /// configuration is at hand (nil when restoring from the repository alone): settings such
+    /// as where the client programs are come from it, everything else from the manifest.
+    func restore(_ manifest: Manifest, from repository: Repository, to target: RestoreTarget,
+                 configuration: (any SourceConfiguration)?, context: RunContext) throws -> RestoreReport
+}
+
+/// What a source's backup produced, besides its artifacts.
+public struct BackupOutcome: Sendable {
+    /// The source's record for the manifest.
+    public var record: SourceRecord
+    /// Entries the source could not back up (a socket, a file that vanished during the walk),
+    /// each with its reason. A backup with skipped entries is committed, and reported as
+    /// incomplete.
+    public var skipped: [SkippedEntry]
+
+    public init(record: SourceRecord, skipped: [SkippedEntry] = []) {
+        self.record = record
+        self.skipped = skipped
+    }
+}
+
+public struct SkippedEntry: Sendable, Codable, Equatable {
+    public var path: String
+    public var reason: String
+
+    public init(path: String, reason: String) {
+        self.path = path
+        self.reason = reason
+    }
+}
+
+/// What a restore did, for the command line's report.
+public struct RestoreReport: Sendable, Encodable {
+    public var policy: String
+    public var backup: String
+    /// The target as a person reads it (no password).
+    public var target: String
+    /// What was restored: database names, or a count of entries.
+    public var restored: [String]
+    /// Things left as they were on the target, such as roles that already existed.
+    public var kept: [String]
+    public var warnings: [String]
+    public var seconds: Double
+
+    public init(policy: String, backup: String, target: String, restored: [String] = [], kept: [String] = [],
+                warnings: [String] = [], seconds: Double = 0) {
+        self.policy = policy
+        self.backup = backup
+        self.target = target
+        self.restored = restored
+        self.kept = kept
+        self.warnings = warnings
+        self.seconds = seconds
+    }
+}
+
+/// The registry: every source kind Lifeboat knows, in one place.
+public enum SourceKinds {
+    public static let all: [any SourceKind] = [PostgresKind(), FilesKind()]
+
+    /// How each kind reads its configuration, for `ConfigurationParser`.
+    public static var parsers: [SourceKindParser] { all.map(\.parser) }
+
+    /// The kind of a name (`source.kind` of a manifest); throws when this version has none.
+    public static func named(_ name: String, for what: String) throws -> any SourceKind {
+        guard let kind = all.first(where: { $0.name == name }) else {
+            throw LifeboatError(.usage, "\(what) holds a '\(name)' source, which this version of Lifeboat cannot handle",
+                                hint: "Use a Lifeboat version that knows '\(name)' sources (this one knows \(all.map(\.name).joined(separator: ", "))).")
+        }
+        return kind
+    }
+}

@@ -1,0 +1,63 @@
+import Foundation
+import Glibc
+import LifeboatCore
+import Synchronization
+
+/// `SIGINT` and `SIGTERM` cancel the run instead of killing the process, so that it can stop
+/// its client programs, abort its uploads, delete its partial data and release its locks.
+///
+/// Both signals are blocked in every thread (they inherit the mask of the main thread, which
+/// blocks them before any other thread exists), and one thread takes them with `sigwait`: no
+/// code runs in a signal handler. A second signal ends the process at once; so does a cleanup
+/// that takes longer than `cleanupDeadline`, which leaves what it could not remove for
+/// `prune`, exactly as a crash would.
+enum Signals {
+    static let cancellation = Cancellation()
+    private static let received = Mutex<Int32?>(nil)
+    static let cleanupDeadline: Double = 1.8
+
+    /// The signal that cancelled the run, if one did.
+    static var signal: Int32? { received.withLock { $0 } }
+
+    /// The exit status of a run ended by `signal`: 128 + its number, as shells report it.
+    static func exitStatus(for signal: Int32) -> Int32 { 128 + signal }
+
+    static func install() {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGINT)
+        sigaddset(&set, SIGTERM)
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+        let thread = Thread {
+            var waitSet = sigset_t()
+            sigemptyset(&waitSet)
+            sigaddset(&waitSet, SIGINT)
+            sigaddset(&waitSet, SIGTERM)
+            while true {
+                var received: Int32 = 0
+                guard sigwait(&waitSet, &received) == 0 else { continue }
+                let number = received
+                let first = Self.received.withLock { current -> Bool in
+                    defer { if current == nil { current = number } }
+                    return current == nil
+                }
+                let name = number == SIGINT ? "SIGINT" : "SIGTERM"
+                if !first {
+                    report("\(name) again: stopping now; anything left behind is never listed, and prune removes it")
+                    _exit(exitStatus(for: number))
+                }
+                // A watchdog: cleanup gets a bounded time, then the process ends anyway.
+                let watchdog = Thread {
+                    Thread.sleep(forTimeInterval: cleanupDeadline)
+                    report("cancelled (\(name)): cleanup did not finish in time; what is left is never listed, and prune removes it")
+                    _exit(exitStatus(for: number))
+                }
+                watchdog.name = "lifeboat-signal-watchdog"
+                watchdog.start()
+                cancellation.cancel(reason: name)
+            }
+        }
+        thread.name = "lifeboat-signals"
+        thread.start()
+    }
+}

@@ -35,9 +35,8 @@ public struct Repository: Sendable {
             let record = FormatRecord(format: Self.currentFormat, created: now, tool: ToolRecord(version: LifeboatVersion.current))
             do {
                 try store.put(key: Self.formatKey, bytes: Array(try JSON.encode(record)), ifAbsent: true)
-            } catch let error as LifeboatError where error.code == .storage {
+            } catch let error as LifeboatError where error.code == .alreadyExists {
                 // Another process created it first; fall through to reading it.
-                if try store.stat(key: Self.formatKey) == nil { throw error }
             }
         }
         try checkFormat()
@@ -92,16 +91,17 @@ public struct Repository: Sendable {
     public func listBackups(policy: String) throws -> [BackupListing] {
         let prefix = Self.backupPrefix(policy: policy)
         var byID: [String: BackupListing] = [:]
-        for object in try store.list(prefix: prefix) {
+        try store.forEachObject(prefix: prefix) { object in
             let rest = object.key.dropFirst(prefix.count)
-            guard let slash = rest.firstIndex(of: "/") else { continue }
+            guard let slash = rest.firstIndex(of: "/") else { return true }
             let id = String(rest[..<slash])
-            guard BackupID.isValid(id) else { continue }
+            guard BackupID.isValid(id) else { return true }
             var listing = byID[id] ?? BackupListing(id: id, committed: false, objectCount: 0, bytes: 0)
             listing.objectCount += 1
             listing.bytes += object.size
             if rest[rest.index(after: slash)...] == "manifest.json" { listing.committed = true }
             byID[id] = listing
+            return true
         }
         return byID.values.sorted { $0.id < $1.id }
     }
@@ -152,8 +152,15 @@ public struct Repository: Sendable {
 
     /// The commit point: writes the manifest atomically, refusing to replace one.
     public func commit(_ manifest: Manifest) throws {
-        try store.put(key: Self.manifestKey(policy: manifest.policy, id: manifest.id),
-                      bytes: Array(try JSON.encode(manifest)), ifAbsent: true)
+        let key = Self.manifestKey(policy: manifest.policy, id: manifest.id)
+        do {
+            try store.put(key: key, bytes: Array(try JSON.encode(manifest)), ifAbsent: true)
+        } catch let error as LifeboatError where error.code == .alreadyExists {
+            throw LifeboatError(
+                .alreadyExists, "backup \(manifest.id) of policy '\(manifest.policy)' is already committed at \(locate(key)); a committed backup is never replaced",
+                hint: "Another Lifeboat process may have made a backup of this policy with the same id; run the backup again.",
+                underlying: error)
+        }
     }
 }
 

@@ -26,6 +26,8 @@ public struct LifeboatError: Error, CustomStringConvertible, Sendable {
         // Operation failed (exit status 1)
         public static let io = Code("io", badInput: false)
         public static let storage = Code("storage", badInput: false)
+        /// A conditional write found its key taken: the object there is never replaced.
+        public static let alreadyExists = Code("already-exists", badInput: false)
         public static let archive = Code("archive", badInput: false)
         public static let postgres = Code("postgres", badInput: false)
         public static let process = Code("process", badInput: false)

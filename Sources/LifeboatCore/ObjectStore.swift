@@ -1,41 +1,146 @@
+import Foundation
+
 /// Storage of a repository: a flat namespace of `/`-separated keys holding byte streams,
-/// the same shape on a local filesystem and on S3.
+/// the same shape on a local filesystem, on S3 and in memory (contract version 2).
 ///
 /// The protocol is synchronous on purpose: every implementation blocks (file descriptors,
 /// libcurl), and every caller runs on a thread of its own (never the cooperative pool), so
 /// that libarchive's synchronous callbacks can write straight into a store.
+///
+/// Every store behaves the same way, checked by one conformance suite
+/// (`Tests/LifeboatIntegrationTests/StoreConformanceTests.swift`): listings in byte order of
+/// UTF-8 with S3's prefix, delimiter and start-after semantics, objects invisible until
+/// committed, conditional writes that fail with `.alreadyExists`. What differs is declared in
+/// `features`; callers ask before they rely on one.
 public protocol ObjectStore: Sendable {
     /// Where the store is, for messages: `/var/backups/lifeboat`, `s3://bucket/prefix/`.
     var location: String { get }
 
-    /// Every object whose key starts with `prefix`, sorted by key. Incomplete writes
-    /// (temporary objects of writers that have not committed) are not listed.
-    func list(prefix: String) throws -> [ObjectInfo]
+    /// What this store can do beyond the common contract.
+    var features: StoreFeatures { get }
 
-    /// Size of an object, or nil when there is none.
+    /// One page of a listing. Incomplete writes (temporary objects of writers that have not
+    /// committed) are never listed. Pages hold at most `request.pageSize` entries; follow
+    /// `nextCursor` until it is nil, or use `forEachEntry` / `forEachObject`.
+    func listPage(_ request: ListRequest) throws -> ListPage
+
+    /// Size, ETag and modification time of an object, or nil when there is none.
     func stat(key: String) throws -> ObjectInfo?
 
     /// Starts writing an object. Nothing appears under `key` until `commit()` succeeds.
-    func openWriter(key: String) throws -> any ObjectWriter
+    /// With `ifAbsent`, `commit()` throws `LifeboatError(.alreadyExists)` when the key exists
+    /// by then, and never replaces it.
+    func openWriter(key: String, ifAbsent: Bool) throws -> any ObjectWriter
 
     /// Opens an object for sequential reading. Throws `.notFound` when it does not exist.
     func openReader(key: String) throws -> any ObjectReader
 
     /// Writes a small object in one step, atomically: readers see the whole object or none.
-    /// With `ifAbsent`, fails with `.storage` when the key already exists (the commit point of
-    /// a backup must never replace another one).
+    /// With `ifAbsent`, throws `LifeboatError(.alreadyExists)` when the key exists (the commit
+    /// point of a backup must never replace another one).
     func put(key: String, bytes: [UInt8], ifAbsent: Bool) throws
+
+    /// Copies an object, replacing the destination. Throws `.notFound` when the source does
+    /// not exist. Inside the store when `features` has `.serverSideCopy`; otherwise the bytes
+    /// pass through this process.
+    func copy(from source: String, to destination: String) throws
 
     /// Deletes objects; keys that do not exist are ignored.
     func delete(keys: [String]) throws
 }
 
+/// What a store can do beyond the common contract, so callers can ask before relying on it.
+public struct StoreFeatures: OptionSet, Sendable, Hashable {
+    public let rawValue: Int
+    public init(rawValue: Int) { self.rawValue = rawValue }
+
+    /// `put(ifAbsent: true)` and writers opened with `ifAbsent` commit atomically only if the
+    /// key is absent.
+    public static let conditionalWrite = StoreFeatures(rawValue: 1 << 0)
+    /// `copy(from:to:)` happens inside the store, without the bytes passing through this process.
+    public static let serverSideCopy = StoreFeatures(rawValue: 1 << 1)
+}
+
 public struct ObjectInfo: Hashable, Sendable {
     public var key: String
     public var size: Int64
-    public init(key: String, size: Int64) {
+    /// Changes whenever the object is replaced: S3's ETag (as the server sends it), locally a
+    /// tag derived from inode, size and modification time in nanoseconds, in memory a
+    /// generation number.
+    public var etag: String
+    public var modified: Date
+
+    public init(key: String, size: Int64, etag: String, modified: Date) {
         self.key = key
         self.size = size
+        self.etag = etag
+        self.modified = modified
+    }
+}
+
+/// One page of a listing to fetch.
+public struct ListRequest: Sendable, Equatable {
+    public static let maximumPageSize = 1000
+
+    public var prefix: String
+    /// When set, keys whose rest after `prefix` contains it are rolled up into `commonPrefixes`
+    /// (S3 semantics: prefix + rest up to and including the first delimiter).
+    public var delimiter: String?
+    /// Only keys (and common prefixes) sorting strictly after this.
+    public var startAfter: String?
+    /// Where the previous page stopped (opaque: an S3 continuation token, or a store's own cursor).
+    public var cursor: String?
+    /// At most this many objects + common prefixes per page (1...1000, default 1000).
+    public var pageSize: Int
+
+    public init(prefix: String = "", delimiter: String? = nil, startAfter: String? = nil, cursor: String? = nil,
+                pageSize: Int = ListRequest.maximumPageSize) {
+        self.prefix = prefix
+        self.delimiter = delimiter
+        self.startAfter = startAfter
+        self.cursor = cursor
+        self.pageSize = pageSize
+    }
+
+    /// Throws when the request cannot be served (a page size out of range, an empty
+    /// delimiter): a programming error, reported rather than silently adjusted.
+    public func validate(in location: String) throws {
+        guard (1...Self.maximumPageSize).contains(pageSize) else {
+            throw LifeboatError(.internalError, "listing \(location): page size \(pageSize) is not within 1...\(Self.maximumPageSize)")
+        }
+        if let delimiter, delimiter.isEmpty {
+            throw LifeboatError(.internalError, "listing \(location): the delimiter is empty")
+        }
+    }
+}
+
+public struct ListPage: Sendable, Equatable {
+    /// Sorted by key (byte order of UTF-8).
+    public var objects: [ObjectInfo]
+    /// Sorted (byte order of UTF-8).
+    public var commonPrefixes: [String]
+    /// The cursor for the next page; nil when this is the last one.
+    public var nextCursor: String?
+
+    public init(objects: [ObjectInfo] = [], commonPrefixes: [String] = [], nextCursor: String? = nil) {
+        self.objects = objects
+        self.commonPrefixes = commonPrefixes
+        self.nextCursor = nextCursor
+    }
+}
+
+/// One entry of a listing, in key order: an object, or a common prefix that stands for every
+/// object under it (only with a delimiter).
+public enum ListEntry: Sendable, Hashable {
+    case object(ObjectInfo)
+    case prefix(String)
+
+    /// The object's key, or the common prefix.
+    public var key: String {
+        switch self {
+        case .object(let info): return info.key
+        case .prefix(let prefix): return prefix
+        }
     }
 }
 
@@ -43,7 +148,8 @@ public struct ObjectInfo: Hashable, Sendable {
 public protocol ObjectWriter: AnyObject {
     var key: String { get }
     func write(_ bytes: UnsafeRawBufferPointer) throws
-    /// Makes the object durable and visible under its key.
+    /// Makes the object durable and visible under its key. A writer opened with `ifAbsent`
+    /// throws `LifeboatError(.alreadyExists)` when the key exists by then.
     func commit() throws
     /// Discards what was written. Never throws: it is called on error paths.
     func abort()
@@ -58,6 +164,76 @@ public protocol ObjectReader: AnyObject {
 }
 
 extension ObjectStore {
+    /// Starts writing an object that replaces any object under `key` when committed.
+    public func openWriter(key: String) throws -> any ObjectWriter {
+        try openWriter(key: key, ifAbsent: false)
+    }
+
+    /// Walks a listing in key order, page after page, holding one page at a time: objects
+    /// and (with a delimiter) common prefixes, merged in byte order. `body` returns false to
+    /// stop early.
+    public func forEachEntry(
+        prefix: String = "", delimiter: String? = nil, startAfter: String? = nil,
+        pageSize: Int = ListRequest.maximumPageSize, _ body: (ListEntry) throws -> Bool
+    ) throws {
+        var request = ListRequest(prefix: prefix, delimiter: delimiter, startAfter: startAfter, pageSize: pageSize)
+        while true {
+            let page = try listPage(request)
+            var objects = page.objects[...], prefixes = page.commonPrefixes[...]
+            while let entry = Self.nextEntry(&objects, &prefixes) {
+                guard try body(entry) else { return }
+            }
+            guard let cursor = page.nextCursor else { return }
+            request.cursor = cursor
+        }
+    }
+
+    /// The smaller (in key order) of the next object and the next common prefix.
+    private static func nextEntry(_ objects: inout ArraySlice<ObjectInfo>, _ prefixes: inout ArraySlice<String>) -> ListEntry? {
+        switch (objects.first, prefixes.first) {
+        case (let object?, let prefix?):
+            if KeyOrder.precedes(prefix, object.key) {
+                prefixes.removeFirst()
+                return .prefix(prefix)
+            }
+            objects.removeFirst()
+            return .object(object)
+        case (let object?, nil):
+            objects.removeFirst()
+            return .object(object)
+        case (nil, let prefix?):
+            prefixes.removeFirst()
+            return .prefix(prefix)
+        case (nil, nil):
+            return nil
+        }
+    }
+
+    /// Walks the objects of a listing in key order, one page in memory at a time; with a
+    /// delimiter, only the objects not rolled up into a common prefix. `body` returns false
+    /// to stop early.
+    public func forEachObject(
+        prefix: String = "", delimiter: String? = nil, startAfter: String? = nil,
+        _ body: (ObjectInfo) throws -> Bool
+    ) throws {
+        try forEachEntry(prefix: prefix, delimiter: delimiter, startAfter: startAfter) { entry in
+            guard case .object(let info) = entry else { return true }
+            return try body(info)
+        }
+    }
+
+    /// Every object under `prefix`, in key order, collected into memory. Only for prefixes
+    /// known to hold few objects (a backup's directory); walk anything larger with
+    /// `forEachObject`.
+    public func listAll(prefix: String) throws -> [ObjectInfo] {
+        var result: [ObjectInfo] = []
+        try forEachObject(prefix: prefix) { info in
+            result.append(info)
+            return true
+        }
+        return result
+    }
+
     /// Reads a whole (small) object, such as a manifest.
     public func readAll(key: String, limit: Int = 256 << 20) throws -> [UInt8] {
         let reader = try openReader(key: key)
@@ -74,5 +250,13 @@ extension ObjectStore {
                 throw LifeboatError(.storage, "object '\(key)' in \(location) is larger than \(limit) bytes")
             }
         }
+    }
+}
+
+/// The order of keys in listings: byte order of their UTF-8, as S3 sorts them. (Swift's `<`
+/// on `String` compares canonical equivalents, which is neither S3's nor a filesystem's order.)
+public enum KeyOrder {
+    public static func precedes(_ a: String, _ b: String) -> Bool {
+        a.utf8.lexicographicallyPrecedes(b.utf8)
     }
 }

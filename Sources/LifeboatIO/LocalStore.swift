@@ -1,11 +1,21 @@
+import Foundation
 import Glibc
 import LifeboatCore
 
 /// A repository on a local (or mounted) filesystem: each key is a file under `root`.
 ///
 /// Objects appear atomically: a writer writes a temporary file beside the final name
-/// (`.NAME.tmp-PID-RANDOM`), fsyncs it, renames it into place and fsyncs the directory.
-/// Temporary files are never listed; a crash leaves them for `prune` to collect.
+/// (`.NAME.tmp-PID-RANDOM`), fsyncs it, renames it into place (or links it, for a conditional
+/// write: `link(2)` fails when the name exists) and fsyncs the directory. Temporary files are
+/// never listed; a crash leaves them for `prune` to collect.
+///
+/// What Lifeboat creates here is for its own user only: objects 0600, directories 0700, set
+/// explicitly whatever the umask.
+///
+/// Listing walks the tree lazily in byte order of keys: each directory's entries sorted by
+/// name, a directory compared as `name/` (so `a-c` comes before `a/b`), subtrees wholly before
+/// the page skipped unread, and a directory that becomes a common prefix not descended into.
+/// Only the entries of the directories on the current path are in memory, never the tree.
 public struct LocalStore: ObjectStore {
     public let root: String
 
@@ -15,49 +25,151 @@ public struct LocalStore: ObjectStore {
 
     public var location: String { root }
 
+    /// Conditional writes through `link(2)`; a copy passes the bytes through this process.
+    public var features: StoreFeatures { [.conditionalWrite] }
+
     static let temporaryMarker = ".tmp-"
+    static let objectMode: mode_t = 0o600
+    static let directoryMode: mode_t = 0o700
 
     func path(_ key: String) throws -> String {
         let components = key.split(separator: "/", omittingEmptySubsequences: false)
-        guard !key.isEmpty, !key.hasPrefix("/"), !components.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) else {
+        guard !key.isEmpty, !components.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) else {
             throw LifeboatError(.internalError, "invalid object key '\(key)'")
         }
         return root + "/" + key
     }
 
-    public func list(prefix: String) throws -> [ObjectInfo] {
-        // Walk from the deepest directory the prefix names, then filter by the full prefix.
-        let directoryPart = prefix.split(separator: "/", omittingEmptySubsequences: true)
-            .dropLast(prefix.hasSuffix("/") || prefix.isEmpty ? 0 : 1).joined(separator: "/")
-        var results: [ObjectInfo] = []
-        try walk(directoryKey: directoryPart, into: &results)
-        return results.filter { $0.key.hasPrefix(prefix) }.sorted { $0.key < $1.key }
+    // MARK: Listing
+
+    public func listPage(_ request: ListRequest) throws -> ListPage {
+        try request.validate(in: location)
+        var builder = ListPageBuilder(request)
+        // Start in the deepest directory the prefix names whole ("pg/backups/2026" → "pg/backups/").
+        let prefix = Array(request.prefix.utf8)
+        let directoryKey = Array(prefix[..<((prefix.lastIndex(of: UInt8(ascii: "/")) ?? -1) + 1)])
+        if !directoryKey.isEmpty {
+            let components = directoryKey.dropLast().split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
+            // No key has an empty, `.` or `..` segment: such a prefix matches nothing.
+            if components.contains(where: { $0.isEmpty || $0.elementsEqual([0x2E]) || $0.elementsEqual([0x2E, 0x2E]) }) {
+                return builder.page
+            }
+        }
+        _ = try walk(directoryKey: directoryKey, &builder)
+        return builder.page
     }
 
-    private func walk(directoryKey: String, into results: inout [ObjectInfo]) throws {
-        let directory = directoryKey.isEmpty ? root : root + "/" + directoryKey
-        for name in try directoryEntries(directory) {
-            if name.hasPrefix("."), name.contains(Self.temporaryMarker) { continue }
-            let key = directoryKey.isEmpty ? name : directoryKey + "/" + name
-            guard let st = try fileStatus(root + "/" + key) else { continue }  // deleted while listing
-            switch st.st_mode & S_IFMT {
-            case S_IFDIR: try walk(directoryKey: key, into: &results)
-            case S_IFREG: results.append(ObjectInfo(key: key, size: Int64(st.st_size)))
-            default: continue
+    /// Offers the objects of one directory (whose key, empty or ending in `/`, is
+    /// `directoryKey`) in key order. Returns false when the page is full.
+    private func walk(directoryKey: [UInt8], _ builder: inout ListPageBuilder) throws -> Bool {
+        for entry in try entries(of: directoryKey).sorted(by: { KeyOrder.precedes($0.sortKey, $1.sortKey) }) {
+            if entry.isDirectory {
+                let subtree = directoryKey + entry.name + [UInt8(ascii: "/")]
+                switch builder.decide(subtree: subtree) {
+                case .skip:
+                    continue
+                case .descend:
+                    guard try walk(directoryKey: subtree, &builder) else { return false }
+                case .rollUp(let commonPrefix):
+                    guard try containsObject(directoryKey: subtree) else { continue }
+                    guard builder.offer(commonPrefix: commonPrefix) else { return false }
+                }
+            } else {
+                let key = directoryKey + entry.name
+                guard try builder.offer(key: key, info: { try info(key: key) }) else { return false }
+            }
+        }
+        return true
+    }
+
+    /// Whether a directory holds an object anywhere below it (a directory holding only the
+    /// temporary files of writers is no common prefix).
+    private func containsObject(directoryKey: [UInt8]) throws -> Bool {
+        for entry in try entries(of: directoryKey) {
+            if !entry.isDirectory { return true }
+            if try containsObject(directoryKey: directoryKey + entry.name + [UInt8(ascii: "/")]) { return true }
+        }
+        return false
+    }
+
+    struct DirectoryEntry {
+        var name: [UInt8]
+        var isDirectory: Bool
+        /// What the entry sorts by among its siblings: a directory as `name/`, the start of
+        /// every key in it.
+        var sortKey: [UInt8] { isDirectory ? name + [UInt8(ascii: "/")] : name }
+    }
+
+    /// The directories and regular files of a directory, unsorted, without writers'
+    /// temporary files (nor symbolic links and other kinds of files). Empty when the directory
+    /// does not exist.
+    private func entries(of directoryKey: [UInt8]) throws -> [DirectoryEntry] {
+        let directory = directoryKey.isEmpty ? root : root + "/" + String(decoding: directoryKey.dropLast(), as: UTF8.self)
+        guard let stream = opendir(directory) else {
+            let saved = errno
+            if saved == ENOENT || saved == ENOTDIR { return [] }
+            throw LifeboatError(.storage, "unable to list directory '\(directory)': \(errnoText(saved))", hint: hintFor(errno: saved))
+        }
+        defer { closedir(stream) }
+        var result: [DirectoryEntry] = []
+        while true {
+            errno = 0
+            guard let entry = readdir(stream) else {
+                let saved = errno
+                if saved != 0 {
+                    throw LifeboatError(.storage, "unable to list directory '\(directory)': \(errnoText(saved))", hint: hintFor(errno: saved))
+                }
+                return result
+            }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                Array(raw.prefix { $0 != 0 })
+            }
+            if name == [0x2E] || name == [0x2E, 0x2E] || Self.isTemporary(name) { continue }
+            var type = entry.pointee.d_type
+            if type == UInt8(DT_UNKNOWN) {  // filesystems that do not fill d_type
+                guard let st = try fileStatus(directory + "/" + String(decoding: name, as: UTF8.self)) else { continue }
+                type = (st.st_mode & S_IFMT) == S_IFDIR ? UInt8(DT_DIR) : (st.st_mode & S_IFMT) == S_IFREG ? UInt8(DT_REG) : UInt8(DT_UNKNOWN)
+            }
+            if type == UInt8(DT_DIR) || type == UInt8(DT_REG) {
+                result.append(DirectoryEntry(name: name, isDirectory: type == UInt8(DT_DIR)))
             }
         }
     }
 
-    public func stat(key: String) throws -> ObjectInfo? {
-        guard let st = try fileStatus(try path(key), followLinks: true) else { return nil }
-        return ObjectInfo(key: key, size: Int64(st.st_size))
+    /// `.NAME.tmp-…`: a writer's temporary file.
+    static func isTemporary(_ name: [UInt8]) -> Bool {
+        let marker = Array(temporaryMarker.utf8)
+        guard name.first == UInt8(ascii: "."), name.count > marker.count else { return false }
+        return (0...(name.count - marker.count)).contains { name[$0..<($0 + marker.count)].elementsEqual(marker) }
     }
 
-    public func openWriter(key: String) throws -> any ObjectWriter {
+    /// The object a listing found, or nil when it vanished meanwhile (or is no longer a file).
+    private func info(key: [UInt8]) throws -> ObjectInfo? {
+        let key = String(decoding: key, as: UTF8.self)
+        guard let st = try fileStatus(root + "/" + key), (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+        return Self.info(key: key, st)
+    }
+
+    static func info(key: String, _ st: stat) -> ObjectInfo {
+        let nanoseconds = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+        // A replaced object is a new file (a new inode); size and time catch the rest.
+        let etag = "\(String(st.st_ino, radix: 16))-\(String(st.st_size, radix: 16))-\(String(nanoseconds, radix: 16))"
+        let modified = Date(timeIntervalSince1970: Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) / 1e9)
+        return ObjectInfo(key: key, size: Int64(st.st_size), etag: etag, modified: modified)
+    }
+
+    // MARK: Objects
+
+    public func stat(key: String) throws -> ObjectInfo? {
+        guard let st = try fileStatus(try path(key), followLinks: true), (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+        return Self.info(key: key, st)
+    }
+
+    public func openWriter(key: String, ifAbsent: Bool) throws -> any ObjectWriter {
         let path = try path(key)
         let (directory, name) = split(path)
         try makeDirectories(directory)
-        return try LocalObjectWriter(key: key, directory: directory, name: name)
+        return try LocalObjectWriter(key: key, directory: directory, name: name, ifAbsent: ifAbsent, location: root)
     }
 
     public func openReader(key: String) throws -> any ObjectReader {
@@ -74,13 +186,30 @@ public struct LocalStore: ObjectStore {
     }
 
     public func put(key: String, bytes: [UInt8], ifAbsent: Bool) throws {
-        let path = try path(key)
-        let (directory, name) = split(path)
-        try makeDirectories(directory)
-        let writer = try LocalObjectWriter(key: key, directory: directory, name: name)
+        let writer = try openWriter(key: key, ifAbsent: ifAbsent)
         do {
             try bytes.withUnsafeBytes { try writer.write($0) }
-            try writer.commit(replacing: !ifAbsent)
+            try writer.commit()
+        } catch {
+            writer.abort()
+            throw error
+        }
+    }
+
+    /// A real copy (not a hard link, which would share later changes and the inode's ETag):
+    /// the bytes go through a writer, so temporary file, fsync, rename, fsync of the directory.
+    public func copy(from source: String, to destination: String) throws {
+        let reader = try openReader(key: source)
+        defer { reader.close() }
+        let writer = try openWriter(key: destination, ifAbsent: false)
+        do {
+            var buffer = [UInt8](repeating: 0, count: 1 << 20)
+            while true {
+                let n = try buffer.withUnsafeMutableBytes { try reader.read(into: $0) }
+                if n == 0 { break }
+                try buffer.withUnsafeBytes { try writer.write(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+            }
+            try writer.commit()
         } catch {
             writer.abort()
             throw error
@@ -93,7 +222,7 @@ public struct LocalStore: ObjectStore {
             let path = try path(key)
             if unlink(path) != 0 {
                 let saved = errno
-                if saved == ENOENT { continue }
+                if saved == ENOENT || saved == ENOTDIR { continue }
                 throw LifeboatError(.storage, "unable to delete '\(path)': \(errnoText(saved))", hint: hintFor(errno: saved))
             }
             directories.insert(split(path).directory)
@@ -104,6 +233,29 @@ public struct LocalStore: ObjectStore {
             while current.count > root.count, current.hasPrefix(root + "/"), rmdir(current) == 0 {
                 current = split(current).directory
             }
+        }
+    }
+
+    /// Creates a directory and its missing parents with mode 0700 (set exactly: `mkdir`'s mode
+    /// passes through the umask), syncing each parent so the new entry survives a crash.
+    func makeDirectories(_ path: String) throws {
+        if isDirectory(path) { return }
+        var current = path.hasPrefix("/") ? "" : "."
+        for component in path.split(separator: "/") {
+            let parent = current.isEmpty ? "/" : current
+            current += "/" + component
+            if mkdir(current, Self.directoryMode) == 0 {
+                let created = current
+                try syscall("unable to set the mode of directory '\(created)'", code: .storage) { chmod(created, Self.directoryMode) }
+                try syncDirectory(parent)
+                continue
+            }
+            let saved = errno
+            if saved == EEXIST {
+                if isDirectory(current) { continue }
+                throw LifeboatError(.storage, "unable to create directory '\(current)': a file is in the way")
+            }
+            throw LifeboatError(.storage, "unable to create directory '\(current)': \(errnoText(saved))", hint: hintFor(errno: saved))
         }
     }
 
@@ -120,17 +272,30 @@ final class LocalObjectWriter: ObjectWriter {
     let directory: String
     let finalPath: String
     let temporaryPath: String
+    /// Commit with `link(2)`, which fails when the name exists, rather than `rename(2)`.
+    let ifAbsent: Bool
+    let location: String
     private var fd: Int32
 
-    init(key: String, directory: String, name: String) throws {
+    init(key: String, directory: String, name: String, ifAbsent: Bool, location: String) throws {
         self.key = key
         self.directory = directory
         self.finalPath = directory + "/" + name
+        self.ifAbsent = ifAbsent
+        self.location = location
         let random = UInt64.random(in: 0...UInt64.max)
         self.temporaryPath = "\(directory)/.\(name)\(LocalStore.temporaryMarker)\(getpid())-\(String(random, radix: 36))"
         let temporaryPath = self.temporaryPath
         fd = try syscall("unable to create file '\(temporaryPath)'", code: .storage) {
-            open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+            open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, LocalStore.objectMode)
+        }
+        // The mode given to open(2) passes through the umask; set it exactly.
+        let fd = fd
+        do {
+            try syscall("unable to set the mode of file '\(temporaryPath)'", code: .storage) { fchmod(fd, LocalStore.objectMode) }
+        } catch {
+            abort()
+            throw error
         }
     }
 
@@ -147,25 +312,22 @@ final class LocalObjectWriter: ObjectWriter {
         }
     }
 
-    func commit() throws { try commit(replacing: true) }
-
     /// Makes the data durable, then gives it its final name: rename (replacing) or link
     /// (failing when the name exists, which makes a commit point that cannot be overwritten).
-    func commit(replacing: Bool) throws {
+    func commit() throws {
         guard fd >= 0 else { throw LifeboatError(.internalError, "commit of '\(finalPath)' after it was closed") }
         let temporaryPath = temporaryPath, finalPath = finalPath
         try syscall("unable to sync file '\(temporaryPath)'", code: .storage) { fsync(fd) }
         close(fd)
         fd = -1
-        if replacing {
+        if !ifAbsent {
             try syscall("unable to rename '\(temporaryPath)' to '\(finalPath)'", code: .storage) { rename(temporaryPath, finalPath) }
         } else {
             if link(temporaryPath, finalPath) != 0 {
                 let saved = errno
                 unlink(temporaryPath)
                 if saved == EEXIST {
-                    throw LifeboatError(.storage, "'\(finalPath)' already exists; it is never overwritten",
-                                        hint: "Another Lifeboat process may be writing the same backup; run it again.")
+                    throw LifeboatError(.alreadyExists, "object '\(key)' already exists in repository \(location) ('\(finalPath)'); it is never replaced")
                 }
                 throw LifeboatError(.storage, "unable to link '\(finalPath)': \(errnoText(saved))", hint: hintFor(errno: saved))
             }

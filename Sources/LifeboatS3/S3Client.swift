@@ -142,7 +142,9 @@ public final class S3Client: Sendable {
                             checksumSHA256: checksum.name == "x-amz-checksum-sha256" ? checksum.value : nil)
     }
 
-    public func completeMultipartUpload(key: String, uploadID: String, parts: [UploadedPart]) throws {
+    /// CompleteMultipartUpload. With `ifAbsent`, sends `If-None-Match: *`: the server refuses
+    /// to complete the upload over an existing object (the upload stays, to be aborted).
+    public func completeMultipartUpload(key: String, uploadID: String, parts: [UploadedPart], ifAbsent: Bool = false) throws {
         var body = "<CompleteMultipartUpload>"
         for part in parts.sorted(by: { $0.number < $1.number }) {
             body += "<Part><PartNumber>\(part.number)</PartNumber><ETag>\(XMLNode.escape(part.etag))</ETag>"
@@ -152,8 +154,9 @@ public final class S3Client: Sendable {
         body += "</CompleteMultipartUpload>"
         let bytes = Array(body.utf8)
         let response = try send(S3Call(action: "CompleteMultipartUpload", method: .post, key: key,
-                                       query: [.init("uploadId", uploadID)], body: .bytes(bytes),
-                                       payload: .sha256(SigV4.sha256Hex(bytes))))
+                                       query: [.init("uploadId", uploadID)],
+                                       headers: ifAbsent ? [SigV4Request.Header("If-None-Match", "*")] : [],
+                                       body: .bytes(bytes), payload: .sha256(SigV4.sha256Hex(bytes))))
         // S3 may answer 200 and still fail: the error is then in the body.
         let root = try xml(response, for: "CompleteMultipartUpload", key: key)
         if root.name == "Error" {
@@ -187,26 +190,80 @@ public final class S3Client: Sendable {
         try send(S3Call(action: "GetObject", method: .get, key: key, bodyLimit: limit)).body
     }
 
-    /// HeadObject: the object's size and ETag, or nil when there is no such object.
-    public func headObject(key: String) throws -> (size: Int64, etag: String)? {
-        let response = try send(S3Call(action: "HeadObject", method: .head, key: key, acceptNotFound: true))
-        if response.status == 404 { return nil }
-        return (Int64(response.headers["Content-Length"] ?? "") ?? 0, response.headers["ETag"] ?? "")
+    /// What HeadObject says of an object.
+    public struct Head: Sendable, Equatable {
+        public var size: Int64
+        /// As the server sends it, quotes included.
+        public var etag: String
+        public var modified: Date
     }
 
-    /// ListObjectsV2, following continuation tokens until the end.
-    public func listObjects(prefix: String) throws -> [(key: String, size: Int64)] {
-        var results: [(key: String, size: Int64)] = []
+    /// HeadObject: the object's size, ETag and modification time, or nil when there is no
+    /// such object.
+    public func headObject(key: String) throws -> Head? {
+        let response = try send(S3Call(action: "HeadObject", method: .head, key: key, acceptNotFound: true))
+        if response.status == 404 { return nil }
+        let lastModified = response.headers["Last-Modified"] ?? ""
+        guard let modified = Self.parseHTTPDate(lastModified) else {
+            throw LifeboatError(.storage, "S3 HeadObject \(display(key)) answered with a Last-Modified that is not a date: '\(lastModified)'")
+        }
+        return Head(size: Int64(response.headers["Content-Length"] ?? "") ?? 0, etag: response.headers["ETag"] ?? "", modified: modified)
+    }
+
+    /// An object in a listing.
+    public struct ListedObject: Sendable, Equatable {
+        public var key: String
+        public var size: Int64
+        /// As the server sends it, quotes included.
+        public var etag: String
+        public var modified: Date
+    }
+
+    /// One page of ListObjectsV2.
+    public struct ListResult: Sendable, Equatable {
+        public var objects: [ListedObject]
+        public var commonPrefixes: [String]
+        /// The token for the next page; nil when this page is the last.
+        public var nextContinuationToken: String?
+    }
+
+    /// One ListObjectsV2 request: at most `maxKeys` objects and common prefixes, in byte order.
+    public func listObjectsV2(prefix: String, delimiter: String? = nil, startAfter: String? = nil,
+                              continuationToken: String? = nil, maxKeys: Int = 1000) throws -> ListResult {
+        var query = [SigV4Request.QueryItem("list-type", "2"), .init("prefix", prefix), .init("max-keys", String(maxKeys))]
+        if let delimiter { query.append(.init("delimiter", delimiter)) }
+        if let startAfter, !startAfter.isEmpty { query.append(.init("start-after", startAfter)) }
+        if let continuationToken { query.append(.init("continuation-token", continuationToken)) }
+        let response = try send(S3Call(action: "ListObjectsV2", method: .get, key: nil, query: query))
+        let root = try xml(response, for: "ListObjectsV2", key: prefix)
+        var objects: [ListedObject] = []
+        for item in root.all("Contents") {
+            let key = item["Key"] ?? "", lastModified = item["LastModified"] ?? ""
+            guard let modified = Self.parseTime(lastModified) else {
+                throw LifeboatError(.storage, "S3 ListObjectsV2 \(display(prefix)) listed \(display(key)) with a LastModified that is not a date: '\(lastModified)'")
+            }
+            objects.append(ListedObject(key: key, size: Int64(item["Size"] ?? "") ?? 0, etag: item["ETag"] ?? "", modified: modified))
+        }
+        let commonPrefixes = root.all("CommonPrefixes").compactMap { $0["Prefix"] }
+        var token: String?
+        if root["IsTruncated"] == "true" {
+            guard let next = root["NextContinuationToken"], !next.isEmpty else {
+                throw LifeboatError(.storage, "S3 ListObjectsV2 \(display(prefix)) answered a truncated page without a NextContinuationToken")
+            }
+            token = next
+        }
+        return ListResult(objects: objects, commonPrefixes: commonPrefixes, nextContinuationToken: token)
+    }
+
+    /// ListObjectsV2, following continuation tokens until the end (for tests and tools; the
+    /// store pages).
+    public func listObjects(prefix: String) throws -> [ListedObject] {
+        var results: [ListedObject] = []
         var token: String?
         repeat {
-            var query = [SigV4Request.QueryItem("list-type", "2"), .init("prefix", prefix), .init("max-keys", "1000")]
-            if let token { query.append(.init("continuation-token", token)) }
-            let response = try send(S3Call(action: "ListObjectsV2", method: .get, key: nil, query: query))
-            let root = try xml(response, for: "ListObjectsV2", key: prefix)
-            for item in root.all("Contents") {
-                results.append((item["Key"] ?? "", Int64(item["Size"] ?? "") ?? 0))
-            }
-            token = root["IsTruncated"] == "true" ? root["NextContinuationToken"] : nil
+            let page = try listObjectsV2(prefix: prefix, continuationToken: token)
+            results += page.objects
+            token = page.nextContinuationToken
         } while token != nil
         return results
     }
@@ -403,9 +460,15 @@ public final class S3Client: Sendable {
             }
             return LifeboatError(.storage, "\(prefix) — this machine's clock differs too much from the server's\(skew)",
                                  hint: "Synchronise the clock (NTP, e.g. 'timedatectl set-ntp true'); S3 refuses requests more than 15 minutes off.")
-        case "PreconditionFailed":
-            return LifeboatError(.storage, "\(prefix) — \(object) already exists and is never overwritten",
-                                 hint: "Another Lifeboat process may be writing the same backup; run it again.")
+        case "PreconditionFailed" where action == "GetObject":
+            return LifeboatError(.storage, "\(prefix) — \(object) was replaced while it was read",
+                                 hint: "Another process wrote the object meanwhile; run the command again.")
+        case "PreconditionFailed", "ConditionalRequestConflict":
+            // If-None-Match: * (PutObject, CompleteMultipartUpload) found the key taken, or
+            // another conditional write to it in progress (409).
+            return LifeboatError(.alreadyExists, "\(prefix) — \(object) already exists and is never overwritten")
+        case "NoSuchKey" where action == "CopyObject":
+            return LifeboatError(.notFound, "\(prefix) — the source of the copy does not exist")
         default:
             if method == .head, status == 403 {
                 return LifeboatError(.storage, "\(prefix) — access denied for access key \(accessKey) (the server gave no reason: a wrong secret, an inactive key or a missing permission)",
@@ -421,6 +484,15 @@ public final class S3Client: Sendable {
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
+        formatter.timeZone = .gmt
+        return formatter.date(from: text)
+    }
+
+    /// An HTTP date (`Last-Modified: Wed, 21 Oct 2026 07:28:00 GMT`, RFC 9110's IMF-fixdate).
+    static func parseHTTPDate(_ text: String) -> Date? {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.dateFormat = "EEE',' dd MMM yyyy HH':'mm':'ss 'GMT'"
         formatter.timeZone = .gmt
         return formatter.date(from: text)
     }

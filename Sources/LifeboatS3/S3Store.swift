@@ -37,18 +37,32 @@ public struct S3Store: ObjectStore {
         return min(base << doublings, 5 << 30)
     }
 
-    public func list(prefix: String) throws -> [ObjectInfo] {
-        try client.listObjects(prefix: self.prefix + prefix).map {
-            ObjectInfo(key: String($0.key.dropFirst(self.prefix.count)), size: $0.size)
-        }.sorted { $0.key < $1.key }
+    /// Conditional writes through `If-None-Match: *` (PutObject and CompleteMultipartUpload);
+    /// copies through CopyObject.
+    public var features: StoreFeatures { [.conditionalWrite, .serverSideCopy] }
+
+    /// One ListObjectsV2 request; the cursor is S3's continuation token.
+    public func listPage(_ request: ListRequest) throws -> ListPage {
+        try request.validate(in: location)
+        let result = try client.listObjectsV2(
+            prefix: prefix + request.prefix, delimiter: request.delimiter,
+            startAfter: request.startAfter.map { prefix + $0 }, continuationToken: request.cursor, maxKeys: request.pageSize)
+        func relative(_ key: String) -> String { String(decoding: key.utf8.dropFirst(prefix.utf8.count), as: UTF8.self) }
+        return ListPage(
+            // An object named the prefix itself (a "folder" made in a console) is no key of the store.
+            objects: result.objects.filter { $0.key.utf8.count > prefix.utf8.count }.map {
+                ObjectInfo(key: relative($0.key), size: $0.size, etag: $0.etag, modified: $0.modified)
+            },
+            commonPrefixes: result.commonPrefixes.map(relative),
+            nextCursor: result.nextContinuationToken)
     }
 
     public func stat(key: String) throws -> ObjectInfo? {
-        try client.headObject(key: prefix + key).map { ObjectInfo(key: key, size: $0.size) }
+        try client.headObject(key: prefix + key).map { ObjectInfo(key: key, size: $0.size, etag: $0.etag, modified: $0.modified) }
     }
 
-    public func openWriter(key: String) throws -> any ObjectWriter {
-        S3ObjectWriter(store: self, key: key)
+    public func openWriter(key: String, ifAbsent: Bool) throws -> any ObjectWriter {
+        S3ObjectWriter(store: self, key: key, ifAbsent: ifAbsent)
     }
 
     public func openReader(key: String) throws -> any ObjectReader {
@@ -60,6 +74,16 @@ public struct S3Store: ObjectStore {
 
     public func put(key: String, bytes: [UInt8], ifAbsent: Bool) throws {
         try client.putObject(key: prefix + key, bytes: bytes, ifAbsent: ifAbsent)
+    }
+
+    /// CopyObject: the bytes stay in the bucket. (S3 copies objects of up to 5 GiB this way.)
+    public func copy(from source: String, to destination: String) throws {
+        do {
+            try client.copyObject(from: prefix + source, to: prefix + destination)
+        } catch let error as LifeboatError where error.code == .notFound {
+            throw LifeboatError(.notFound, "object '\(source)' does not exist in repository \(location); it cannot be copied",
+                                underlying: error)
+        }
     }
 
     public func delete(keys: [String]) throws {
@@ -74,14 +98,17 @@ public struct S3Store: ObjectStore {
 final class S3ObjectWriter: ObjectWriter {
     let store: S3Store
     let key: String
+    /// Commit with `If-None-Match: *`.
+    let ifAbsent: Bool
     private var buffer: [UInt8] = []
     private var nextPart = 1
     private var uploads: PartUploads?
     private var finished = false
 
-    init(store: S3Store, key: String) {
+    init(store: S3Store, key: String, ifAbsent: Bool) {
         self.store = store
         self.key = key
+        self.ifAbsent = ifAbsent
         buffer.reserveCapacity(store.partSize)
     }
 
@@ -122,9 +149,14 @@ final class S3ObjectWriter: ObjectWriter {
         if let uploads {
             if !buffer.isEmpty { try sendPart() }
             let parts = try uploads.waitForAll()
-            try store.client.completeMultipartUpload(key: fullKey, uploadID: uploads.uploadID, parts: parts)
+            do {
+                try store.client.completeMultipartUpload(key: fullKey, uploadID: uploads.uploadID, parts: parts, ifAbsent: ifAbsent)
+            } catch let error as LifeboatError where error.code == .alreadyExists {
+                abort()  // the upload can never complete: its parts would stay, billed and invisible
+                throw error
+            }
         } else {
-            try store.client.putObject(key: fullKey, bytes: buffer)
+            try store.client.putObject(key: fullKey, bytes: buffer, ifAbsent: ifAbsent)
         }
         finished = true
         buffer = []

@@ -143,10 +143,10 @@ struct S3Repository {
             }
         }
         let store = S3Store(client: client, prefix: "", logger: Logger(label: "test"))
-        let listed = try store.list(prefix: "many/")
+        let listed = try store.listAll(prefix: "many/")
         #expect(listed.map(\.key) == keys)
         try store.delete(keys: keys)  // DeleteObjects in batches of 1,000
-        #expect(try store.list(prefix: "many/").isEmpty)
+        #expect(try store.listAll(prefix: "many/").isEmpty)
     }
 
     @Test func aWrongSecretKeyIsRejectedByTheServerAndReportedWithTheAccessKey() throws {

@@ -110,16 +110,12 @@ public struct Repository: Sendable {
     /// (the top-level prefixes that hold a `backups/` folder).
     public func policyNames() throws -> [String] {
         var names: [String] = []
-        var cursor: String?
-        repeat {
-            let page = try store.listPage(ListRequest(prefix: "", delimiter: "/", cursor: cursor))
-            for prefix in page.commonPrefixes {
-                let name = String(prefix.dropLast())
-                guard prefix != Self.locksPrefix, isValidPolicyName(name) else { continue }
-                names.append(name)
+        try store.forEachEntry(delimiter: "/") { entry in
+            if case .prefix(let prefix) = entry, prefix != Self.locksPrefix, isValidPolicyName(String(prefix.dropLast())) {
+                names.append(String(prefix.dropLast()))
             }
-            cursor = page.nextCursor
-        } while cursor != nil
+            return true
+        }
         return names
     }
 
@@ -140,26 +136,22 @@ public struct Repository: Sendable {
     public func listBackups(policy: String) throws -> [BackupListing] {
         let prefix = Self.backupPrefix(policy: policy)
         var byID: [String: BackupListing] = [:]
-        var cursor: String?
-        repeat {
-            let page = try store.listPage(ListRequest(prefix: prefix, cursor: cursor))
-            for object in page.objects {
-                let rest = object.key.dropFirst(prefix.count)
-                guard let slash = rest.firstIndex(of: "/") else { continue }
-                let id = String(rest[..<slash])
-                guard BackupID.isValid(id) else { continue }
-                var listing = byID[id] ?? BackupListing(id: id, committed: false, hasReservation: false, objectCount: 0, bytes: 0)
-                listing.objectCount += 1
-                listing.bytes += object.size
-                switch rest[rest.index(after: slash)...] {
-                case "manifest.json": listing.committed = true
-                case "reservation.json": listing.hasReservation = true
-                default: break
-                }
-                byID[id] = listing
+        try store.forEachObject(prefix: prefix) { object in
+            let rest = object.key.dropFirst(prefix.count)
+            guard let slash = rest.firstIndex(of: "/") else { return true }
+            let id = String(rest[..<slash])
+            guard BackupID.isValid(id) else { return true }
+            var listing = byID[id] ?? BackupListing(id: id, committed: false, hasReservation: false, objectCount: 0, bytes: 0)
+            listing.objectCount += 1
+            listing.bytes += object.size
+            switch rest[rest.index(after: slash)...] {
+            case "manifest.json": listing.committed = true
+            case "reservation.json": listing.hasReservation = true
+            default: break
             }
-            cursor = page.nextCursor
-        } while cursor != nil
+            byID[id] = listing
+            return true
+        }
         return byID.values.sorted { $0.id < $1.id }
     }
 
@@ -225,9 +217,10 @@ public struct Repository: Sendable {
         do {
             try store.put(key: key, bytes: Array(try JSON.encode(manifest)), ifAbsent: true)
         } catch let error as LifeboatError where error.code == .alreadyExists {
-            throw LifeboatError(.integrity, "manifest \(locate(key)) already exists: another run committed backup \(manifest.id)",
-                                hint: "This should not happen (backup ids are reserved before use); report it. Nothing was replaced.",
-                                underlying: error)
+            throw LifeboatError(
+                .alreadyExists, "backup \(manifest.id) of policy '\(manifest.policy)' is already committed at \(locate(key)); a committed backup is never replaced",
+                hint: "Backup ids are reserved before use, so this should not happen; run the backup again, and report it.",
+                underlying: error)
         }
     }
 

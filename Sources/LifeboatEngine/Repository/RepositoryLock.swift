@@ -112,26 +112,21 @@ extension Repository {
     public func locks(context: RunContext, owner: ProcessIdentity, timings: ClaimTimings = .standard) throws -> [FoundLock] {
         let now = context.clock()
         var found: [FoundLock] = []
-        var cursor: String?
-        repeat {
-            let page = try store.listPage(ListRequest(prefix: Self.locksPrefix, cursor: cursor))
-            for object in page.objects where object.key.hasSuffix(".json") {
-                let bytes: [UInt8]
-                do {
-                    bytes = try store.readAll(key: object.key, limit: 1 << 20)
-                } catch let error as LifeboatError where error.code == .notFound {
-                    continue  // released while we listed
-                }
-                guard let record = try? JSON.decode(LockRecord.self, from: Data(bytes)) else {  // reported as unreadable below
-                    found.append(FoundLock(key: object.key, record: nil, liveness: .stale("the lock object cannot be read")))
-                    continue
-                }
-                let liveness = ClaimLiveness.evaluate(owner: record.owner, heartbeat: record.heartbeat, now: now, timings: timings,
-                                                      local: owner, processRuns: ProcessProbe.runs)
-                found.append(FoundLock(key: object.key, record: record, liveness: liveness))
+        for object in try store.listAll(prefix: Self.locksPrefix) where object.key.hasSuffix(".json") {
+            let bytes: [UInt8]
+            do {
+                bytes = try store.readAll(key: object.key, limit: 1 << 20)
+            } catch let error as LifeboatError where error.code == .notFound {
+                continue  // released while we listed
             }
-            cursor = page.nextCursor
-        } while cursor != nil
+            guard let record = try? JSON.decode(LockRecord.self, from: Data(bytes)) else {  // reported as unreadable, below
+                found.append(FoundLock(key: object.key, record: nil, liveness: .stale("the lock object cannot be read")))
+                continue
+            }
+            let liveness = ClaimLiveness.evaluate(owner: record.owner, heartbeat: record.heartbeat, now: now, timings: timings,
+                                                  local: owner, processRuns: ProcessProbe.runs)
+            found.append(FoundLock(key: object.key, record: record, liveness: liveness))
+        }
         return found
     }
 }

@@ -15,10 +15,13 @@ public struct FilesSource: BackupSource {
             throw LifeboatError(.source, "directory '\(config.path)' to back up does not exist or is not a directory",
                                 hint: "Check 'source.files.path' in the policy.")
         }
+        var skipped: [SkippedEntry] = []
         try sink.artifact(role: "files") { writer in
-            let warnings = try archiveDirectory(root: config.path, into: writer, exclude: config.exclude)
-            for warning in warnings { logger.warning("\(warning)") }
+            skipped = try archiveDirectory(root: config.path, into: writer, exclude: config.exclude).skipped
+            for entry in skipped { logger.warning("\(entry)") }
         }
-        return SourceRecord(kind: "files", files: FilesSourceRecord(path: config.path, hostname: ProcessInfo.processInfo.hostName))
+        // What was skipped is part of the record, so the summary and the exit status can say so.
+        return SourceRecord(kind: "files", files: FilesSourceRecord(path: config.path, hostname: ProcessInfo.processInfo.hostName,
+                                                                   skipped: skipped.isEmpty ? nil : skipped))
     }
 }

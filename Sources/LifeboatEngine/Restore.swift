@@ -93,7 +93,9 @@ public struct RestoreCommand {
                                     hint: "Restore into a new or empty directory; Lifeboat never overwrites existing files.")
             }
         } else {
-            try makeDirectories(directory)
+            // 0700: nobody else can reach the files while they are restored; the entries
+            // themselves get the modes the backup recorded.
+            try makeDirectories(directory, mode: 0o700)
         }
         for artifact in manifest.artifacts {
             let source = try reader(repository, manifest, artifact)

@@ -78,7 +78,7 @@ let package = Package(
         .target(
             name: "LifeboatArchive",
             dependencies: [
-                "LifeboatCore", "CArchive",
+                "LifeboatCore", "CArchive", "CLifeboatSystem",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict
@@ -147,7 +147,11 @@ let package = Package(
         ),
         .testTarget(
             name: "LifeboatArchiveTests",
-            dependencies: ["LifeboatCore", "LifeboatArchive"],
+            // CArchive and Crypto: tests craft hostile archives (and their records) directly.
+            dependencies: [
+                "LifeboatCore", "LifeboatArchive", "CArchive",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(

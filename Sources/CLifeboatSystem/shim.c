@@ -1,6 +1,8 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <spawn.h>
+#include <sys/sysmacros.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include "CLifeboatSystem.h"
@@ -15,4 +17,20 @@ int lifeboat_posix_spawn_file_actions_addchdir_np(posix_spawn_file_actions_t *ac
 
 int lifeboat_posix_spawn_file_actions_addclosefrom_np(posix_spawn_file_actions_t *actions, int lowest) {
     return posix_spawn_file_actions_addclosefrom_np(actions, lowest);
+}
+
+off_t lifeboat_lseek_data(int fd, off_t offset) {
+    return lseek(fd, offset, SEEK_DATA);
+}
+
+off_t lifeboat_lseek_hole(int fd, off_t offset) {
+    return lseek(fd, offset, SEEK_HOLE);
+}
+
+unsigned int lifeboat_dev_major(dev_t device) {
+    return major(device);
+}
+
+unsigned int lifeboat_dev_minor(dev_t device) {
+    return minor(device);
 }

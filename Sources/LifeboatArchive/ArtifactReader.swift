@@ -2,6 +2,12 @@ import CArchive
 import Crypto
 import LifeboatCore
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Read-callback state: pulls stored bytes from the object store and hashes them.
 final class ReadContext: ArchiveCallbackContext {
     let source: any ObjectReader
@@ -66,28 +72,43 @@ private func artifactReadCallback(
 
 /// The header of an entry read from an artifact.
 public struct ArchiveEntryHeader: Sendable, Equatable {
-    /// Path inside the archive, without the trailing `/` tar adds to directories.
-    public var path: String
-    /// File, directory or symbolic link (other types are refused by `nextEntry()`).
+    /// Path inside the archive, exactly, without the trailing `/` tar adds to directories.
+    public var rawPath: EntryPath
+    /// The kind of entry (types Lifeboat does not write are refused by `nextEntry()`).
     public var kind: EntryRecord.Kind
-    /// Size of the entry's data (0 for directories and symbolic links).
+    /// Size of the entry's data: a file's logical size (holes included), 0 for other kinds.
     public var size: Int64
     /// Permission bits (`0o7777`).
     public var mode: UInt32
     /// Seconds since 1970.
     public var modificationTime: Int64
-    /// For a symbolic link: its target.
-    public var linkTarget: String?
+    /// For a symbolic link its target; for a hard link the path of the entry it names.
+    public var rawLinkTarget: EntryPath?
+    /// Owner and group by id, with their names when the archive holds them.
+    public var owner: EntryOwner
+    /// For a character or block device: its number.
+    public var device: DeviceNumber?
+    /// For a sparse file: the regions that hold data (possibly none); nil when not sparse.
+    public var dataRegions: [DataRegion]?
 
-    public init(path: String, kind: EntryRecord.Kind, size: Int64, mode: UInt32, modificationTime: Int64,
-                linkTarget: String? = nil) {
-        self.path = path
+    public init(path: EntryPath, kind: EntryRecord.Kind, size: Int64, mode: UInt32, modificationTime: Int64,
+                linkTarget: EntryPath? = nil, owner: EntryOwner = EntryOwner(uid: 0, gid: 0),
+                device: DeviceNumber? = nil, dataRegions: [DataRegion]? = nil) {
+        self.rawPath = path
         self.kind = kind
         self.size = size
         self.mode = mode
         self.modificationTime = modificationTime
-        self.linkTarget = linkTarget
+        self.rawLinkTarget = linkTarget
+        self.owner = owner
+        self.device = device
+        self.dataRegions = dataRegions
     }
+
+    /// The path for messages (bytes that are not valid UTF-8 shown as U+FFFD).
+    public var path: String { rawPath.description }
+    /// The link target for messages.
+    public var linkTarget: String? { rawLinkTarget?.description }
 }
 
 /// Reads an artifact (a tar archive, compressed with zstd or not) from an `ObjectReader`,
@@ -148,38 +169,82 @@ public final class ArtifactReader {
             throw LifeboatError(.archive, "artifact '\(artifactPath)': libarchive returned no header \(position)",
                                 hint: handle.hint)
         }
-        guard let rawPath = archive_entry_pathname(entry) else {
+        guard let pathPointer = archive_entry_pathname(entry) else {
             throw LifeboatError(.archive, "artifact '\(artifactPath)': an entry \(position) has no readable path",
                                 hint: handle.hint)
         }
-        var path = String(cString: rawPath)
+        // Names come back as the bytes the archive holds (see `ArtifactWriter.writeHeader`).
+        var pathBytes = Self.bytes(of: pathPointer)
+        let path = EntryPath(bytes: pathBytes)
         let type = archive_entry_filetype(entry) & ArchiveFileType.mask
         let kind: EntryRecord.Kind
-        var linkTarget: String?
-        switch type {
-        case ArchiveFileType.regular:
-            kind = .file
-        case ArchiveFileType.directory:
-            kind = .directory
-            while path.count > 1, path.hasSuffix("/") { path.removeLast() }
-        case ArchiveFileType.symlink:
-            kind = .symlink
-            linkTarget = archive_entry_symlink(entry).map { String(cString: $0) } ?? ""
-        default:
-            if archive_entry_hardlink(entry) != nil {
-                throw LifeboatError(.archive, "artifact '\(artifactPath)': entry '\(path)' is a hard link, which Lifeboat does not write",
-                                    hint: handle.hint)
+        var linkTarget: EntryPath?
+        var device: DeviceNumber?
+        if let hardlink = archive_entry_hardlink(entry) {
+            // tar stores no file type for a hard link; libarchive gives a regular file's type
+            // when the entry carries data (which Lifeboat's never do; extraction refuses it).
+            kind = .hardlink
+            linkTarget = EntryPath(bytes: Self.bytes(of: hardlink))
+        } else {
+            switch type {
+            case ArchiveFileType.regular:
+                kind = .file
+            case ArchiveFileType.directory:
+                kind = .directory
+                while pathBytes.count > 1, pathBytes.last == UInt8(ascii: "/") { pathBytes.removeLast() }
+            case ArchiveFileType.symlink:
+                kind = .symlink
+                linkTarget = EntryPath(bytes: archive_entry_symlink(entry).map { Self.bytes(of: $0) } ?? [])
+            case ArchiveFileType.fifo:
+                kind = .fifo
+            case ArchiveFileType.characterDevice, ArchiveFileType.blockDevice:
+                kind = type == ArchiveFileType.characterDevice ? .characterDevice : .blockDevice
+                device = DeviceNumber(major: UInt32(truncatingIfNeeded: archive_entry_rdevmajor(entry)),
+                                      minor: UInt32(truncatingIfNeeded: archive_entry_rdevminor(entry)))
+            default:
+                throw LifeboatError(
+                    .archive,
+                    "artifact '\(artifactPath)': entry '\(path)' has an unsupported type (mode \(String(type, radix: 8)))",
+                    hint: handle.hint)
             }
+        }
+        let finalPath = EntryPath(bytes: pathBytes)
+        guard let uid = UInt32(exactly: archive_entry_uid(entry)), let gid = UInt32(exactly: archive_entry_gid(entry)) else {
             throw LifeboatError(
                 .archive,
-                "artifact '\(artifactPath)': entry '\(path)' has an unsupported type (mode \(String(type, radix: 8)))",
+                "artifact '\(artifactPath)': entry '\(finalPath)' has an owner id out of range (\(archive_entry_uid(entry)):\(archive_entry_gid(entry)))",
                 hint: handle.hint)
         }
+        let owner = EntryOwner(uid: uid, gid: gid, user: Self.name(archive_entry_uname(entry)),
+                               group: Self.name(archive_entry_gname(entry)))
+        var dataRegions: [DataRegion]?
+        if kind == .file, archive_entry_sparse_reset(entry) > 0 {
+            var regions: [DataRegion] = []
+            var offset: la_int64_t = 0
+            var length: la_int64_t = 0
+            while archive_entry_sparse_next(entry, &offset, &length) == ARCHIVE_OK {
+                // The writer ends the map with an empty region at the end of the file.
+                if length > 0 { regions.append(DataRegion(offset: offset, length: length)) }
+            }
+            dataRegions = regions
+        }
         currentEntry = entry
-        currentPath = path
+        currentPath = finalPath.description
         return ArchiveEntryHeader(
-            path: path, kind: kind, size: archive_entry_size(entry), mode: UInt32(archive_entry_perm(entry)),
-            modificationTime: Int64(archive_entry_mtime(entry)), linkTarget: linkTarget)
+            path: finalPath, kind: kind, size: archive_entry_size(entry), mode: UInt32(archive_entry_perm(entry)),
+            modificationTime: Int64(archive_entry_mtime(entry)), linkTarget: linkTarget, owner: owner,
+            device: device, dataRegions: dataRegions)
+    }
+
+    /// The bytes of a C string.
+    private static func bytes(of string: UnsafePointer<CChar>) -> [UInt8] {
+        Array(UnsafeBufferPointer(start: string, count: strlen(string))).map { UInt8(bitPattern: $0) }
+    }
+
+    /// An owner or group name, nil when absent or empty.
+    private static func name(_ string: UnsafePointer<CChar>?) -> String? {
+        guard let string, string.pointee != 0 else { return nil }
+        return String(decoding: bytes(of: string), as: UTF8.self)
     }
 
     /// Reads data of the current entry; returns 0 at its end.
@@ -191,6 +256,49 @@ public final class ArtifactReader {
         ) {
             archive_read_data($0, base, buffer.count)
         }
+    }
+
+    /// Reads the data of the current entry block by block, as libarchive has it: `body` gets
+    /// each block and its offset in the file (past a hole of a sparse file, the offset jumps).
+    /// The block is valid only during the call. Returns the SHA-256 (lowercase hex) of the
+    /// entry's logical content, holes read as zeros, and its length (the offset libarchive
+    /// reports at the end, or the end of the last block).
+    ///
+    /// Throws `.integrity` when a block starts before the end of the previous one.
+    public func readLogicalContent(_ body: (UnsafeRawBufferPointer, Int64) throws -> Void) throws -> (size: Int64, sha256: String) {
+        let name = currentPath.map { "entry '\($0)'" } ?? "no entry"
+        let what = "artifact '\(artifactPath)': reading the data of \(name)"
+        var hasher = SHA256()
+        var position: Int64 = 0
+        while true {
+            var block: UnsafeRawPointer?
+            var count = 0
+            var offset: la_int64_t = 0
+            let status = try handle.call(what, acceptWarning: false) {
+                archive_read_data_block($0, &block, &count, &offset)
+            }
+            if status == ARCHIVE_EOF {
+                // The offset of the end: past a trailing hole, the file's logical size.
+                if offset > position {
+                    hasher.updateWithZeros(offset - position)
+                    position = offset
+                }
+                break
+            }
+            guard offset >= position else {
+                throw LifeboatError(
+                    .integrity, "\(what): a block at offset \(offset) overlaps the data before it (which ends at \(position))",
+                    hint: handle.hint)
+            }
+            hasher.updateWithZeros(offset - position)
+            position = offset
+            guard count > 0, let block else { continue }
+            let bytes = UnsafeRawBufferPointer(start: block, count: count)
+            hasher.update(bufferPointer: bytes)
+            try body(bytes, offset)
+            position += Int64(count)
+        }
+        return (position, hasher.finalize().hex)
     }
 
     /// Reads the rest of the stored object (whatever libarchive did not need) so that the

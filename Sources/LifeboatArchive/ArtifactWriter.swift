@@ -59,6 +59,8 @@ public final class ArtifactWriter {
     private let context: WriteContext
     private var state = State.open
     private var entries: [EntryRecord] = []
+    /// Paths of the files added so far: the entries a hard link may name.
+    private var fileEntries: Set<EntryPath> = []
     /// Whether `archive_write_close` was called (it must not be called twice).
     private var closeCalled = false
     /// Buffer for `addFile`; allocated once per writer.
@@ -115,26 +117,18 @@ public final class ArtifactWriter {
     /// Throws when `read` does not deliver exactly `size` bytes (the file changed while being
     /// backed up); the writer is then unusable.
     public func addFile(
-        path: String, size: Int64, mode: UInt32, modificationTime: Int64,
+        path: EntryPath, size: Int64, mode: UInt32, modificationTime: Int64, owner: EntryOwner? = nil,
         read: (UnsafeMutableRawBufferPointer) throws -> Int
     ) throws {
         try perform { handle in
-            guard size >= 0 else {
-                throw LifeboatError(.internalError, "artifact '\(artifactKey)': entry '\(path)' has a negative size",
-                                    hint: "Report this as a bug in Lifeboat.")
-            }
-            try writeHeader(handle, path: path, type: ArchiveFileType.regular, mode: mode, size: size,
-                            modificationTime: modificationTime)
+            try checkSize(size, path)
+            try writeHeader(handle, Header(path: path, type: ArchiveFileType.regular, mode: mode, size: size,
+                                           modificationTime: modificationTime, owner: owner))
             var hasher = SHA256()
             var total: Int64 = 0
             while true {
                 let n = try read(fileBuffer)
-                guard n >= 0, n <= fileBuffer.count else {
-                    throw LifeboatError(
-                        .internalError,
-                        "file '\(path)': read returned \(n) for a buffer of \(fileBuffer.count) bytes",
-                        hint: "Report this as a bug in Lifeboat.")
-                }
+                try checkReadCount(n, limit: fileBuffer.count, path)
                 if n == 0 { break }
                 let accepted = Int(min(Int64(n), size - total))
                 if accepted > 0 {
@@ -145,37 +139,127 @@ public final class ArtifactWriter {
                 total += Int64(n)
                 if total > size { break }
             }
-            guard total == size else {
-                throw LifeboatError(
-                    .source,
-                    "file '\(path)' changed size while being backed up: expected \(size) bytes, read \(total)",
-                    hint: "Stop whatever writes to this file during backups (or exclude it), then run the backup again.")
+            guard total == size else { throw changedSize(path, expected: size, read: total) }
+            fileEntries.insert(path)
+            entries.append(record(path, kind: .file, size: size, sha256: hasher.finalize().hex, mode: mode,
+                                  modificationTime: modificationTime, owner: owner))
+        }
+    }
+
+    /// Adds a sparse file of logical size `size` whose data lies in `dataRegions` (sorted, not
+    /// overlapping, inside the file); everything else is a hole, stored as such (GNU sparse
+    /// format 1.0, which GNU tar reads) and restored as a hole.
+    ///
+    /// `read` fills the buffer with the file's bytes from the offset it is given and returns
+    /// the count (0 at the end of the file); it is called only inside the data regions, and
+    /// once at `size` to check that the file did not grow. The record's SHA-256 is that of
+    /// the full logical content, holes read as zeros. When the regions cover the whole file,
+    /// it is stored as a plain file.
+    ///
+    /// Throws when the file is shorter or longer than `size` (it changed while being backed
+    /// up); the writer is then unusable.
+    public func addSparseFile(
+        path: EntryPath, size: Int64, dataRegions: [DataRegion], mode: UInt32, modificationTime: Int64,
+        owner: EntryOwner? = nil, read: (UnsafeMutableRawBufferPointer, Int64) throws -> Int
+    ) throws {
+        try perform { handle in
+            try checkSize(size, path)
+            let regions = try normalizedRegions(dataRegions, size: size, path: path)
+            let isSparse = !(regions.count == 1 && regions[0].offset == 0 && regions[0].length == size) && size > 0
+            try writeHeader(handle, Header(path: path, type: ArchiveFileType.regular, mode: mode, size: size,
+                                           modificationTime: modificationTime, owner: owner,
+                                           dataRegions: isSparse ? regions : nil))
+            var hasher = SHA256()
+            var position: Int64 = 0
+            for region in regions {
+                try writeZeros(region.offset - position, handle, &hasher, path: path)
+                var done: Int64 = 0
+                while done < region.length {
+                    let wanted = Int(min(Int64(fileBuffer.count), region.length - done))
+                    let n = try read(UnsafeMutableRawBufferPointer(rebasing: fileBuffer[0..<wanted]), region.offset + done)
+                    try checkReadCount(n, limit: wanted, path)
+                    if n == 0 { throw changedSize(path, expected: size, read: region.offset + done) }
+                    let bytes = UnsafeRawBufferPointer(rebasing: fileBuffer[0..<n])
+                    hasher.update(bufferPointer: bytes)
+                    try writeData(handle, bytes, path: path)
+                    done += Int64(n)
+                }
+                position = region.offset + region.length
             }
-            entries.append(EntryRecord(
-                path: path, kind: .file, size: size, sha256: hasher.finalize().hex,
-                mode: mode & 0o7777, modificationTime: modificationTime))
+            try writeZeros(size - position, handle, &hasher, path: path)
+            let beyond = try read(UnsafeMutableRawBufferPointer(rebasing: fileBuffer[0..<1]), size)
+            try checkReadCount(beyond, limit: 1, path)
+            guard beyond == 0 else { throw changedSize(path, expected: size, read: size + Int64(beyond)) }
+            fileEntries.insert(path)
+            entries.append(record(path, kind: .file, size: size, sha256: hasher.finalize().hex, mode: mode,
+                                  modificationTime: modificationTime, owner: owner,
+                                  sparseMap: isSparse ? regions : nil))
         }
     }
 
     /// Adds a directory entry.
-    public func addDirectory(path: String, mode: UInt32, modificationTime: Int64) throws {
+    public func addDirectory(path: EntryPath, mode: UInt32, modificationTime: Int64, owner: EntryOwner? = nil) throws {
         try perform { handle in
-            try writeHeader(handle, path: path, type: ArchiveFileType.directory, mode: mode, size: 0,
-                            modificationTime: modificationTime)
-            entries.append(EntryRecord(
-                path: path, kind: .directory, size: 0, sha256: emptySHA256,
-                mode: mode & 0o7777, modificationTime: modificationTime))
+            try writeHeader(handle, Header(path: path, type: ArchiveFileType.directory, mode: mode, size: 0,
+                                           modificationTime: modificationTime, owner: owner))
+            entries.append(record(path, kind: .directory, size: 0, sha256: emptySHA256, mode: mode,
+                                  modificationTime: modificationTime, owner: owner))
         }
     }
 
-    /// Adds a symbolic link (not followed). Its record holds the SHA-256 of `target`'s UTF-8 bytes.
-    public func addSymlink(path: String, target: String, modificationTime: Int64) throws {
+    /// Adds a symbolic link (not followed). Its record holds the SHA-256 of `target`'s bytes.
+    public func addSymlink(path: EntryPath, target: EntryPath, modificationTime: Int64, owner: EntryOwner? = nil) throws {
         try perform { handle in
-            try writeHeader(handle, path: path, type: ArchiveFileType.symlink, mode: 0o777, size: 0,
-                            modificationTime: modificationTime, symlinkTarget: target)
-            entries.append(EntryRecord(
-                path: path, kind: .symlink, size: 0, sha256: sha256Hex(of: target),
-                modificationTime: modificationTime, linkTarget: target))
+            try writeHeader(handle, Header(path: path, type: ArchiveFileType.symlink, mode: 0o777, size: 0,
+                                           modificationTime: modificationTime, owner: owner, symlink: target))
+            entries.append(record(path, kind: .symlink, size: 0, sha256: sha256Hex(of: target), mode: nil,
+                                  modificationTime: modificationTime, owner: owner, linkTarget: target))
+        }
+    }
+
+    /// Adds a hard link: `path` is another name of the file `target`, which must have been
+    /// added to this artifact before, as a file (so that the archive holds its data once, in
+    /// the entry that comes first). Its record holds the SHA-256 of `target`'s bytes.
+    public func addHardLink(
+        path: EntryPath, target: EntryPath, mode: UInt32, modificationTime: Int64, owner: EntryOwner? = nil
+    ) throws {
+        try perform { handle in
+            guard fileEntries.contains(target) else {
+                throw LifeboatError(
+                    .internalError,
+                    "artifact '\(artifactKey)': hard link '\(path)' names '\(target)', which is not a file added before it",
+                    hint: "Report this as a bug in Lifeboat.")
+            }
+            try writeHeader(handle, Header(path: path, type: ArchiveFileType.regular, mode: mode, size: 0,
+                                           modificationTime: modificationTime, owner: owner, hardlink: target))
+            entries.append(record(path, kind: .hardlink, size: 0, sha256: sha256Hex(of: target), mode: mode,
+                                  modificationTime: modificationTime, owner: owner, linkTarget: target))
+        }
+    }
+
+    /// Adds a FIFO, or a character or block device with its device number.
+    public func addSpecialFile(
+        path: EntryPath, kind: EntryRecord.Kind, device: DeviceNumber? = nil, mode: UInt32, modificationTime: Int64,
+        owner: EntryOwner? = nil
+    ) throws {
+        try perform { handle in
+            let type: UInt32
+            switch kind {
+            case .fifo: type = ArchiveFileType.fifo
+            case .characterDevice: type = ArchiveFileType.characterDevice
+            case .blockDevice: type = ArchiveFileType.blockDevice
+            default:
+                throw LifeboatError(.internalError, "artifact '\(artifactKey)': entry '\(path)' is a \(kind.rawValue), not a special file",
+                                    hint: "Report this as a bug in Lifeboat.")
+            }
+            guard (kind == .fifo) == (device == nil) else {
+                throw LifeboatError(.internalError, "artifact '\(artifactKey)': entry '\(path)': a device needs a device number, a FIFO has none",
+                                    hint: "Report this as a bug in Lifeboat.")
+            }
+            try writeHeader(handle, Header(path: path, type: type, mode: mode, size: 0,
+                                           modificationTime: modificationTime, owner: owner, device: device))
+            entries.append(record(path, kind: kind, size: 0, sha256: emptySHA256, mode: mode,
+                                  modificationTime: modificationTime, owner: owner, device: device))
         }
     }
 
@@ -206,10 +290,12 @@ public final class ArtifactWriter {
                 if let error = chunk.error { throw error }
                 if chunk.count > 0 || index == 0 {
                     let path = Self.chunkPath(stream: name, index: index)
+                    let entryPath = EntryPath(path)
                     let bytes = UnsafeRawBufferPointer(rebasing: chunk.buffer[0..<chunk.count])
-                    try writeHeader(handle, path: path, type: ArchiveFileType.regular, mode: 0o600,
-                                    size: Int64(chunk.count), modificationTime: 0)
-                    try writeData(handle, bytes, path: path)
+                    try writeHeader(handle, Header(path: entryPath, type: ArchiveFileType.regular, mode: 0o600,
+                                                   size: Int64(chunk.count), modificationTime: 0))
+                    try writeData(handle, bytes, path: entryPath)
+                    fileEntries.insert(entryPath)
                     entries.append(EntryRecord(
                         path: path, kind: .file, size: Int64(chunk.count),
                         sha256: SHA256.hash(data: bytes).hex, mode: 0o600, modificationTime: 0,
@@ -290,25 +376,147 @@ public final class ArtifactWriter {
         }
     }
 
-    private func writeHeader(
-        _ handle: ArchiveHandle, path: String, type: UInt32, mode: UInt32, size: Int64,
-        modificationTime: Int64, symlinkTarget: String? = nil
-    ) throws {
-        let entry = try ArchiveEntryHandle()
-        archive_entry_set_pathname(entry.pointer, path)
-        archive_entry_set_filetype(entry.pointer, type)
-        archive_entry_set_perm(entry.pointer, mode & 0o7777)
-        archive_entry_set_size(entry.pointer, size)
-        archive_entry_set_mtime(entry.pointer, time_t(modificationTime), 0)
-        if let symlinkTarget {
-            archive_entry_set_symlink(entry.pointer, symlinkTarget)
+    /// What goes into one tar header.
+    private struct Header {
+        var path: EntryPath
+        var type: UInt32
+        var mode: UInt32
+        var size: Int64
+        var modificationTime: Int64
+        var owner: EntryOwner?
+        var symlink: EntryPath?
+        var hardlink: EntryPath?
+        var device: DeviceNumber?
+        /// For a sparse file: its data regions (an empty list for a file that is all hole).
+        var dataRegions: [DataRegion]?
+    }
+
+    /// The C string of a name, refusing the empty name and names holding a NUL (libarchive
+    /// would store them cut short).
+    private func cName(_ name: EntryPath, of path: EntryPath) throws -> [CChar] {
+        guard !name.bytes.isEmpty, let cString = name.cString else {
+            throw LifeboatError(.internalError, "artifact '\(artifactKey)': entry '\(path)' has an empty name or one holding a NUL byte",
+                                hint: "Report this as a bug in Lifeboat.")
         }
-        try handle.call("artifact '\(artifactKey)': writing the header of entry '\(path)'") {
-            archive_write_header($0, entry.pointer)
+        return cString
+    }
+
+    private func writeHeader(_ handle: ArchiveHandle, _ header: Header) throws {
+        let entry = try ArchiveEntryHandle()
+        let pointer = entry.pointer
+        // Names are handed over as bytes. The pax writer stores a name that is not ASCII in a
+        // `path`/`linkpath` record, converted from the locale's character set to UTF-8; in the
+        // C locale (Lifeboat never calls setlocale) that conversion fails for every byte above
+        // 0x7f and libarchive stores the name's bytes as they are, marking the header
+        // `hdrcharset=BINARY` (it returns ARCHIVE_WARN, which `call` accepts). Its reader
+        // then copies the bytes back unchanged.
+        archive_entry_copy_pathname(pointer, try cName(header.path, of: header.path))
+        archive_entry_set_filetype(pointer, header.type)
+        archive_entry_set_perm(pointer, header.mode & 0o7777)
+        // The size first: libarchive ignores sparse regions that end beyond it.
+        archive_entry_set_size(pointer, header.size)
+        archive_entry_set_mtime(pointer, time_t(header.modificationTime), 0)
+        if let owner = header.owner {
+            archive_entry_set_uid(pointer, la_int64_t(owner.uid))
+            archive_entry_set_gid(pointer, la_int64_t(owner.gid))
+            if let user = owner.user { archive_entry_copy_uname(pointer, user) }
+            if let group = owner.group { archive_entry_copy_gname(pointer, group) }
+        }
+        if let symlink = header.symlink {
+            archive_entry_copy_symlink(pointer, try cName(symlink, of: header.path))
+        }
+        if let hardlink = header.hardlink {
+            archive_entry_copy_hardlink(pointer, try cName(hardlink, of: header.path))
+        }
+        if let device = header.device {
+            archive_entry_set_rdevmajor(pointer, dev_t(device.major))
+            archive_entry_set_rdevminor(pointer, dev_t(device.minor))
+        }
+        if let regions = header.dataRegions {
+            for region in regions {
+                archive_entry_sparse_add_entry(pointer, region.offset, region.length)
+            }
+            // A file that is all hole still needs one (empty) region to be stored as sparse.
+            if regions.isEmpty { archive_entry_sparse_add_entry(pointer, header.size, 0) }
+        }
+        try handle.call("artifact '\(artifactKey)': writing the header of entry '\(header.path)'") {
+            archive_write_header($0, pointer)
         }
     }
 
-    private func writeData(_ handle: ArchiveHandle, _ bytes: UnsafeRawBufferPointer, path: String) throws {
+    /// The record of an entry just written.
+    private func record(
+        _ path: EntryPath, kind: EntryRecord.Kind, size: Int64, sha256: String, mode: UInt32?, modificationTime: Int64,
+        owner: EntryOwner?, linkTarget: EntryPath? = nil, device: DeviceNumber? = nil, sparseMap: [DataRegion]? = nil
+    ) -> EntryRecord {
+        let name = path.recorded
+        let target = linkTarget?.recorded
+        return EntryRecord(
+            path: name.display, pathBytes: name.base64, kind: kind, size: size, sha256: sha256,
+            mode: mode.map { $0 & 0o7777 }, modificationTime: modificationTime,
+            linkTarget: target?.display, linkTargetBytes: target?.base64,
+            uid: owner?.uid, gid: owner?.gid, user: owner?.user, group: owner?.group,
+            deviceMajor: device?.major, deviceMinor: device?.minor, sparseMap: sparseMap)
+    }
+
+    private func checkSize(_ size: Int64, _ path: EntryPath) throws {
+        guard size >= 0 else {
+            throw LifeboatError(.internalError, "artifact '\(artifactKey)': entry '\(path)' has a negative size",
+                                hint: "Report this as a bug in Lifeboat.")
+        }
+    }
+
+    private func checkReadCount(_ n: Int, limit: Int, _ path: EntryPath) throws {
+        guard n >= 0, n <= limit else {
+            throw LifeboatError(
+                .internalError, "file '\(path)': read returned \(n) for a buffer of \(limit) bytes",
+                hint: "Report this as a bug in Lifeboat.")
+        }
+    }
+
+    private func changedSize(_ path: EntryPath, expected: Int64, read: Int64) -> LifeboatError {
+        LifeboatError(
+            .source, "file '\(path)' changed size while being backed up: expected \(expected) bytes, read \(read)",
+            hint: "Stop whatever writes to this file during backups (or exclude it), then run the backup again.")
+    }
+
+    /// The regions sorted, checked (positive lengths, inside the file, not overlapping) and
+    /// with adjacent ones joined, as libarchive joins them.
+    private func normalizedRegions(_ regions: [DataRegion], size: Int64, path: EntryPath) throws -> [DataRegion] {
+        var result: [DataRegion] = []
+        for region in regions.sorted(by: { $0.offset < $1.offset }) where region.length != 0 {
+            let end = result.last.map { $0.offset + $0.length } ?? 0
+            guard region.offset >= end, region.length > 0, region.offset <= size - region.length else {
+                throw LifeboatError(
+                    .internalError,
+                    "artifact '\(artifactKey)': sparse file '\(path)' of \(size) bytes has an invalid data region (offset \(region.offset), length \(region.length))",
+                    hint: "Report this as a bug in Lifeboat.")
+            }
+            if !result.isEmpty, region.offset == end {
+                result[result.count - 1].length += region.length
+            } else {
+                result.append(region)
+            }
+        }
+        return result
+    }
+
+    /// Hashes `count` zeros and hands them to libarchive, which stores no data for a hole of
+    /// a sparse entry (its pax writer takes the whole logical content and skips the holes).
+    private func writeZeros(_ count: Int64, _ handle: ArchiveHandle, _ hasher: inout SHA256, path: EntryPath) throws {
+        var remaining = count
+        try zeroBlock.withUnsafeBytes { zeros in
+            while remaining > 0 {
+                let n = Int(min(Int64(zeros.count), remaining))
+                let bytes = UnsafeRawBufferPointer(rebasing: zeros[0..<n])
+                hasher.update(bufferPointer: bytes)
+                try writeData(handle, bytes, path: path)
+                remaining -= Int64(n)
+            }
+        }
+    }
+
+    private func writeData(_ handle: ArchiveHandle, _ bytes: UnsafeRawBufferPointer, path: EntryPath) throws {
         guard let base = bytes.baseAddress else { return }
         var offset = 0
         while offset < bytes.count {

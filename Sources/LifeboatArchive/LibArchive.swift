@@ -16,6 +16,9 @@ enum ArchiveFileType {
     static let regular: UInt32 = 0o100000
     static let directory: UInt32 = 0o040000
     static let symlink: UInt32 = 0o120000
+    static let fifo: UInt32 = 0o010000
+    static let characterDevice: UInt32 = 0o020000
+    static let blockDevice: UInt32 = 0o060000
 }
 
 /// State shared between Swift and one libarchive callback (read or write). It keeps the first
@@ -136,7 +139,24 @@ extension Digest {
 /// SHA-256 of no bytes: the digest recorded for directories, which have no data.
 let emptySHA256 = SHA256.hash(data: [UInt8]()).hex
 
-/// SHA-256 of a string's UTF-8 bytes (the digest recorded for a symbolic link's target).
-func sha256Hex(of string: String) -> String {
-    SHA256.hash(data: Array(string.utf8)).hex
+/// SHA-256 of a link target's bytes (the digest recorded for symbolic and hard links).
+func sha256Hex(of name: EntryPath) -> String {
+    SHA256.hash(data: name.bytes).hex
+}
+
+/// 64 KiB of zeros: the holes of sparse files, hashed and written without being read.
+let zeroBlock = [UInt8](repeating: 0, count: 64 << 10)
+
+extension SHA256 {
+    /// Hashes `count` zero bytes.
+    mutating func updateWithZeros(_ count: Int64) {
+        var remaining = count
+        zeroBlock.withUnsafeBytes { zeros in
+            while remaining > 0 {
+                let n = Int(min(Int64(zeros.count), remaining))
+                update(bufferPointer: UnsafeRawBufferPointer(rebasing: zeros[0..<n]))
+                remaining -= Int64(n)
+            }
+        }
+    }
 }

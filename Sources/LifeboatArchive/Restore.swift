@@ -10,18 +10,12 @@ import Darwin
 
 private let damagedHint = "The backup is damaged: restore from another backup, and run 'lifeboat verify' on the others."
 
-/// True when `path` stays inside the directory it is extracted into: relative, not empty,
-/// and without a `..` component.
-func isContainedRelativePath(_ path: String) -> Bool {
-    guard !path.isEmpty, !path.hasPrefix("/") else { return false }
-    return !path.split(separator: "/", omittingEmptySubsequences: true).contains("..")
-}
-
-/// Maps paths to their records (the first record when a path is listed twice).
-private func recordsByPath(_ record: ArtifactRecord) -> [String: EntryRecord] {
-    var result: [String: EntryRecord] = [:]
-    for entry in record.entries where result[entry.path] == nil {
-        result[entry.path] = entry
+/// Maps exact paths to their records (the first record when a path is listed twice).
+private func recordsByPath(_ record: ArtifactRecord) -> [EntryPath: EntryRecord] {
+    var result: [EntryPath: EntryRecord] = [:]
+    for entry in record.entries {
+        let path = EntryPath(recordedPathOf: entry)
+        if result[path] == nil { result[path] = entry }
     }
     return result
 }
@@ -37,16 +31,30 @@ private func checkStoredObject(_ reader: ArtifactReader, _ record: ArtifactRecor
     }
 }
 
-/// Extracts every entry of an artifact under `directory` (which must exist), restoring
-/// modes and modification times (not owners), and checks each entry's data against the record
-/// as it is written.
+/// Extracts every entry of an artifact under `directory` (which must exist): files (sparse
+/// ones with their holes), directories, symbolic and hard links, FIFOs and devices, with
+/// their names byte for byte, modes and modification times, and, when running as root, their
+/// owners (by name when the name exists here, else by id, as GNU tar does). Checks each entry
+/// against the record as it is written.
 ///
 /// Refuses entries with absolute paths, `..` components, or paths through a symbolic link
-/// (`ARCHIVE_EXTRACT_SECURE_*`). Throws `.integrity` naming the artifact and the entry when an
-/// entry's size or SHA-256 differs from the record, when an entry is not in the record, when a
-/// recorded entry is missing, or when the stored object's digest differs. Files written before
-/// the error stay on disk: the caller discards the restore directory. The caller closes `source`.
+/// (`ARCHIVE_EXTRACT_SECURE_*`), and hard links whose target is not a contained path
+/// extracted before them as a file, or that carry data. Refuses, before writing anything, an
+/// artifact holding devices when not running as root. Throws `.integrity` naming the artifact
+/// and the entry when an entry's metadata, size or SHA-256 differs from the record, when an
+/// entry is not in the record, when a recorded entry is missing, or when the stored object's
+/// digest differs. Files written before the error stay on disk: the caller discards the
+/// restore directory. The caller closes `source`.
 public func extractArtifact(_ record: ArtifactRecord, source: any ObjectReader, to directory: String) throws {
+    let artifact = "artifact '\(record.path)'"
+    let isRoot = geteuid() == 0
+    let devices = record.entries.filter { $0.kind == .characterDevice || $0.kind == .blockDevice }
+    if !isRoot, !devices.isEmpty {
+        let list = devices.prefix(3).map { "'\($0.path)'" }.joined(separator: ", ")
+        throw LifeboatError(
+            .usage, "\(artifact) holds \(devices.count) device\(devices.count == 1 ? "" : "s") (\(list)\(devices.count > 3 ? ", …" : "")), which only root can create",
+            hint: "Run the restore as root.")
+    }
     // Resolved so that the path holds no symbolic link, which ARCHIVE_EXTRACT_SECURE_SYMLINKS
     // would refuse (e.g. a restore directory under a symlinked /var).
     guard let resolved = realpath(directory, nil) else {
@@ -56,7 +64,9 @@ public func extractArtifact(_ record: ArtifactRecord, source: any ObjectReader, 
     }
     let base = String(cString: resolved)
     free(resolved)
-    let prefix = base.hasSuffix("/") ? base : base + "/"
+    let prefix = Array((base.hasSuffix("/") ? base : base + "/").utf8)
+    /// The C string of an archive path rewritten under `base` (nil when it holds a NUL).
+    func underBase(_ path: EntryPath) -> [CChar]? { EntryPath(bytes: prefix + path.bytes).cString }
 
     let reader = try ArtifactReader(source: source, artifactPath: record.path)
     let disk = try ArchiveHandle(
@@ -64,83 +74,94 @@ public func extractArtifact(_ record: ArtifactRecord, source: any ObjectReader, 
         hint: "Check that the restore directory '\(base)' is writable and has free space, then run the restore again.")
     // ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS is not set: the rewritten paths are absolute
     // (under `base`); the archive's own paths are checked by `isContainedRelativePath` instead.
-    let flags = ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_SECURE_NODOTDOT
+    var flags = ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_SECURE_NODOTDOT
         | ARCHIVE_EXTRACT_SECURE_SYMLINKS
+    if isRoot { flags |= ARCHIVE_EXTRACT_OWNER }
     try disk.call("restore into '\(base)': setting up the extraction") {
         archive_write_disk_set_options($0, flags)
     }
+    if isRoot {
+        // Owners by name first, then by id (names are looked up with getpwnam/getgrnam).
+        try disk.call("restore into '\(base)': setting up the extraction") {
+            archive_write_disk_set_standard_lookup($0)
+        }
+    }
 
     let expected = recordsByPath(record)
-    var seen: Set<String> = []
-    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 << 10, alignment: 16)
-    defer { buffer.deallocate() }
-    let artifact = "artifact '\(record.path)'"
+    var seen: Set<EntryPath> = []
+    /// Files extracted so far: the only entries a hard link may name.
+    var files: Set<EntryPath> = []
+    let refusedHint = "The artifact was not written by Lifeboat or was tampered with: restore from another backup."
 
     while let header = try reader.nextEntry() {
         let path = header.path
-        guard isContainedRelativePath(path) else {
+        guard header.rawPath.isContainedRelativePath else {
             throw LifeboatError(
                 .integrity, "\(artifact): refusing to extract entry '\(path)': its path leaves the restore directory",
-                hint: "The artifact was not written by Lifeboat or was tampered with: restore from another backup.")
+                hint: refusedHint)
         }
-        guard let recorded = expected[path] else {
+        guard let recorded = expected[header.rawPath] else {
             throw LifeboatError(.integrity, "\(artifact): entry '\(path)' is not in the record", hint: damagedHint)
         }
-        guard seen.insert(path).inserted else {
+        guard seen.insert(header.rawPath).inserted else {
             throw LifeboatError(.integrity, "\(artifact): entry '\(path)' appears more than once", hint: damagedHint)
         }
-        guard recorded.kind == header.kind, header.kind != .file || header.size == recorded.size else {
-            throw LifeboatError(
-                .integrity,
-                "\(artifact): entry '\(path)' is a \(header.kind.rawValue) of \(header.size) bytes but the record says a \(recorded.kind.rawValue) of \(recorded.size) bytes",
-                hint: damagedHint)
+        if let difference = headerDifferences(header, recorded).first {
+            throw LifeboatError(.integrity, "\(artifact): entry '\(path)' \(difference)", hint: damagedHint)
         }
         guard let entry = reader.currentEntry else {
             throw LifeboatError(.internalError, "\(artifact): entry '\(path)' has no libarchive entry",
                                 hint: "Report this as a bug in Lifeboat.")
         }
-        archive_entry_set_pathname(entry, prefix + path)
+        if header.kind == .hardlink {
+            // A hard link names a file extracted before it, by a contained path, and carries
+            // no data: libarchive would otherwise link to any file it can reach and write the
+            // entry's data into it.
+            guard let target = header.rawLinkTarget, target.isContainedRelativePath, files.contains(target),
+                  header.size == 0 else {
+                throw LifeboatError(
+                    .integrity,
+                    "\(artifact): refusing to extract hard link '\(path)' to '\(header.linkTarget ?? "")': a hard link must name a file extracted before it, inside the restore directory, and carry no data",
+                    hint: refusedHint)
+            }
+            guard let rewritten = underBase(target) else {
+                throw LifeboatError(.integrity, "\(artifact): hard link '\(path)' names a target holding a NUL byte",
+                                    hint: refusedHint)
+            }
+            archive_entry_copy_hardlink(entry, rewritten)
+        }
+        guard let rewrittenPath = underBase(header.rawPath) else {
+            throw LifeboatError(.integrity, "\(artifact): entry '\(path)' has a path holding a NUL byte", hint: refusedHint)
+        }
+        archive_entry_copy_pathname(entry, rewrittenPath)
         let what = "\(artifact): extracting entry '\(path)' into '\(base)'"
         try disk.call(
             what,
             hint: "If the message names a symbolic link or an unsafe path, the artifact is not trustworthy: restore from another backup; otherwise check that '\(base)' is writable and has free space."
         ) { archive_write_header($0, entry) }
 
-        var hasher = SHA256()
-        var total: Int64 = 0
-        while true {
-            let n = try reader.read(into: buffer)
-            if n == 0 { break }
-            let bytes = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
-            hasher.update(bufferPointer: bytes)
-            total += Int64(n)
-            if let chunkBase = bytes.baseAddress {
-                var offset = 0
-                while offset < n {
-                    let written = try disk.call(what, acceptWarning: false) {
-                        archive_write_data($0, chunkBase + offset, n - offset)
-                    }
-                    guard written > 0 else {
-                        throw LifeboatError(.archive, "\(what): libarchive accepted no data", hint: disk.hint)
-                    }
-                    offset += written
-                }
+        // Blocks are written at their offsets, so the holes of a sparse file stay holes.
+        let data = try reader.readLogicalContent { block, offset in
+            guard let blockBase = block.baseAddress else { return }
+            try disk.call(what, acceptWarning: false) {
+                archive_write_data_block($0, blockBase, block.count, offset)
             }
         }
         try disk.call(what) { archive_write_finish_entry($0) }
 
-        let digest = header.kind == .symlink ? sha256Hex(of: header.linkTarget ?? "") : hasher.finalize().hex
-        guard total == recorded.size, digest == recorded.sha256 else {
+        let digest = recordedDigest(header, dataDigest: data.sha256)
+        guard data.size == recorded.size, digest == recorded.sha256 else {
             throw LifeboatError(
                 .integrity,
-                "\(artifact): entry '\(path)' does not match its record: \(total) bytes with SHA-256 \(digest), expected \(recorded.size) bytes with SHA-256 \(recorded.sha256)",
+                "\(artifact): entry '\(path)' does not match its record: \(data.size) bytes with SHA-256 \(digest), expected \(recorded.size) bytes with SHA-256 \(recorded.sha256)",
                 hint: damagedHint)
         }
+        if header.kind == .file { files.insert(header.rawPath) }
     }
     // Sets the modes and times of directories, deferred until their contents are written.
     try disk.call("restore into '\(base)': finishing the extraction") { archive_write_close($0) }
 
-    let missing = record.entries.filter { !seen.contains($0.path) }.map(\.path)
+    let missing = record.entries.filter { !seen.contains(EntryPath(recordedPathOf: $0)) }.map(\.path)
     guard missing.isEmpty else {
         let list = missing.prefix(5).map { "'\($0)'" }.joined(separator: ", ")
         let more = missing.count > 5 ? " and \(missing.count - 5) more" : ""
@@ -181,7 +202,7 @@ public func readStream(
 
     while let header = try reader.nextEntry() {
         let path = header.path
-        guard let recorded = expected[path] else {
+        guard let recorded = expected[header.rawPath] else {
             throw LifeboatError(.integrity, "\(artifact): entry '\(path)' is not in the record", hint: damagedHint)
         }
         guard recorded.stream == stream else { continue }

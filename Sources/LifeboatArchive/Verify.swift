@@ -30,8 +30,19 @@ func problemText(_ error: any Error) -> String {
     return String(describing: error)
 }
 
-/// Reads a whole artifact and compares it with its record: every entry's size and SHA-256,
-/// entries missing or unexpected, and the stored object's size and SHA-256.
+/// The digest an entry's record holds: that of its data, or for a symbolic or hard link, of
+/// its target's bytes.
+func recordedDigest(_ header: ArchiveEntryHeader, dataDigest: String) -> String {
+    switch header.kind {
+    case .symlink, .hardlink: return sha256Hex(of: header.rawLinkTarget ?? EntryPath(bytes: []))
+    default: return dataDigest
+    }
+}
+
+/// Reads a whole artifact and compares it with its record: every entry's kind, metadata
+/// (mode, time, owner, link target, device number, sparse map), size and SHA-256 (of its
+/// logical content), entries missing or unexpected, hard links that do not name an earlier
+/// file of the archive, and the stored object's size and SHA-256.
 ///
 /// Never throws and never stops at the first problem: it reports everything it can. After an
 /// error libarchive cannot recover from (damaged compression, truncation), it stops reading
@@ -43,20 +54,20 @@ public func verifyArtifact(_ record: ArtifactRecord, source: any ObjectReader) -
         problems.append(VerificationProblem(artifact: record.path, entry: entry, message: message))
     }
 
-    var expected: [String: EntryRecord] = [:]
+    var expected: [EntryPath: EntryRecord] = [:]
     for entry in record.entries {
-        if expected[entry.path] != nil {
+        let path = EntryPath(recordedPathOf: entry)
+        if expected[path] != nil {
             report(entry.path, "is listed more than once in the record")
         } else {
-            expected[entry.path] = entry
+            expected[path] = entry
         }
     }
 
     let context = ReadContext(source: source)
-    var seen: Set<String> = []
+    var seen: Set<EntryPath> = []
+    var files: Set<EntryPath> = []
     var stoppedEarly = false
-    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 << 10, alignment: 16)
-    defer { buffer.deallocate() }
 
     let reader: ArtifactReader?
     do {
@@ -79,46 +90,32 @@ public func verifyArtifact(_ record: ArtifactRecord, source: any ObjectReader) -
             }
             guard let header else { break }
             let path = header.path
-            if !seen.insert(path).inserted {
+            if !seen.insert(header.rawPath).inserted {
                 report(path, "appears more than once in the archive")
             }
-            let recorded = expected[path]
-            if recorded == nil {
+            let recorded = expected[header.rawPath]
+            if let recorded {
+                for difference in headerDifferences(header, recorded) { report(path, difference) }
+            } else {
                 report(path, "is in the archive but not in the record")
             }
-            if let recorded {
-                if recorded.kind != header.kind {
-                    report(path, "is a \(header.kind.rawValue) in the archive but a \(recorded.kind.rawValue) in the record")
-                }
-                if let mode = recorded.mode, header.kind != .symlink, mode & 0o7777 != header.mode {
-                    report(path, "has mode \(String(header.mode, radix: 8)) in the archive but \(String(mode, radix: 8)) in the record")
-                }
-                if let time = recorded.modificationTime, time != header.modificationTime {
-                    report(path, "has modification time \(header.modificationTime) in the archive but \(time) in the record")
-                }
-                if header.kind == .symlink, let target = recorded.linkTarget, target != header.linkTarget {
-                    report(path, "links to '\(header.linkTarget ?? "")' in the archive but to '\(target)' in the record")
-                }
+            if header.kind == .hardlink, let target = header.rawLinkTarget, !files.contains(target) {
+                report(path, "is a hard link to '\(target)', which is not a file earlier in the archive")
             }
 
-            var hasher = SHA256()
-            var total: Int64 = 0
+            let data: (size: Int64, sha256: String)
             do {
-                while true {
-                    let n = try reader.read(into: buffer)
-                    if n == 0 { break }
-                    hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
-                    total += Int64(n)
-                }
+                data = try reader.readLogicalContent { _, _ in }
             } catch {
                 stoppedEarly = true
                 report(path, "reading stopped in this entry: \(problemText(error))")
                 break
             }
+            if header.kind == .file { files.insert(header.rawPath) }
             guard let recorded else { continue }
-            let digest = header.kind == .symlink ? sha256Hex(of: header.linkTarget ?? "") : hasher.finalize().hex
-            if total != recorded.size {
-                report(path, "holds \(total) bytes but the record says \(recorded.size)")
+            let digest = recordedDigest(header, dataDigest: data.sha256)
+            if data.size != recorded.size {
+                report(path, "holds \(data.size) bytes but the record says \(recorded.size)")
             }
             if digest != recorded.sha256 {
                 report(path, "SHA-256 mismatch: the record says \(recorded.sha256), the archive holds \(digest)")
@@ -126,7 +123,7 @@ public func verifyArtifact(_ record: ArtifactRecord, source: any ObjectReader) -
         }
     }
 
-    for entry in record.entries where !seen.contains(entry.path) {
+    for entry in record.entries where !seen.contains(EntryPath(recordedPathOf: entry)) {
         if stoppedEarly {
             report(entry.path, "was not reached: reading stopped at an earlier error")
         } else {

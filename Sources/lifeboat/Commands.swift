@@ -100,7 +100,7 @@ struct Backup: ParsableCommand {
             print("backup \(manifest.id) of \(manifest.policy) committed: \(plural(manifest.artifacts.count, "artifact")), \(formatBytes(manifest.sourceBytes)) stored as \(formatBytes(manifest.storedBytes)) in \(String(format: "%.0f", seconds)) s")
             if !result.skipped.isEmpty {
                 print("  INCOMPLETE: \(plural(result.skipped.count, "entry", "entries")) could not be backed up:")
-                for entry in result.skipped.prefix(20) { print("    \(entry.path): \(entry.reason)") }
+                for entry in result.skipped.prefix(20) { print("    \(entry)") }
                 if result.skipped.count > 20 { print("    … and \(result.skipped.count - 20) more (--json lists them all)") }
             }
         }

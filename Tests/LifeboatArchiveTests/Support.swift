@@ -110,7 +110,8 @@ func pseudoRandomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
 func addMemoryFile(_ writer: ArtifactWriter, path: String, _ contents: [UInt8], mode: UInt32 = 0o644,
                    modificationTime: Int64 = 1_700_000_000) throws {
     var offset = 0
-    try writer.addFile(path: path, size: Int64(contents.count), mode: mode, modificationTime: modificationTime) { buffer in
+    try writer.addFile(path: EntryPath(path), size: Int64(contents.count), mode: mode,
+                       modificationTime: modificationTime) { buffer in
         let n = min(buffer.count, contents.count - offset)
         contents.withUnsafeBytes { source in
             buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[offset..<(offset + n)]))
@@ -223,4 +224,94 @@ func firstIndex(of pattern: [UInt8], in bytes: [UInt8]) -> Int? {
         if Array(bytes[start..<(start + pattern.count)]) == pattern { return start }
     }
     return nil
+}
+
+/// A failure of a test helper, with what went wrong.
+struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A path given as bytes, NUL-terminated for C functions.
+func cPath(_ bytes: [UInt8]) -> [CChar] { bytes.map { CChar(bitPattern: $0) } + [0] }
+
+/// `lstat` of a path given as bytes.
+func fileStatus(bytes: [UInt8]) throws -> stat {
+    var status = stat()
+    guard lstat(cPath(bytes), &status) == 0 else {
+        throw TestFailure("lstat '\(String(decoding: bytes, as: UTF8.self))': \(String(cString: strerror(errno)))")
+    }
+    return status
+}
+
+/// `lstat` of a path.
+func fileStatus(_ path: String) throws -> stat { try fileStatus(bytes: Array(path.utf8)) }
+
+/// The names in a directory as bytes (without `.` and `..`), sorted.
+func directoryNameBytes(_ path: String) throws -> [[UInt8]] {
+    guard let directory = opendir(path) else { throw TestFailure("opendir '\(path)': \(String(cString: strerror(errno)))") }
+    defer { closedir(directory) }
+    var names: [[UInt8]] = []
+    while let entry = readdir(directory) {
+        let name = withUnsafeBytes(of: &entry.pointee.d_name) { Array($0.prefix { $0 != 0 }) }
+        if name != Array(".".utf8), name != Array("..".utf8) { names.append(name) }
+    }
+    return names.sorted { $0.lexicographicallyPrecedes($1) }
+}
+
+/// The contents of a file given by its path's bytes.
+func fileContents(bytes: [UInt8]) throws -> [UInt8] {
+    let fd = open(cPath(bytes), O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw TestFailure("open '\(String(decoding: bytes, as: UTF8.self))': \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    var result: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 1 << 20)
+    while true {
+        let n = read(fd, &buffer, buffer.count)
+        guard n >= 0 else { throw TestFailure("read: \(String(cString: strerror(errno)))") }
+        if n == 0 { return result }
+        result.append(contentsOf: buffer[0..<n])
+    }
+}
+
+/// Creates a file whose path is given as bytes, holding `contents`.
+func createFile(bytes: [UInt8], _ contents: [UInt8], mode: mode_t = 0o644) throws {
+    let fd = open(cPath(bytes), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+    guard fd >= 0 else { throw TestFailure("create '\(String(decoding: bytes, as: UTF8.self))': \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    guard write(fd, contents, contents.count) == contents.count else { throw TestFailure("write: \(String(cString: strerror(errno)))") }
+}
+
+/// Sets the modification time of a path (not following a symbolic link).
+func setModificationTime(_ path: String, _ seconds: Int) throws {
+    var times = [timespec(tv_sec: seconds, tv_nsec: 0), timespec(tv_sec: seconds, tv_nsec: 0)]
+    guard utimensat(AT_FDCWD, path, &times, AT_SYMLINK_NOFOLLOW) == 0 else {
+        throw TestFailure("utimensat '\(path)': \(String(cString: strerror(errno)))")
+    }
+}
+
+/// Runs a program to its end; returns its exit status and outputs (which must be small).
+func runProgram(_ executable: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    let output = Pipe()
+    let errors = Pipe()
+    process.standardOutput = output
+    process.standardError = errors
+    process.standardInput = FileHandle.nullDevice
+    try process.run()
+    let out = output.fileHandleForReading.readDataToEndOfFile()
+    let err = errors.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+}
+
+/// The SHA-256 of a file as `sha256sum` computes it.
+func sha256sum(_ path: String) throws -> String {
+    let result = try runProgram("/usr/bin/sha256sum", [path])
+    guard result.status == 0, let digest = result.stdout.split(separator: " ").first else {
+        throw TestFailure("sha256sum '\(path)' failed: \(result.stderr)")
+    }
+    return String(digest)
 }

@@ -154,6 +154,49 @@ struct BackupLifecycle {
             == Data(contentsOf: URL(fileURLWithPath: dir.subpath("etc/app/conf.d/extra.conf"))))
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: dir.subpath("restored/current")) == "conf.d/extra.conf")
         #expect(!FileManager.default.fileExists(atPath: dir.subpath("restored/cache")))
+        // The directory the restore created is private; what it holds has the recorded modes.
+        let created = try FileManager.default.attributesOfItem(atPath: dir.subpath("restored"))
+        #expect((created[.posixPermissions] as? NSNumber)?.intValue == 0o700)
+    }
+
+    @Test func aFilesBackupRecordsWhatItSkipped() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        try dir.write("src/app.conf", "listen = 8080\n")
+        try dir.write("policies/etc.yaml", "policy: etc\nsource: { files: { path: src } }\n")
+        let socketPath = dir.subpath("src/control.sock")
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let pathBytes = Array(socketPath.utf8)
+        try #require(pathBytes.count < MemoryLayout.size(ofValue: address.sun_path))
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: pathBytes) }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        try #require(bound == 0)
+
+        // The backup is committed, but incomplete: the summary lists what is missing, and the
+        // exit status says the operation did not fully succeed.
+        let result = try LifeboatCLI.run(["backup", "etc", "--json"], config: dir.path)
+        #expect(result.status == 1, "\(result.stderr)")
+        #expect(result.stderr.contains("skipped socket '\(socketPath)'"))
+        #expect(result.stderr.contains("is committed but incomplete: 1 entry skipped"))
+        let summary = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        #expect(summary["complete"] as? Bool == false)
+        #expect((summary["skipped"] as? [[String: Any]])?.first?["reason"] as? String == "socket")
+        let text = try LifeboatCLI.run(["backup", "etc"], config: dir.path)
+        #expect(text.status == 1)
+        #expect(text.stdout.contains("INCOMPLETE: 1 entry could not be backed up:"))
+        #expect(text.stdout.contains("skipped socket '\(socketPath)'"))
+        let manifest = try #require(summary["manifest"] as? [String: Any])
+        let files = try #require((manifest["source"] as? [String: Any])?["files"] as? [String: Any])
+        let skipped = try #require(files["skipped"] as? [[String: Any]])
+        #expect(skipped.count == 1)
+        #expect(skipped.first?["path"] as? String == socketPath)
+        #expect(skipped.first?["reason"] as? String == "socket")
     }
 
     @Test func restoreIntoANonEmptyDirectoryIsRefusedAndTouchesNothing() throws {

@@ -2,6 +2,7 @@
 #define LIFEBOAT_CSYSTEM_H
 
 #include <spawn.h>
+#include <sys/types.h>
 
 // glibc declares these only under _GNU_SOURCE, which Swift's Glibc module is not built
 // with, so Swift cannot see them. Each wrapper calls the glibc function of the same name
@@ -17,5 +18,18 @@ int lifeboat_posix_spawn_file_actions_addchdir_np(posix_spawn_file_actions_t *ac
 /// posix_spawn_file_actions_addclosefrom_np (glibc 2.34): closes every descriptor from
 /// `lowest` up in the child, so it inherits nothing but standard input, output and error.
 int lifeboat_posix_spawn_file_actions_addclosefrom_np(posix_spawn_file_actions_t *actions, int lowest);
+
+/// lseek(2) with SEEK_DATA: the offset of the first byte of data at or after `offset`;
+/// -1 with ENXIO when only a hole follows. Finds the data regions of a sparse file.
+off_t lifeboat_lseek_data(int fd, off_t offset);
+
+/// lseek(2) with SEEK_HOLE: the offset of the first hole at or after `offset` (the end of
+/// the file counts as a hole).
+off_t lifeboat_lseek_hole(int fd, off_t offset);
+
+/// major(3) and minor(3) of a device number (macros in <sys/sysmacros.h>, which Swift does
+/// not import).
+unsigned int lifeboat_dev_major(dev_t device);
+unsigned int lifeboat_dev_minor(dev_t device);
 
 #endif

@@ -40,16 +40,6 @@ public struct BackupOutcome: Sendable {
     }
 }
 
-public struct SkippedEntry: Sendable, Codable, Equatable {
-    public var path: String
-    public var reason: String
-
-    public init(path: String, reason: String) {
-        self.path = path
-        self.reason = reason
-    }
-}
-
 /// What a restore did, for the command line's report.
 public struct RestoreReport: Sendable, Encodable {
     public var policy: String

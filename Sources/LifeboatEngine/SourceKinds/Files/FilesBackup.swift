@@ -14,13 +14,11 @@ struct FilesBackup {
         }
         var skipped: [SkippedEntry] = []
         try sink.artifact(role: .files) { writer in
-            let warnings = try archiveDirectory(root: configuration.path, into: writer, exclude: configuration.exclude)
-            for warning in warnings {
-                context.logger.warning("\(warning)")
-                skipped.append(SkippedEntry(path: configuration.path, reason: warning))
-            }
+            skipped = try archiveDirectory(root: configuration.path, into: writer, exclude: configuration.exclude).skipped
+            for entry in skipped { context.logger.warning("\(entry)", metadata: ["entry.path": "\(entry.path)", "entry.reason": "\(entry.reason.rawValue)"]) }
         }
-        let record = FilesRecord(path: configuration.path, hostname: context.host)
+        // What was skipped is part of the record, so that the manifest says the backup is incomplete.
+        let record = FilesRecord(path: configuration.path, hostname: context.host, skipped: skipped.isEmpty ? nil : skipped)
         return BackupOutcome(record: try SourceRecord(kind: "files", details: record), skipped: skipped)
     }
 }

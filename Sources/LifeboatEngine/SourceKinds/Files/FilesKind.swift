@@ -61,10 +61,14 @@ public struct FilesRecord: Codable, Equatable, Sendable {
     public var path: String
     /// The machine it was backed up on.
     public var hostname: String?
+    /// What the backup left out (sockets, files deleted or replaced while it ran); absent
+    /// when nothing was.
+    public var skipped: [SkippedEntry]?
 
-    public init(path: String, hostname: String?) {
+    public init(path: String, hostname: String?, skipped: [SkippedEntry]? = nil) {
         self.path = path
         self.hostname = hostname
+        self.skipped = skipped
     }
 }
 

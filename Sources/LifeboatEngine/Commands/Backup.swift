@@ -67,6 +67,7 @@ public struct BackupCommand {
         ])
         let heartbeat = Heartbeat(beats: [lock.refresh, reservation.refresh], timings: timings, context: runContext)
         heartbeat.start()
+        CrashPoint.reserved.reach(runContext)
 
         let sink = ArtifactSink(repository: repository, policy: policy, backupID: id, context: runContext)
         do {
@@ -76,7 +77,9 @@ public struct BackupCommand {
             let manifest = Manifest(policy: policy.name, id: id, source: outcome.record, startedAt: reservation.started,
                                     finishedAt: runContext.clock(), tool: ToolRecord(version: LifeboatVersion.current),
                                     artifacts: sink.artifacts)
+            CrashPoint.beforeCommit.reach(runContext)
             try repository.commit(manifest)
+            CrashPoint.committed.reach(runContext)
             heartbeat.stop()
             do {
                 try reservation.release()

@@ -19,6 +19,7 @@ final class ProgressWriter: ObjectWriter {
     func write(_ bytes: UnsafeRawBufferPointer) throws {
         try context.cancellation.checkCancelled()
         try inner.write(bytes)
+        if written == 0 { CrashPoint.writingArtifact.reach(context) }
         written += Int64(bytes.count)
         context.progress.update(what, done: written, total: nil)
     }

@@ -64,8 +64,13 @@ import Testing
     @Test func backupIDsSortInTimeOrderAndAvoidCollisions() {
         let date = Date(timeIntervalSince1970: 1_794_967_200)  // 2026-11-18T02:00:00Z
         #expect(BackupID.format(date) == "20261118T020000Z")
-        #expect(BackupID.make(startedAt: date) { 0 } == "20261118T020000Z-aaaaaa")
-        #expect(BackupID.make(startedAt: date) { UInt64.max } == "20261118T020000Z-777777")
+        #expect(BackupID.make(startedAt: date) { 0 } == "20261118T020000Z-000000")
+        #expect(BackupID.make(startedAt: date) { UInt64.max } == "20261118T020000Z-00vvvv")
+        // Within one second, the millisecond orders them, whatever the random bits.
+        let later = BackupID.make(startedAt: date.addingTimeInterval(0.002)) { 0 }
+        let earlier = BackupID.make(startedAt: date.addingTimeInterval(0.001)) { UInt64.max }
+        #expect(earlier < later)
+        #expect(BackupID.make(startedAt: date.addingTimeInterval(0.999)) { 0 }.hasPrefix("20261118T020000Z-v"))
         // Written by earlier versions: still valid.
         #expect(BackupID.isValid("20261118T020000Z"))
         #expect(BackupID.isValid("20261118T020000Z-2"))

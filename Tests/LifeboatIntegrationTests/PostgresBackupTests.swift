@@ -2,6 +2,7 @@ import Foundation
 import LifeboatCore
 import LifeboatEngine
 import LifeboatIO
+import LifeboatPostgres
 import Logging
 import Testing
 import TestSupport
@@ -124,6 +125,41 @@ struct PostgresLogicalBackup {
         #expect(restore.status == 2)
         #expect(restore.stderr.contains("database 'mcp_registry' already exists on postgres@127.0.0.1:\(server.port)"))
         #expect(try server.psql("select count(*) from registry.packages", database: "mcp_registry") == "3000")
+    }
+
+    @Test func restoreLeavesRolesThatExistOnTheTargetExactlyAsTheyAre() throws {
+        let source = try PostgresServer.start()
+        defer { source.stop() }
+        let target = try PostgresServer.start()
+        defer { target.stop() }
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        try seedPlatformDatabases(source)  // hub_app: login, password 'app-pw-123', no CREATEDB
+        _ = try source.psql("create role auditor nologin; grant hub_app to auditor")
+        // A live application on the target shares the role name, with its own password and rights.
+        _ = try target.psql("create role hub_app login createdb password 'target-live-pw'")
+        let rolesBefore = try target.psql("select rolname, rolcanlogin, rolcreatedb, rolpassword from pg_authid where rolname = 'hub_app'")
+        try postgresConfig(dir)
+        #expect(try LifeboatCLI.run(["backup", "pg"], config: dir.path, environment: ["PG_CONNINFO": source.conninfo()]).status == 0)
+
+        // Even restoring one database (which the role owns), the role stays the target's.
+        let restore = try LifeboatCLI.run(["restore", "pg", "--to", target.conninfo(), "--database", "mcphub", "--json"],
+                                          config: dir.path, environment: ["PG_CONNINFO": source.conninfo()])
+        #expect(restore.status == 0, "\(restore.stderr)")
+        #expect(try target.psql("select rolname, rolcanlogin, rolcreatedb, rolpassword from pg_authid where rolname = 'hub_app'") == rolesBefore)
+        let app = try PostgresConnectionParameters(conninfo: "host=127.0.0.1 port=\(target.port) user=hub_app dbname=mcphub password=target-live-pw")
+        #expect(try PostgresConnection.connect(app).query("select count(*) from servers") == [["5000"]])
+        // What it did to the roles is reported: kept, and created (a missing role is created,
+        // with its membership in the existing one).
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(restore.stdout.utf8)) as? [String: Any])
+        let kept = report["kept"] as? [String] ?? []
+        #expect(kept.contains { $0.contains("role 'hub_app'") }, "\(kept)")
+        #expect(kept.contains { $0.contains("role 'postgres'") })
+        #expect((report["restored"] as? [String])?.contains("role 'auditor'") == true)
+        #expect(try target.psql("select pg_has_role('auditor', 'hub_app', 'member')") == "t")
+        let text = try LifeboatCLI.run(["restore", "pg", "--to", target.conninfo(), "--database", "mcp_registry"],
+                                       config: dir.path, environment: ["PG_CONNINFO": source.conninfo()])
+        #expect(text.stdout.contains("kept: role 'hub_app' (it exists on the target; left as it is)"))
     }
 
     @Test func unreachableServerIsReportedWithHostAndPort() throws {

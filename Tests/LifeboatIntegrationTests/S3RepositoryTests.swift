@@ -53,6 +53,57 @@ func pseudoRandomBytes(_ count: Int, seed: UInt64 = 0x9E37_79B9_7F4A_7C15) -> [U
 
 @Suite(.timeLimit(.minutes(5)))
 struct S3Repository {
+    /// The disaster case: the machine with the configuration is gone. With nothing but the
+    /// repository's address and credentials, an operator lists, verifies and restores.
+    @Test func aPostgresBackupIsListedVerifiedAndRestoredFromTheRepositoryAlone() throws {
+        let s3 = try S3TestServer.start()
+        defer { s3.stop() }
+        let pg = try PostgresServer.start()
+        defer { pg.stop() }
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        try seedPlatformDatabases(pg)
+        let before = try fingerprint(pg, database: "mcphub")
+        try s3Config(dir, endpoint: s3.endpoint, server: s3)
+        try dir.write("policies/hub-postgres.yaml", "policy: hub-postgres\nsource:\n  postgres: { conninfo: \"${PG_CONNINFO}\", databases: [mcphub] }\n")
+        var env = s3Environment(s3)
+        env["PG_CONNINFO"] = pg.conninfo()
+        let backup = try LifeboatCLI.run(["backup", "hub-postgres", "--json"], config: dir.path, environment: env)
+        #expect(backup.status == 0, "\(backup.stderr)")
+        let id = try #require((try JSONSerialization.jsonObject(with: Data(backup.stdout.utf8)) as? [String: Any])?["id"] as? String)
+        _ = try pg.psql("drop database mcphub")
+        _ = try pg.psql("drop role hub_app")
+
+        // A fresh machine: an empty configuration directory, the address, the usual AWS variables.
+        let empty = try TemporaryDirectory()
+        defer { empty.remove() }
+        let fresh = ["AWS_ACCESS_KEY_ID": s3.accessKeyID, "AWS_SECRET_ACCESS_KEY": s3.secretAccessKey, "LIFEBOAT_CONFIG": empty.path]
+        let address = ["--repository", "s3://lifeboat-test/backups/lifeboat", "--endpoint", s3.endpoint, "--region", s3.region]
+        let list = try LifeboatCLI.run(["list", "--json"] + address, environment: fresh)
+        #expect(list.status == 0, "\(list.stderr)")
+        let entries = try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]] ?? []
+        #expect(entries.map { $0["policy"] as? String } == ["hub-postgres"])
+        #expect(entries.first?["id"] as? String == id)
+        #expect(entries.first?["source"] as? String == "postgres")
+
+        let verify = try LifeboatCLI.run(["verify", "hub-postgres", "latest"] + address, environment: fresh)
+        #expect(verify.status == 0, "\(verify.stderr)")
+        #expect(verify.stdout.contains("backup \(id) of hub-postgres verified"))
+
+        let restore = try LifeboatCLI.run(["restore", "hub-postgres", "latest", "--to", pg.conninfo()] + address, environment: fresh)
+        #expect(restore.status == 0, "\(restore.stderr)")
+        #expect(try fingerprint(pg, database: "mcphub") == before)
+        #expect(try pg.psql("select rolname from pg_roles where rolname = 'hub_app'") == "hub_app")
+        for output in [list, verify, restore] {
+            #expect(!output.all.contains(s3.secretAccessKey))
+            #expect(!output.all.contains(pg.superuserPassword))
+        }
+        // Without credentials, the error says where they are looked for.
+        let anonymous = try LifeboatCLI.run(["list"] + address, environment: ["LIFEBOAT_CONFIG": empty.path, "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"])
+        #expect(anonymous.status == 2, "\(anonymous.stderr)")
+        #expect(anonymous.stderr.contains("AWS_ACCESS_KEY_ID"))
+    }
+
     @Test func postgresBackupListVerifyRestoreThroughAnS3Repository() throws {
         let s3 = try S3TestServer.start()
         defer { s3.stop() }

@@ -1,24 +1,27 @@
 import Foundation
 
-/// Backup identifiers: the UTC start time and a random suffix, `20261121T020000Z-k3f9q2`.
+/// Backup identifiers: the UTC start time and a suffix, `20261121T020000Z-1k3f9q`.
 ///
-/// They sort by start time (to the second), and two runs can never pick the same one: not two
-/// processes started in the same second, not two machines. The suffix is 30 random bits; a
-/// collision would still be caught, because a run creates its backup's reservation with a
-/// conditional write before writing anything else, and picks another id when it exists.
-/// Identifiers written by earlier versions (`20261121T020000Z`, `…Z-2`) stay valid.
+/// They sort by start time to the millisecond, and two runs can never pick the same one: not
+/// two processes started in the same second, not two machines. The suffix is 30 bits written
+/// in base32hex (`0-9a-v`, whose letters sort as their values): the millisecond (10 bits),
+/// then 20 random bits. A collision would still be caught, because a run creates its backup's
+/// reservation with a conditional write before writing anything else, and picks another id
+/// when it exists. Identifiers written by earlier versions (`20261121T020000Z`, `…Z-2`) stay
+/// valid.
 public enum BackupID {
-    /// Letters of the random suffix: lowercase base32 (no 0, 1, 8, 9: never read as o, l, b, g).
-    static let alphabet = Array("abcdefghijklmnopqrstuvwxyz234567")
+    /// base32hex, lowercase: sorts as the values it encodes.
+    static let alphabet = Array("0123456789abcdefghijklmnopqrstuv")
     public static let suffixLength = 6
 
-    /// A new identifier for a backup started at `date`; `random` draws the suffix.
+    /// A new identifier for a backup started at `date`; `random` draws the random bits.
     public static func make(startedAt date: Date, random: () -> UInt64) -> String {
-        var bits = random()
+        let seconds = date.timeIntervalSince1970.rounded(.down)
+        let millisecond = UInt64(min(999, max(0, ((date.timeIntervalSince1970 - seconds) * 1000).rounded(.down))))
+        let bits = millisecond << 20 | (random() & 0xF_FFFF)
         var suffix = ""
-        for _ in 0..<suffixLength {
-            suffix.append(alphabet[Int(bits & 31)])
-            bits >>= 5
+        for index in (0..<suffixLength).reversed() {
+            suffix.append(alphabet[Int((bits >> (5 * UInt64(index))) & 31)])
         }
         return "\(format(date))-\(suffix)"
     }

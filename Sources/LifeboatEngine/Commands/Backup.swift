@@ -33,6 +33,7 @@ public struct BackupCommand {
     /// Backs up a policy's configured source.
     public func run(policy name: String) throws -> Result {
         let policy = try configuration.policy(named: name)
+        configuration.warnAboutProblems(outside: configuration.scopes(forPolicy: name), context: context.with(metadata: "policy.name", name))
         let kind = try SourceKinds.named(policy.source.kind, for: "policy '\(policy.name)'")
         return try run(policy: policy) { sink, context in try kind.backup(policy.source, into: sink, context: context) }
     }

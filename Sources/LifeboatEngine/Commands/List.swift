@@ -72,7 +72,7 @@ public struct ListCommand {
                         context.logger.error("could not list the backups of a policy", metadata: ["policy.name": "\(policy)", "error": "\(error)"])
                     }
                 }
-            } catch let error as LifeboatError where error.code == .cancelled || name != nil {
+            } catch let error as LifeboatError where error.code == .cancelled || name != nil || source.isAddress {
                 throw error
             } catch {
                 listing.problems.append("repository '\(repositoryConfig.name)': \(error)")

@@ -52,7 +52,7 @@ public struct RestoreCommand {
         let (repository, policy) = try source.repository(forPolicy: name, context: context)
         try repository.requireFormat()
         return try repository.withSharedLock(command: "restore \(name)", wait: lockWait, context: context) {
-            let manifest = try repository.resolve(policy: name, selector: selector)
+            let manifest = try repository.resolve(policy: name, selector: selector) { context.logger.warning("\($0)") }
             let context = context.with(metadata: "backup.id", manifest.id)
             let kind = try SourceKinds.named(manifest.source.kind, for: "backup \(manifest.id) of policy '\(name)'")
             let target = try target(manifest, kind)

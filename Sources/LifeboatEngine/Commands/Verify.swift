@@ -50,7 +50,7 @@ public struct VerifyCommand {
         let (repository, _) = try source.repository(forPolicy: name, context: context)
         try repository.requireFormat()
         return try repository.withSharedLock(command: "verify \(name)", wait: lockWait, context: context) {
-            let manifest = try repository.resolve(policy: name, selector: selector)
+            let manifest = try repository.resolve(policy: name, selector: selector) { context.logger.warning("\($0)") }
             return try verify(manifest, in: repository, context: context.with(metadata: "backup.id", manifest.id))
         }
     }

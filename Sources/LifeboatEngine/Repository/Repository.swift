@@ -187,8 +187,8 @@ public struct Repository: Sendable {
     }
 
     /// Resolves `latest` or an identifier to a committed manifest. `latest` is the newest
-    /// backup whose manifest reads; a damaged newer one is skipped with a warning by the caller.
-    public func resolve(policy: String, selector: String) throws -> Manifest {
+    /// backup whose manifest reads; a damaged newer one is skipped, and `warn` says so.
+    public func resolve(policy: String, selector: String, warn: (String) -> Void = { _ in }) throws -> Manifest {
         if selector == "latest" {
             let committed = try listBackups(policy: policy).filter(\.committed)
             guard !committed.isEmpty else {
@@ -200,6 +200,7 @@ public struct Repository: Sendable {
                 do {
                     return try manifest(policy: policy, id: listing.id)
                 } catch let error as LifeboatError where error.code == .integrity {
+                    warn("skipping backup \(listing.id) for 'latest': \(error.message)")
                     if firstError == nil { firstError = error }
                 }
             }

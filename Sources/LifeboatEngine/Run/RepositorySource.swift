@@ -7,6 +7,12 @@ public enum RepositorySource: Sendable {
     case configuration(Configuration)
     case address(RepositoryConfig)
 
+    /// Whether the repository was given by its address alone.
+    public var isAddress: Bool {
+        if case .address = self { return true }
+        return false
+    }
+
     /// The repository holding `policy`'s backups, and the policy when a configuration is at
     /// hand. Problems elsewhere in the configuration are logged as warnings, not obstacles.
     public func repository(forPolicy name: String, context: RunContext) throws -> (Repository, Policy?) {

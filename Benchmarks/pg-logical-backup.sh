@@ -7,7 +7,11 @@
 # peak RSS) and prints the figures and the ratios. Targets: Lifeboat's peak RSS below
 # 150 MiB; its wall time at most 1.2x pg_dump's.
 #
-#   Benchmarks/pg-logical-backup.sh [--scale N] [--random-mb N] [--keep]
+#   Benchmarks/pg-logical-backup.sh [--scale N] [--random-mb N] [--runs N] [--baseline BIN] [--keep]
+#
+# --runs N runs every measurement N times (these machines are noisy) and prints each run and
+# the median. --baseline BIN also backs up the same database with another lifeboat binary (an
+# earlier build, to show a change does not make backups slower), alternating with this one.
 #
 # Needs: PostgreSQL 15 server and client programs (postgresql-15, contrib for pgcrypto),
 # GNU time (Debian package `time`), and a release build (made here).
@@ -17,10 +21,14 @@ cd "$(dirname "$0")/.."
 scale=50
 random_mb=300
 keep=0
+runs=1
+baseline=""
 while (($#)); do
     case "$1" in
         --scale) scale=$2; shift 2 ;;
         --random-mb) random_mb=$2; shift 2 ;;
+        --runs) runs=$2; shift 2 ;;
+        --baseline) baseline=$(realpath "$2"); shift 2 ;;
         --keep) keep=1; shift ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
@@ -82,38 +90,59 @@ measure() {  # measure NAME COMMAND... → prints "wall_seconds peak_rss_kib"
     cat "$work/$name.time"
 }
 
-echo "== pg_dump --format=custom"
-read -r pg_wall pg_rss < <(measure pg_dump "$pgbin/pg_dump" -h 127.0.0.1 -p "$port" -U postgres --format=custom -f "$work/bench.dump" bench)
-pg_size=$(stat -c %s "$work/bench.dump")
+# Each measurement appends "name wall_seconds peak_rss_kib" to results.
+results="$work/results"
+: > "$results"
+run_lifeboat() {  # run_lifeboat NAME BINARY REPOSITORY
+    local name=$1 binary=$2 repository=$3
+    rm -rf "$repository"
+    sed -i "s|path: .*|path: $repository }|" "$work/config/lifeboat.yaml"
+    echo "$name $(measure "$name" env LOG_LEVEL=warn "$binary" backup bench --config "$work/config" --json)" >> "$results"
+    du -sb "$repository" | cut -f1 > "$work/$name.size"
+}
 
-echo "== pg_dump --format=custom --compress=0 (the dump Lifeboat streams, for reference)"
-read -r z0_wall z0_rss < <(measure pg_dump_z0 "$pgbin/pg_dump" -h 127.0.0.1 -p "$port" -U postgres --format=custom --compress=0 -f "$work/bench-z0.dump" bench)
-rm -f "$work/bench-z0.dump"
+for ((run = 1; run <= runs; run++)); do
+    echo "== run $run of $runs"
+    echo "pg_dump $(measure pg_dump "$pgbin/pg_dump" -h 127.0.0.1 -p "$port" -U postgres --format=custom -f "$work/bench.dump" bench)" >> "$results"
+    stat -c %s "$work/bench.dump" > "$work/pg_dump.size"
+    echo "pg_dump_z0 $(measure pg_dump_z0 "$pgbin/pg_dump" -h 127.0.0.1 -p "$port" -U postgres --format=custom --compress=0 -f "$work/bench-z0.dump" bench)" >> "$results"
+    rm -f "$work/bench.dump" "$work/bench-z0.dump"
+    if [[ -n $baseline ]]; then run_lifeboat baseline "$baseline" "$work/repository-baseline"; fi
+    run_lifeboat lifeboat "$lifeboat" "$work/repository"
+    echo "verify $(measure verify env LOG_LEVEL=warn "$lifeboat" verify bench latest --config "$work/config")" >> "$results"
+done
 
-echo "== lifeboat backup"
-read -r lb_wall lb_rss < <(measure lifeboat env LOG_LEVEL=warn "$lifeboat" backup bench --config "$work/config" --json)
-lb_size=$(du -sb "$work/repository" | cut -f1)
-
-echo "== lifeboat verify"
-read -r vf_wall vf_rss < <(measure verify env LOG_LEVEL=warn "$lifeboat" verify bench latest --config "$work/config")
-
-python3 - "$db_bytes" "$pg_wall" "$pg_rss" "$pg_size" "$lb_wall" "$lb_rss" "$lb_size" "$vf_wall" "$vf_rss" "$z0_wall" "$z0_rss" <<'PY'
-import sys
-db, pgw, pgr, pgs, lbw, lbr, lbs, vfw, vfr, z0w, z0r = sys.argv[1:]
-z0w, z0r = float(z0w), int(z0r) / 1024
-db, pgs, lbs = int(db), int(pgs), int(lbs)
-pgw, lbw, vfw = float(pgw), float(lbw), float(vfw)
-pgr, lbr, vfr = int(pgr) / 1024, int(lbr) / 1024, int(vfr) / 1024
+python3 - "$db_bytes" "$results" "$work" <<'PY'
+import statistics, sys, os
+db = int(sys.argv[1]); work = sys.argv[3]
 mib = 1024 * 1024
+runs = {}
+for line in open(sys.argv[2]):
+    name, wall, rss = line.split()
+    runs.setdefault(name, []).append((float(wall), int(rss) / 1024))
+def size(name):
+    path = os.path.join(work, name + ".size")
+    return int(open(path).read()) / mib if os.path.exists(path) else None
+labels = {"pg_dump": "pg_dump --format=custom", "pg_dump_z0": "pg_dump -Fc --compress=0",
+          "baseline": "lifeboat backup (baseline)", "lifeboat": "lifeboat backup", "verify": "lifeboat verify"}
 print()
-print(f"database: {db / mib:.0f} MiB")
-print(f"{'':28}{'wall s':>9}{'peak RSS MiB':>14}{'MiB/s':>9}{'output MiB':>12}")
-print(f"{'pg_dump --format=custom':28}{pgw:9.1f}{pgr:14.1f}{db / mib / pgw:9.1f}{pgs / mib:12.1f}")
-print(f"{'pg_dump -Fc --compress=0':28}{z0w:9.1f}{z0r:14.1f}{db / mib / z0w:9.1f}{'':>12}")
-print(f"{'lifeboat backup':28}{lbw:9.1f}{lbr:14.1f}{db / mib / lbw:9.1f}{lbs / mib:12.1f}")
-print(f"{'lifeboat verify':28}{vfw:9.1f}{vfr:14.1f}{db / mib / vfw:9.1f}{'':>12}")
+print(f"database: {db / mib:.0f} MiB; {len(runs['lifeboat'])} run(s); every run's wall seconds, then the median")
+print(f"{'':30}{'runs (wall s)':>28}{'median s':>10}{'peak RSS MiB':>14}{'MiB/s':>8}{'output MiB':>12}")
+median = {}
+for name in ["pg_dump", "pg_dump_z0", "baseline", "lifeboat", "verify"]:
+    if name not in runs: continue
+    walls = [w for w, _ in runs[name]]
+    median[name] = statistics.median(walls)
+    rss = max(r for _, r in runs[name])
+    out = size(name)
+    print(f"{labels[name]:30}{' '.join(f'{w:.1f}' for w in walls):>28}{median[name]:10.1f}{rss:14.1f}{db / mib / median[name]:8.1f}"
+          + (f"{out:12.1f}" if out is not None and name != "verify" else ""))
 print()
-ratio = lbw / pgw
-print(f"wall time ratio lifeboat/pg_dump: {ratio:.2f} (target <= 1.20) {'PASS' if ratio <= 1.2 else 'FAIL'}")
+ratio = median["lifeboat"] / median["pg_dump"]
+print(f"wall time ratio lifeboat/pg_dump (medians): {ratio:.2f} (target <= 1.20) {'PASS' if ratio <= 1.2 else 'FAIL'}")
+lbr = max(r for _, r in runs["lifeboat"])
 print(f"lifeboat peak RSS: {lbr:.1f} MiB (target < 150) {'PASS' if lbr < 150 else 'FAIL'}")
+if "baseline" in median:
+    ratios = [a / b for (a, _), (b, _) in zip(runs["lifeboat"], runs["baseline"])]
+    print(f"lifeboat / baseline per run: {' '.join(f'{r:.2f}' for r in ratios)}; medians {median['lifeboat'] / median['baseline']:.2f}")
 PY

@@ -1,9 +1,11 @@
 import Crypto
 import Foundation
 import LifeboatCore
+import LifeboatEngine
 import LifeboatHTTP
 import LifeboatS3
 import Logging
+import Synchronization
 import Testing
 import TestSupport
 
@@ -245,6 +247,21 @@ struct S3FaultInjection {
         try dir.write("policies/etc.yaml", "policy: etc\nsource: { files: { path: src } }\n")
     }
 
+    /// A run whose retries are recorded instead of slept: the test takes no longer for the
+    /// backoff, and checks it.
+    final class Sleeps: Sendable {
+        let recorded = Mutex<[Double]>([])
+        func append(_ seconds: Double) { recorded.withLock { $0.append(seconds) } }
+        var all: [Double] { recorded.withLock { $0 } }
+    }
+
+    func run(_ dir: TemporaryDirectory, _ s3: S3TestServer, sleeps: Sleeps) throws -> (BackupCommand, RunContext) {
+        let configuration = try ConfigurationLoader.load(directory: dir.path, environment: s3Environment(s3))
+        let context = RunContext(logger: Logger(label: "test"), retry: RetryPolicy(maxAttempts: 5, baseDelay: 0.25, maxDelay: 20),
+                                 sleep: { seconds in sleeps.append(seconds) })
+        return (BackupCommand(configuration: configuration, context: context), context)
+    }
+
     @Test func theFirstRequestsFailingWith503AndResetsStillGiveABackup() throws {
         let s3 = try S3TestServer.start()
         defer { s3.stop() }
@@ -256,12 +273,18 @@ struct S3FaultInjection {
         try filesPolicy(dir)
         try proxy.setRules([.status(503, code: "SlowDown", times: 2), .reset(times: 1), .status(500, times: 1)])
 
-        let backup = try LifeboatCLI.run(["backup", "etc"], config: dir.path, environment: s3Environment(s3))
-        #expect(backup.status == 0, "\(backup.stderr)")
+        let sleeps = Sleeps()
+        let (backup, _) = try run(dir, s3, sleeps: sleeps)
+        let result = try backup.run(policy: "etc")
         let outcomes = try proxy.requests().map(\.outcome)
         #expect(Array(outcomes.prefix(4)) == ["503", "503", "reset", "500"])
-        #expect(backup.stderr.contains("S3 request failed; retrying"))
-        #expect(try LifeboatCLI.run(["verify", "etc"], config: dir.path, environment: s3Environment(s3)).status == 0)
+        // Four retries, each waiting at most the policy's ceiling for its attempt (full jitter).
+        let waited = sleeps.all
+        #expect(waited.count == 4)
+        for (attempt, delay) in waited.enumerated() {
+            #expect(delay >= 0 && delay <= RetryPolicy(maxAttempts: 5, baseDelay: 0.25, maxDelay: 20).delayCeiling(afterAttempt: attempt + 1))
+        }
+        #expect(try LifeboatCLI.run(["verify", "etc", result.manifest.id], config: dir.path, environment: s3Environment(s3)).status == 0)
     }
 
     @Test func aServerThatKeepsFailingFailsTheBackupWithEveryAttemptAndCommitsNothing() throws {
@@ -273,12 +296,16 @@ struct S3FaultInjection {
         defer { dir.remove() }
         try s3Config(dir, endpoint: proxy.endpoint, server: s3)
         try filesPolicy(dir)
-        // The repository marker goes through; every later PUT fails.
+        // The repository marker goes through; every later PUT under the policy fails.
         try proxy.setRules([.status(503, code: "ServiceUnavailable", match: "PUT /lifeboat-test/backups/lifeboat/etc/")])
 
-        let backup = try LifeboatCLI.run(["backup", "etc"], config: dir.path, environment: s3Environment(s3))
-        #expect(backup.status == 1)
-        #expect(backup.stderr.contains("failed after 5 attempts: 1) 503 ServiceUnavailable; 2) 503 ServiceUnavailable; 3) 503 ServiceUnavailable; 4) 503 ServiceUnavailable; 5) 503 ServiceUnavailable"), "\(backup.stderr)")
+        let sleeps = Sleeps()
+        let (backup, _) = try run(dir, s3, sleeps: sleeps)
+        let error = #expect(throws: LifeboatError.self) { try backup.run(policy: "etc") }
+        #expect(error?.exitStatus == 1)
+        #expect(error?.message.contains("failed after 5 attempts: 1) 503 ServiceUnavailable; 2) 503 ServiceUnavailable; 3) 503 ServiceUnavailable; 4) 503 ServiceUnavailable; 5) 503 ServiceUnavailable") == true,
+                "\(String(describing: error))")
+        #expect(sleeps.all.count == 4)
         let keys = try directClient(s3).listObjects(prefix: "backups/lifeboat/etc/").map(\.key)
         #expect(!keys.contains { $0.hasSuffix("manifest.json") }, "\(keys)")
         let list = try LifeboatCLI.run(["list", "etc", "--all"], config: dir.path, environment: s3Environment(s3))

@@ -41,6 +41,12 @@ public struct Repository: Sendable {
     /// Opens the store for writing backups, creating the format marker on first use (and
     /// raising a format 1 marker to this version's format).
     public func prepareForWriting(now: Date) throws {
+        // Reservations, locks and the commit point rely on conditional creates: a store that
+        // cannot do them could let two runs take one id, or replace a committed manifest.
+        guard store.features.contains(.conditionalWrite) else {
+            throw LifeboatError(.storage, "repository '\(name)' (\(store.location)) cannot create objects conditionally, which backups need",
+                                hint: "Use a store with conditional writes (a local directory, AWS S3, MinIO, Ceph Reef or newer).")
+        }
         let record = FormatRecord(format: Self.currentFormat, created: now, tool: ToolRecord(version: LifeboatVersion.current))
         if try store.stat(key: Self.formatKey) == nil {
             do {
@@ -192,8 +198,14 @@ public struct Repository: Sendable {
         if selector == "latest" {
             let committed = try listBackups(policy: policy).filter(\.committed)
             guard !committed.isEmpty else {
+                let known = (try? policyNames()) ?? []  // only to word the hint; the error stands either way
+                var hint = "Run 'lifeboat backup \(policy)' first, or check the policy's name ('lifeboat list')."
+                if !known.isEmpty, !known.contains(policy) {
+                    hint = "This repository holds backups of: \(known.joined(separator: ", "))"
+                        + (closestMatch(to: policy, among: known).map { " (did you mean '\($0)'?)" } ?? "") + "."
+                }
                 throw LifeboatError(.notFound, "policy '\(policy)' has no committed backup in repository '\(name)' (\(store.location))",
-                                    hint: "Run 'lifeboat backup \(policy)' first, or check the policy's name ('lifeboat list').")
+                                    hint: hint)
             }
             var firstError: (any Error)?
             for listing in committed.reversed() {

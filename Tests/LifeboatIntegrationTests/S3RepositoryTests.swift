@@ -53,23 +53,43 @@ func pseudoRandomBytes(_ count: Int, seed: UInt64 = 0x9E37_79B9_7F4A_7C15) -> [U
     return bytes
 }
 
+/// A seeded PostgreSQL server, an S3 server, and a configuration with one policy backing up
+/// `mcphub` into the S3 repository.
+struct PostgresToS3 {
+    let s3: S3TestServer
+    let pg: PostgresServer
+    let dir: TemporaryDirectory
+    /// `mcphub`'s rows before anything happened.
+    let before: [String: String]
+    /// What `lifeboat` needs in its environment: the S3 key and `PG_CONNINFO`.
+    let env: [String: String]
+
+    init(policy: String) throws {
+        s3 = try S3TestServer.start()
+        pg = try PostgresServer.start()
+        dir = try TemporaryDirectory()
+        try seedPlatformDatabases(pg)
+        before = try fingerprint(pg, database: "mcphub")
+        try s3Config(dir, endpoint: s3.endpoint, server: s3)
+        try dir.write("policies/\(policy).yaml", "policy: \(policy)\nsource:\n  postgres: { conninfo: \"${PG_CONNINFO}\", databases: [mcphub] }\n")
+        env = s3Environment(s3).merging(["PG_CONNINFO": pg.conninfo()]) { $1 }
+    }
+
+    func stop() {
+        dir.remove()
+        pg.stop()
+        s3.stop()
+    }
+}
+
 @Suite(.timeLimit(.minutes(5)))
 struct S3Repository {
     /// The disaster case: the machine with the configuration is gone. With nothing but the
     /// repository's address and credentials, an operator lists, verifies and restores.
     @Test func aPostgresBackupIsListedVerifiedAndRestoredFromTheRepositoryAlone() throws {
-        let s3 = try S3TestServer.start()
-        defer { s3.stop() }
-        let pg = try PostgresServer.start()
-        defer { pg.stop() }
-        let dir = try TemporaryDirectory()
-        defer { dir.remove() }
-        try seedPlatformDatabases(pg)
-        let before = try fingerprint(pg, database: "mcphub")
-        try s3Config(dir, endpoint: s3.endpoint, server: s3)
-        try dir.write("policies/hub-postgres.yaml", "policy: hub-postgres\nsource:\n  postgres: { conninfo: \"${PG_CONNINFO}\", databases: [mcphub] }\n")
-        var env = s3Environment(s3)
-        env["PG_CONNINFO"] = pg.conninfo()
+        let setup = try PostgresToS3(policy: "hub-postgres")
+        defer { setup.stop() }
+        let (s3, pg, dir, before, env) = (setup.s3, setup.pg, setup.dir, setup.before, setup.env)
         let backup = try LifeboatCLI.run(["backup", "hub-postgres", "--json"], config: dir.path, environment: env)
         #expect(backup.status == 0, "\(backup.stderr)")
         let id = try #require((try JSONSerialization.jsonObject(with: Data(backup.stdout.utf8)) as? [String: Any])?["id"] as? String)
@@ -107,18 +127,9 @@ struct S3Repository {
     }
 
     @Test func postgresBackupListVerifyRestoreThroughAnS3Repository() throws {
-        let s3 = try S3TestServer.start()
-        defer { s3.stop() }
-        let pg = try PostgresServer.start()
-        defer { pg.stop() }
-        let dir = try TemporaryDirectory()
-        defer { dir.remove() }
-        try seedPlatformDatabases(pg)
-        let before = try fingerprint(pg, database: "mcphub")
-        try s3Config(dir, endpoint: s3.endpoint, server: s3)
-        try dir.write("policies/pg.yaml", "policy: pg\nsource:\n  postgres: { conninfo: \"${PG_CONNINFO}\", databases: [mcphub] }\n")
-        var env = s3Environment(s3)
-        env["PG_CONNINFO"] = pg.conninfo()
+        let setup = try PostgresToS3(policy: "pg")
+        defer { setup.stop() }
+        let (s3, pg, dir, before, env) = (setup.s3, setup.pg, setup.dir, setup.before, setup.env)
 
         let backup = try LifeboatCLI.run(["backup", "pg", "--json"], config: dir.path, environment: env)
         #expect(backup.status == 0, "\(backup.stderr)")

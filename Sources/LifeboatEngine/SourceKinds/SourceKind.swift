@@ -25,6 +25,18 @@ public protocol SourceKind: Sendable {
                  configuration: (any SourceConfiguration)?, context: RunContext) throws -> RestoreReport
 }
 
+extension SourceConfiguration {
+    /// The configuration a kind was given, as that kind's own type. The registry hands each
+    /// kind the configurations its parser made, so a mismatch is a bug.
+    static func of(_ configuration: any SourceConfiguration) throws -> Self {
+        guard let typed = configuration as? Self else {
+            throw LifeboatError(.internalError, "a '\(configuration.kind)' source was given to the code of another kind (\(Self.self))",
+                                hint: "Report this as a bug in Lifeboat.")
+        }
+        return typed
+    }
+}
+
 /// What a source's backup produced, besides its artifacts.
 public struct BackupOutcome: Sendable {
     /// The source's record for the manifest.

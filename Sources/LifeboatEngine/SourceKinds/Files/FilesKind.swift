@@ -18,7 +18,7 @@ public struct FilesKind: SourceKind {
     }
 
     public func backup(_ configuration: any SourceConfiguration, into sink: ArtifactSink, context: RunContext) throws -> BackupOutcome {
-        try FilesBackup(configuration: try FilesConfiguration.cast(configuration)).run(into: sink, context: context)
+        try FilesBackup(configuration: try FilesConfiguration.of(configuration)).run(into: sink, context: context)
     }
 
     public func restoreLocation(commandLine text: String, workingDirectory: String) throws -> RestoreTarget.Location {
@@ -46,13 +46,6 @@ public struct FilesConfiguration: SourceConfiguration, Equatable {
     public var kind: String { "files" }
     public var restoreTargetKeys: [String] { ["path"] }
 
-    static func cast(_ configuration: any SourceConfiguration) throws -> FilesConfiguration {
-        guard let files = configuration as? FilesConfiguration else {
-            throw LifeboatError(.internalError, "a '\(configuration.kind)' source was given to the files source kind",
-                                hint: "Report this as a bug in Lifeboat.")
-        }
-        return files
-    }
 }
 
 /// What a `files` backup records in its manifest (`source.files`).

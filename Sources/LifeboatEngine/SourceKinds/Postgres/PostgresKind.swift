@@ -51,7 +51,7 @@ public struct PostgresKind: SourceKind {
     }
 
     public func backup(_ configuration: any SourceConfiguration, into sink: ArtifactSink, context: RunContext) throws -> BackupOutcome {
-        let postgres = try PostgresConfiguration.cast(configuration)
+        let postgres = try PostgresConfiguration.of(configuration)
         return BackupOutcome(record: try PostgresLogicalBackup(configuration: postgres).run(into: sink, context: context))
     }
 
@@ -95,13 +95,6 @@ public struct PostgresConfiguration: SourceConfiguration {
     public var secrets: [String] { password.map { [$0] } ?? [] }
     public var restoreTargetKeys: [String] { mode == .logical ? ["conninfo"] : ["data_dir"] }
 
-    static func cast(_ configuration: any SourceConfiguration) throws -> PostgresConfiguration {
-        guard let postgres = configuration as? PostgresConfiguration else {
-            throw LifeboatError(.internalError, "a '\(configuration.kind)' source was given to the postgres source kind",
-                                hint: "Report this as a bug in Lifeboat.")
-        }
-        return postgres
-    }
 }
 
 /// What a PostgreSQL backup records in its manifest (`source.postgres`): the server's identity

@@ -143,7 +143,17 @@ public struct ListCommand {
                 continue
             }
             guard includeInterrupted else { continue }
-            if let reservation = try repository.reservation(policy: policy, id: backup.id) {
+            let reservation: ReservationRecord?
+            do {
+                reservation = try repository.reservation(policy: policy, id: backup.id)
+            } catch let error as LifeboatError where error.code == .integrity {
+                // One unreadable object never hides the rest of the listing.
+                entry.state = .interrupted
+                entry.detail = error.message
+                entries.append(entry)
+                continue
+            }
+            if let reservation {
                 entry.startedAt = reservation.started
                 switch ClaimLiveness.evaluate(owner: reservation.owner, heartbeat: reservation.heartbeat, now: context.clock(),
                                               timings: .standard, local: owner, processRuns: ProcessProbe.runs) {

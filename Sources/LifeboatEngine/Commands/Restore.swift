@@ -58,7 +58,13 @@ public struct RestoreCommand {
             let target = try target(manifest, kind)
             let started = context.clock()
             context.logger.info("restore started", metadata: ["restore.target": "\(target.location)"])
-            var report = try kind.restore(manifest, from: repository, to: target, configuration: policy?.source, context: context)
+            var report: RestoreReport
+            do {
+                report = try kind.restore(manifest, from: repository, to: target, configuration: policy?.source, context: context)
+            } catch let error as LifeboatError where error.code == .cancelled || context.cancellation.isCancelled {
+                throw LifeboatError(.cancelled, "restore of backup \(manifest.id) of policy '\(name)' into \(target.location) was cancelled (\(context.cancellation.reason ?? error.message))",
+                                    hint: "The target may hold a partial restore: remove it (or drop what was created) before restoring again.")
+            }
             report.seconds = context.clock().timeIntervalSince(started)
             context.logger.info("restore finished", metadata: ["restore.target": "\(report.target)", "restore.seconds": "\(String(format: "%.1f", report.seconds))"])
             return report

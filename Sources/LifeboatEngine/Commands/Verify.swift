@@ -51,7 +51,11 @@ public struct VerifyCommand {
         try repository.requireFormat()
         return try repository.withSharedLock(command: "verify \(name)", wait: lockWait, context: context) {
             let manifest = try repository.resolve(policy: name, selector: selector) { context.logger.warning("\($0)") }
-            return try verify(manifest, in: repository, context: context.with(metadata: "backup.id", manifest.id))
+            do {
+                return try verify(manifest, in: repository, context: context.with(metadata: "backup.id", manifest.id))
+            } catch let error as LifeboatError where error.code == .cancelled {
+                throw LifeboatError(.cancelled, "verify of backup \(manifest.id) of policy '\(name)' was cancelled (\(context.cancellation.reason ?? error.message)); nothing was changed")
+            }
         }
     }
 

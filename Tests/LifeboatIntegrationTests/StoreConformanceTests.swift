@@ -314,6 +314,28 @@ struct StoreConformance {
         }
     }
 
+    /// Runs take and release locks in `locks/` at any moment. On a filesystem, a delete that
+    /// empties a directory removes it: a write into that directory at the same moment must
+    /// still succeed (the store creates the directory again), never fail for want of it.
+    @Test(arguments: StoreKind.allCases)
+    func writesIntoADirectoryThatConcurrentDeletesKeepEmptyingAllSucceed(kind: StoreKind) throws {
+        let fixture = try StoreFixture.make(kind)
+        defer { fixture.close() }
+        let store = fixture.store
+        let rounds = kind == .s3 ? 25 : 1500
+        let results = together(2) { worker in
+            for round in 0..<rounds {
+                let key = "locks/\(worker)-\(round).json"
+                try store.put(key: key, bytes: Array("lock \(worker) \(round)".utf8), ifAbsent: true)
+                try store.delete(keys: [key])
+            }
+        }
+        for result in results {
+            #expect(throws: Never.self) { try result.get() }
+        }
+        #expect(try store.listAll(prefix: "").isEmpty)
+    }
+
     @Test(arguments: StoreKind.allCases)
     func copyDuplicatesTheBytesAndReplacesTheDestination(kind: StoreKind) throws {
         let fixture = try StoreFixture.make(kind)

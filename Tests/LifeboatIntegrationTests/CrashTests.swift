@@ -56,17 +56,20 @@ struct Crashes {
         let committed = all.filter { $0["state"] as? String == "committed" }.compactMap { $0["id"] as? String }
         let uncommitted = all.filter { $0["state"] as? String != "committed" }
         #expect(Set([otherID, nextID]).isSubset(of: committed), "\(all)")
+        let crashedID: String
         if crash.point == .committed {
             // Killed after its commit: a backup like any other, only its reservation is left.
             #expect(committed.count == 3, "\(all)")
             #expect(uncommitted.isEmpty, "\(all)")
+            crashedID = try #require(committed.first { $0 != otherID && $0 != nextID })
         } else {
             #expect(committed.count == 2, "\(all)")
             #expect(uncommitted.count == 1, "\(all)")
             let leftover = try #require(uncommitted.first)
             #expect(leftover["state"] as? String == "interrupted", "\(leftover)")
             #expect(leftover["detail"] as? String == "stale reservation: pid \(crashingPID) on \(host) is no longer running", "\(leftover)")
-            let verify = try fixture.run(["verify", ConcurrencyFixture.policy, try #require(leftover["id"] as? String)])
+            crashedID = try #require(leftover["id"] as? String)
+            let verify = try fixture.run(["verify", ConcurrencyFixture.policy, crashedID])
             #expect(verify.status == 2, "an interrupted backup is never verified as if it were one: \(verify.stderr)")
         }
 
@@ -79,5 +82,18 @@ struct Crashes {
         #expect(lock["state"] as? String == "stale: pid \(crashingPID) on \(host) is no longer running", "\(lock)")
         #expect(lock["removed"] as? Bool == true, "\(lock)")
         #expect(try fixture.unlock().isEmpty)
+
+        // What is left of the killed run is its reservation (which `prune` collects) and, on a
+        // filesystem, the temporary file of the artifact it was writing; nothing of the others.
+        let directory = Repository.backupDirectory(policy: ConcurrencyFixture.policy, id: crashedID)
+        let leftovers = try fixture.leftovers()
+        let reservation = directory + "reservation.json"
+        if crash.point == .writingArtifact && crash.kind == .local {
+            #expect(leftovers.count == 2, "\(leftovers)")
+            #expect(leftovers.contains(reservation), "\(leftovers)")
+            #expect(leftovers.contains { $0.hasPrefix(directory + "data/.0000.tar.zst.tmp-\(crashingPID)-") }, "\(leftovers)")
+        } else {
+            #expect(leftovers == [reservation])
+        }
     }
 }

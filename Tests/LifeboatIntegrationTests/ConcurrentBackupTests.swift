@@ -56,7 +56,7 @@ struct ConcurrentBackups {
         defer { fixture.remove() }
         let configuration = try ConfigurationLoader.load(directory: fixture.directory.path, environment: [:])
         let now = Date(timeIntervalSince1970: 1_795_000_000)
-        let context = RunContext(logger: Logger(label: "test"), clock: { now })
+        let context = RunContext(logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }, clock: { now })
 
         let results = together(Self.runs) { _ in
             try BackupCommand(configuration: configuration, context: context).run(policy: ConcurrencyFixture.policy).manifest.id

@@ -54,3 +54,23 @@ public final class Background<T: Sendable>: Sendable {
         return result.withLock { $0 } ?? .failure(TestSupportError("the background work gave no result"))
     }
 }
+
+/// Runs blocking work (processes to wait for, the engine) on a thread of its own, so that a
+/// test does not hold one of the few threads of the cooperative pool that every other test
+/// running beside it needs (on two cores, two). The work stays in the test's task, so its
+/// expectations are recorded against the test as usual.
+public func offThePool<T>(_ body: () throws -> T) async throws -> T {
+    try await withTaskExecutorPreference(ThreadPerJobExecutor.shared) { try body() }
+}
+
+/// Runs every job it is given on a new thread: for blocking work, never for many small jobs.
+final class ThreadPerJobExecutor: TaskExecutor {
+    static let shared = ThreadPerJobExecutor()
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        let thread = Thread { [self] in job.runSynchronously(on: asUnownedTaskExecutor()) }
+        thread.name = "lifeboat-test"
+        thread.start()
+    }
+}

@@ -16,7 +16,7 @@ enum RepositoryKind: String, CaseIterable, Sendable, CustomTestStringConvertible
 /// A configuration directory with one `files` policy, `etc`, whose source holds one file of
 /// `bigFileBytes` random bytes (random: zstd cannot shrink it, so the stored artifact is as
 /// large) and a few small ones; its repository is local or on S3. Runs the real `lifeboat`.
-final class ConcurrencyFixture {
+final class ConcurrencyFixture: Sendable {
     static let policy = "etc"
 
     let kind: RepositoryKind

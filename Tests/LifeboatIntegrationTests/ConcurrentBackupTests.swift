@@ -15,7 +15,11 @@ struct ConcurrentBackups {
     /// Eight real `lifeboat backup` processes, all started before any is waited for. On S3 the
     /// big file is larger than one 8 MiB part, so every artifact is a multipart upload.
     @Test(arguments: RepositoryKind.allCases)
-    func eightBackupsOfOnePolicyStartedTogetherAllCommitBackupsOfTheirOwn(kind: RepositoryKind) throws {
+    func eightBackupsOfOnePolicyStartedTogetherAllCommitBackupsOfTheirOwn(kind: RepositoryKind) async throws {
+        try await offThePool { try eightBackupsStartedTogether(kind) }
+    }
+
+    func eightBackupsStartedTogether(_ kind: RepositoryKind) throws {
         let fixture = try ConcurrencyFixture(kind, bigFileBytes: kind == .s3 ? 9 << 20 : 4 << 20)
         defer { fixture.remove() }
 
@@ -51,7 +55,11 @@ struct ConcurrentBackups {
 
     /// The same, in one process and on a clock that stands still: every run draws its id in
     /// the same second, and the ids still differ.
-    @Test func backupsStartedInTheSameSecondGetDistinctIDs() throws {
+    @Test func backupsStartedInTheSameSecondGetDistinctIDs() async throws {
+        try await offThePool { try backupsInTheSameSecond() }
+    }
+
+    func backupsInTheSameSecond() throws {
         let fixture = try ConcurrencyFixture(.local, bigFileBytes: 64 << 10)
         defer { fixture.remove() }
         let configuration = try ConfigurationLoader.load(directory: fixture.directory.path, environment: [:])

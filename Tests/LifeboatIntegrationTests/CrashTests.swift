@@ -10,7 +10,8 @@ import TestSupport
 ///
 /// Kill points tried: 8 — each of the 4 crash points (`reserved`, `writing-artifact`,
 /// `before-commit`, `committed`) on a local repository and on S3.
-@Suite(.timeLimit(.minutes(3)))
+/// One case at a time (each runs several `lifeboat` processes), off the cooperative pool.
+@Suite(.timeLimit(.minutes(3)), .serialized)
 struct Crashes {
     struct Case: Sendable, CustomTestStringConvertible {
         var point: CrashPoint
@@ -21,7 +22,11 @@ struct Crashes {
     static let cases = RepositoryKind.allCases.flatMap { kind in CrashPoint.allCases.map { Case(point: $0, kind: kind) } }
 
     @Test(arguments: cases)
-    func aRunKilledBesideAnotherLeavesEveryListedBackupUsableAndItsLeftoversNamed(_ crash: Case) throws {
+    func aRunKilledBesideAnotherLeavesEveryListedBackupUsableAndItsLeftoversNamed(_ crash: Case) async throws {
+        try await offThePool { try killBesideAnother(crash) }
+    }
+
+    func killBesideAnother(_ crash: Case) throws {
         // On S3 above one part: artifacts go up as multipart uploads, as large ones do.
         let fixture = try ConcurrencyFixture(crash.kind, bigFileBytes: crash.kind == .s3 ? 9 << 20 : 2 << 20)
         defer { fixture.remove() }

@@ -137,7 +137,10 @@ let package = Package(
         ),
         .testTarget(
             name: "LifeboatEngineTests",
-            dependencies: ["LifeboatCore", "LifeboatEngine", "TestSupport"],
+            dependencies: [
+                "LifeboatCore", "LifeboatArchive", "LifeboatEngine", "LifeboatIO", "TestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(

@@ -145,8 +145,10 @@ public final class HTTPClient: Sendable {
 
     /// Sends `request` and returns the response with its body in memory.
     ///
-    /// - Parameter bodyLimit: the largest body accepted; a larger one fails the request
-    ///   (kind `.responseTooLarge`). For small responses: XML errors, listings.
+    /// - Parameter bodyLimit: the largest 2xx body accepted; a larger one fails the request
+    ///   (kind `.responseTooLarge`). For small responses: XML errors, listings. The body of
+    ///   any other status (an error document) is kept up to `defaultErrorBodyLimit` bytes
+    ///   even when `bodyLimit` is smaller, and `isBodyTruncated` says when it was cut.
     /// - Throws: a `LifeboatError` with code `.network` when no complete response arrived,
     ///   the error a body stream's closure threw, or `.internalError` for a malformed request
     ///   (a header with a line break, a body on GET).

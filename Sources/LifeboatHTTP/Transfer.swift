@@ -4,7 +4,9 @@ import LifeboatCore
 
 /// What to do with a response body.
 enum ResponseBodyHandling {
-    /// Keep it in memory; more than `limit` bytes fails the request.
+    /// Keep it in memory; a 2xx body of more than `limit` bytes fails the request. Any other
+    /// status's body is kept up to `max(limit, HTTPClient.defaultErrorBodyLimit)` bytes (the
+    /// rest is read and dropped).
     case collect(limit: Int)
     /// Give a 2xx body to `sink` as it arrives; keep any other status's body in memory up to
     /// `errorBodyLimit` bytes (the rest is read and dropped).
@@ -154,6 +156,13 @@ final class TransferContext {
             keep(chunk, limit: errorBodyLimit)
             return true
         case .collect(let limit):
+            // The limit bounds the body the caller asked for. Any other status's body is an
+            // error document (S3's answer to a ranged GET of a deleted object is larger than
+            // the range): kept like a streamed request's, so the caller learns what happened.
+            guard (200..<300).contains(status) else {
+                keep(chunk, limit: max(limit, HTTPClient.defaultErrorBodyLimit))
+                return true
+            }
             guard collected.count + chunk.count <= limit else {
                 callbackError = LifeboatError(
                     .network, "\(method) \(displayURL): the response body is larger than the limit of \(limit) bytes",

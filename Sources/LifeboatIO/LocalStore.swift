@@ -165,11 +165,22 @@ public struct LocalStore: ObjectStore {
         return Self.info(key: key, st)
     }
 
+    /// A `delete` removes the directories it empties, so a directory this store creates for a
+    /// writer can be removed by another process (another run releasing its lock) before the
+    /// writer's temporary file is in it: then it is created again, this many times at most.
+    static let vanishingDirectoryAttempts = 100
+
     public func openWriter(key: String, ifAbsent: Bool) throws -> any ObjectWriter {
         let path = try path(key)
         let (directory, name) = split(path)
-        try makeDirectories(directory)
-        return try LocalObjectWriter(key: key, directory: directory, name: name, ifAbsent: ifAbsent, location: root)
+        for _ in 0..<Self.vanishingDirectoryAttempts {
+            guard try makeDirectoriesOnce(directory) else { continue }
+            // Once the temporary file is in the directory, no delete can remove the directory.
+            if let writer = try LocalObjectWriter(key: key, directory: directory, name: name, ifAbsent: ifAbsent, location: root) {
+                return writer
+            }
+        }
+        throw vanishing(directory)
     }
 
     public func openReader(key: String) throws -> any ObjectReader {
@@ -238,16 +249,23 @@ public struct LocalStore: ObjectStore {
 
     /// Creates a directory and its missing parents with mode 0700 (set exactly: `mkdir`'s mode
     /// passes through the umask), syncing each parent so the new entry survives a crash.
-    func makeDirectories(_ path: String) throws {
-        if isDirectory(path) { return }
+    /// Returns false when a parent it found or made was removed before it could make the next
+    /// directory in it (a concurrent `delete` emptied it): the caller tries again.
+    private func makeDirectoriesOnce(_ path: String) throws -> Bool {
+        if isDirectory(path) { return true }
         var current = path.hasPrefix("/") ? "" : "."
         for component in path.split(separator: "/") {
             let parent = current.isEmpty ? "/" : current
             current += "/" + component
             if mkdir(current, Self.directoryMode) == 0 {
-                let created = current
-                try syscall("unable to set the mode of directory '\(created)'", code: .storage) { chmod(created, Self.directoryMode) }
-                try syncDirectory(parent)
+                // The new directory is empty: a concurrent delete may remove it (and the parents
+                // it empties) at once.
+                if chmod(current, Self.directoryMode) != 0 {
+                    let saved = errno
+                    if saved == ENOENT { return false }
+                    throw LifeboatError(.storage, "unable to set the mode of directory '\(current)': \(errnoText(saved))", hint: hintFor(errno: saved))
+                }
+                guard try syncDirectory(ifPresent: parent) else { return false }
                 continue
             }
             let saved = errno
@@ -255,8 +273,15 @@ public struct LocalStore: ObjectStore {
                 if isDirectory(current) { continue }
                 throw LifeboatError(.storage, "unable to create directory '\(current)': a file is in the way")
             }
+            if saved == ENOENT, current.count > root.count { return false }  // its parent was just removed
             throw LifeboatError(.storage, "unable to create directory '\(current)': \(errnoText(saved))", hint: hintFor(errno: saved))
         }
+        return true
+    }
+
+    private func vanishing(_ directory: String) -> LifeboatError {
+        LifeboatError(.storage, "unable to create directory '\(directory)': it was removed again \(Self.vanishingDirectoryAttempts) times as soon as it was created",
+                      hint: "Another process keeps deleting in this repository; check what else writes to \(root).")
     }
 
     func split(_ path: String) -> (directory: String, name: String) {
@@ -277,7 +302,9 @@ final class LocalObjectWriter: ObjectWriter {
     let location: String
     private var fd: Int32
 
-    init(key: String, directory: String, name: String, ifAbsent: Bool, location: String) throws {
+    /// Creates the temporary file in `directory`; nil when the directory does not exist (it
+    /// was removed after the caller made it).
+    init?(key: String, directory: String, name: String, ifAbsent: Bool, location: String) throws {
         self.key = key
         self.directory = directory
         self.finalPath = directory + "/" + name
@@ -286,9 +313,16 @@ final class LocalObjectWriter: ObjectWriter {
         let random = UInt64.random(in: 0...UInt64.max)
         self.temporaryPath = "\(directory)/.\(name)\(LocalStore.temporaryMarker)\(getpid())-\(String(random, radix: 36))"
         let temporaryPath = self.temporaryPath
-        fd = try syscall("unable to create file '\(temporaryPath)'", code: .storage) {
-            open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, LocalStore.objectMode)
+        var created: Int32
+        repeat {
+            created = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, LocalStore.objectMode)
+        } while created < 0 && errno == EINTR
+        if created < 0 {
+            let saved = errno
+            if saved == ENOENT { return nil }
+            throw LifeboatError(.storage, "unable to create file '\(temporaryPath)': \(errnoText(saved))", hint: hintFor(errno: saved))
         }
+        fd = created
         // The mode given to open(2) passes through the umask; set it exactly.
         let fd = fd
         do {

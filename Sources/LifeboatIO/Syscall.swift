@@ -53,6 +53,22 @@ func syncDirectory(_ path: String) throws {
     try syscall("unable to sync directory '\(path)'") { fsync(fd) }
 }
 
+/// `syncDirectory`, but false instead of an error when the directory does not exist (anymore).
+func syncDirectory(ifPresent path: String) throws -> Bool {
+    var fd: Int32
+    repeat {
+        fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    } while fd < 0 && errno == EINTR
+    if fd < 0 {
+        let saved = errno
+        if saved == ENOENT { return false }
+        throw LifeboatError(.io, "unable to open directory '\(path)' to sync it: \(errnoText(saved))", hint: hintFor(errno: saved))
+    }
+    defer { close(fd) }
+    try syscall("unable to sync directory '\(path)'") { fsync(fd) }
+    return true
+}
+
 /// `lstat` of a path: nil when it does not exist, an error for anything else.
 func fileStatus(_ path: String, followLinks: Bool = false) throws -> stat? {
     var st = stat()

@@ -469,6 +469,10 @@ public final class S3Client: Sendable {
             return LifeboatError(.alreadyExists, "\(prefix) — \(object) already exists and is never overwritten")
         case "NoSuchKey" where action == "CopyObject":
             return LifeboatError(.notFound, "\(prefix) — the source of the copy does not exist")
+        case "NoSuchKey" where action == "GetObject":
+            // Found by a listing or a HEAD, deleted before it was read (another run's lock,
+            // released meanwhile): gone, as an absent key is.
+            return LifeboatError(.notFound, "\(prefix) — \(object) was deleted before it could be read")
         default:
             if method == .head, status == 403 {
                 return LifeboatError(.storage, "\(prefix) — access denied for access key \(accessKey) (the server gave no reason: a wrong secret, an inactive key or a missing permission)",

@@ -1,5 +1,6 @@
 import Foundation
 import LifeboatIO
+import Synchronization
 
 /// Runs the `lifeboat` executable built beside the test bundle, as a user would.
 public enum LifeboatCLI {
@@ -29,17 +30,62 @@ public enum LifeboatCLI {
     /// Runs `lifeboat ARGS --config DIR` with the given extra environment. `LOG_LEVEL` is
     /// `info` unless given, and standard error is a pipe, so logs are JSON lines.
     public static func run(_ arguments: [String], config: String? = nil, environment: [String: String] = [:]) throws -> Output {
+        try start(arguments, config: config, environment: environment).wait()
+    }
+
+    /// Starts `lifeboat ARGS --config DIR` and returns at once, so that several can run at
+    /// the same time (as a CronJob firing twice would start them); `wait()` collects each.
+    public static func start(_ arguments: [String], config: String? = nil, environment: [String: String] = [:]) throws -> Running {
         var args = arguments
         if let config { args += ["--config", config] }
         var env = ["LOG_LEVEL": "info"]
         env.merge(environment) { _, new in new }
-        let result = try ChildProcess.run(try executable, args, environment: env)
-        let status: Int32
-        switch result.status {
-        case .exited(let code): status = code
-        case .signaled(let signal): status = 128 + signal
+        return try Running(child: ChildProcess.spawn(try executable, args, environment: env, stdin: .null, stdout: .pipe))
+    }
+
+    /// A `lifeboat` process started by `start`. Its standard output is read on a thread of
+    /// its own from the start, so that a child printing much never blocks on a full pipe.
+    public final class Running: Sendable {
+        let child: ChildProcess
+        private let stdout = Mutex<(bytes: [UInt8], error: (any Error)?)>(([], nil))
+        private let drained = Wakeup()
+
+        /// The process id (gone, and possibly reused, once `wait()` has returned).
+        public var pid: Int32 { child.pid }
+
+        init(child: ChildProcess) {
+            self.child = child
+            let thread = Thread { [self] in
+                defer { drained.wake() }
+                var chunk = [UInt8](repeating: 0, count: 16 * 1024)
+                do {
+                    while true {
+                        let count = try chunk.withUnsafeMutableBytes { try child.readStdout(into: $0) }
+                        if count == 0 { break }
+                        stdout.withLock { $0.bytes += chunk[0..<count] }
+                    }
+                } catch {
+                    stdout.withLock { $0.error = error }
+                }
+            }
+            thread.name = "lifeboat-cli-stdout"
+            thread.start()
         }
-        return Output(status: status, stdout: result.stdout, stderr: result.stderr)
+
+        /// Waits for the process to end. A process killed by signal N has status 128 + N, as
+        /// a shell reports it.
+        public func wait() throws -> Output {
+            drained.wait()
+            let termination = try child.wait()
+            let (bytes, error) = stdout.withLock { ($0.bytes, $0.error) }
+            if let error { throw error }
+            let status: Int32
+            switch termination {
+            case .exited(let code): status = code
+            case .signaled(let signal): status = 128 + signal
+            }
+            return Output(status: status, stdout: String(decoding: bytes, as: UTF8.self), stderr: child.stderrText)
+        }
     }
 }
 

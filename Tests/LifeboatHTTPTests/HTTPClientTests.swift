@@ -255,6 +255,20 @@ struct HTTPClientTests {
         }
     }
 
+    /// The limit is for the body the caller expects: a ranged GET of 10 bytes expects 10, and
+    /// the error document that answers it when the object is gone (404 NoSuchKey) is larger.
+    /// The caller gets the status and the error document, to say what went wrong.
+    @Test(.timeLimit(.minutes(1)))
+    func anErrorResponseLargerThanTheBodyLimitIsReturnedWithItsStatus() async throws {
+        try await withServer { server in
+            let client = try HTTPClient()
+            let response = try client.perform(HTTPRequest(.get, server.url("/status/404")), bodyLimit: 10)
+            #expect(response.status == 404)
+            #expect(response.bodyText.contains("<Code>Status404</Code>"), "\(response.bodyText)")
+            #expect(!response.isBodyTruncated)
+        }
+    }
+
     @Test(.timeLimit(.minutes(1)))
     func connectionRefusedIsRetryableAndNamesTheURLWithoutSecrets() async throws {
         try await onThread {

@@ -285,6 +285,57 @@ struct StoreConformance {
         #expect(error?.code == .notFound, "\(String(describing: error))")
     }
 
+    /// What another run's lock looks like to a run that lists the locks: listed, then
+    /// released before it is read. A filesystem still reads an unlinked file whole; S3 says
+    /// the object is gone. Either way, never another error: the caller skips a lock that was
+    /// released meanwhile by its `.notFound`.
+    @Test(arguments: StoreKind.allCases)
+    func anObjectDeletedAfterItsReaderWasOpenedReadsWholeOrThrowsNotFound(kind: StoreKind) throws {
+        let fixture = try StoreFixture.make(kind)
+        defer { fixture.close() }
+        let data = Array(#"{"kind": "shared", "command": "backup etc"}"#.utf8)
+        try fixture.store.put(key: "locks/released.json", bytes: data, ifAbsent: true)
+        let reader = try fixture.store.openReader(key: "locks/released.json")
+        defer { reader.close() }
+        try fixture.store.delete(keys: ["locks/released.json"])
+        var read: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        do {
+            while true {
+                let n = try buffer.withUnsafeMutableBytes { try reader.read(into: $0) }
+                if n == 0 { break }
+                read += buffer[0..<n]
+            }
+            #expect(read == data)
+            #expect(kind != .s3, "S3 cannot read an object that is gone")
+        } catch let error as LifeboatError {
+            #expect(error.code == .notFound, "\(error)")
+            #expect(error.message.contains("locks/released.json"), "the error names the object: \(error)")
+        }
+    }
+
+    /// Runs take and release locks in `locks/` at any moment. On a filesystem, a delete that
+    /// empties a directory removes it: a write into that directory at the same moment must
+    /// still succeed (the store creates the directory again), never fail for want of it.
+    @Test(arguments: StoreKind.allCases)
+    func writesIntoADirectoryThatConcurrentDeletesKeepEmptyingAllSucceed(kind: StoreKind) throws {
+        let fixture = try StoreFixture.make(kind)
+        defer { fixture.close() }
+        let store = fixture.store
+        let rounds = kind == .s3 ? 25 : 1500
+        let results = together(2) { worker in
+            for round in 0..<rounds {
+                let key = "locks/\(worker)-\(round).json"
+                try store.put(key: key, bytes: Array("lock \(worker) \(round)".utf8), ifAbsent: true)
+                try store.delete(keys: [key])
+            }
+        }
+        for result in results {
+            #expect(throws: Never.self) { try result.get() }
+        }
+        #expect(try store.listAll(prefix: "").isEmpty)
+    }
+
     @Test(arguments: StoreKind.allCases)
     func copyDuplicatesTheBytesAndReplacesTheDestination(kind: StoreKind) throws {
         let fixture = try StoreFixture.make(kind)

@@ -1,0 +1,76 @@
+import Foundation
+import Synchronization
+
+/// Runs `body(0) … body(count - 1)` each on a thread of its own (not on the cooperative pool:
+/// the engine blocks), released together once every thread has started, and waits for all of
+/// them. Returns their results in order; a thread that threw gives its error.
+public func together<T: Sendable>(_ count: Int, _ body: @escaping @Sendable (Int) throws -> T) -> [Result<T, any Error>] {
+    let results = Mutex<[Int: Result<T, any Error>]>([:])
+    let ready = DispatchGroup()
+    let done = DispatchGroup()
+    let start = DispatchSemaphore(value: 0)
+    for index in 0..<count {
+        ready.enter()
+        done.enter()
+        let thread = Thread {
+            defer { done.leave() }
+            ready.leave()
+            start.wait()
+            let result = Result { try body(index) }
+            results.withLock { $0[index] = result }
+        }
+        thread.name = "lifeboat-test-together-\(index)"
+        thread.start()
+    }
+    ready.wait()
+    for _ in 0..<count { start.signal() }
+    done.wait()
+    return results.withLock { results in (0..<count).map { results[$0] ?? .failure(TestSupportError("thread \($0) gave no result")) } }
+}
+
+/// Work running on a thread of its own while the test goes on; `wait()` returns its result.
+public final class Background<T: Sendable>: Sendable {
+    private let result = Mutex<Result<T, any Error>?>(nil)
+    private let done = DispatchSemaphore(value: 0)
+
+    /// Starts `body` on a new thread (not on the cooperative pool: the engine blocks).
+    public init(_ body: @escaping @Sendable () throws -> T) {
+        let thread = Thread { [self] in
+            let outcome = Result { try body() }
+            result.withLock { $0 = outcome }
+            done.signal()
+        }
+        thread.name = "lifeboat-test-background"
+        thread.start()
+    }
+
+    /// Waits for the work to end, at most `timeout` seconds (then it is reported as an error;
+    /// the thread is left to finish on its own).
+    public func wait(timeout: Double = 60) -> Result<T, any Error> {
+        guard done.wait(timeout: .now() + timeout) == .success else {
+            return .failure(TestSupportError("the background work did not end within \(timeout) s"))
+        }
+        done.signal()  // later calls return at once
+        return result.withLock { $0 } ?? .failure(TestSupportError("the background work gave no result"))
+    }
+}
+
+/// Runs blocking work (processes to wait for, the engine) on a thread of its own, so that a
+/// test does not hold one of the few threads of the cooperative pool that every other test
+/// running beside it needs (on two cores, two). The work stays in the test's task, so its
+/// expectations are recorded against the test as usual.
+public func offThePool<T>(_ body: () throws -> T) async throws -> T {
+    try await withTaskExecutorPreference(ThreadPerJobExecutor.shared) { try body() }
+}
+
+/// Runs every job it is given on a new thread: for blocking work, never for many small jobs.
+final class ThreadPerJobExecutor: TaskExecutor {
+    static let shared = ThreadPerJobExecutor()
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        let thread = Thread { [self] in job.runSynchronously(on: asUnownedTaskExecutor()) }
+        thread.name = "lifeboat-test"
+        thread.start()
+    }
+}

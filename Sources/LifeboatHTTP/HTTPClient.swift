@@ -149,9 +149,12 @@ public final class HTTPClient: Sendable {
 
     /// A client with this one's configuration and CA bundle, a pool of connections of its
     /// own, and `cancellation` instead of this one's: `with(cancellation: .never)` is for
-    /// cleanup that must reach the server after the run was cancelled.
-    public func with(cancellation: Cancellation) -> HTTPClient {
-        HTTPClient(configuration: configuration, caBundle: caBundle, cancellation: cancellation)
+    /// cleanup that must reach the server after the run was cancelled. A `timeout` replaces
+    /// the configuration's limit on each whole request.
+    public func with(cancellation: Cancellation, timeout: Duration? = nil) -> HTTPClient {
+        var configuration = configuration
+        if let timeout { configuration.timeout = timeout }
+        return HTTPClient(configuration: configuration, caBundle: caBundle, cancellation: cancellation)
     }
 
     /// The CA bundle the rules choose: `explicit`, else the first non-empty one of

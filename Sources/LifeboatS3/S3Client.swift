@@ -24,6 +24,12 @@ public enum S3Checksum: String, Sendable, CaseIterable {
 /// once, no request is sent and no attempt retried, and every call throws
 /// `LifeboatError.cancelled(reason)`. Cleanup after a cancellation (aborting a multipart
 /// upload, deleting partial data) goes through `forCleanup()`.
+///
+/// **Logs.** Each attempt of a request is one debug line ("S3 request") with the action,
+/// method, object, URL (presigned query values redacted), attempt, HTTP status or the
+/// transport failure's kind, the S3 error code and request id when there are, bytes sent and
+/// received, and duration; a retry is one warning. No header, signature or credential is
+/// ever logged.
 public final class S3Client: Sendable {
     public struct Configuration: Sendable {
         /// `http(s)://host[:port]`, without the bucket.
@@ -431,9 +437,58 @@ public final class S3Client: Sendable {
         return HTTPRequest(call.method, url, headers: headers, body: call.body)
     }
 
-    /// Signs a call with the current time and sends it once.
+    /// Signs a call with the current time and sends it once; logs the attempt (debug).
     func performOnce(_ call: S3Call, attempt: Int) throws -> HTTPResponse {
-        try http.perform(signedRequest(call), bodyLimit: call.bodyLimit)
+        let request = signedRequest(call)
+        let started = ContinuousClock.now
+        do {
+            let response = try http.perform(request, bodyLimit: call.bodyLimit)
+            logger.debug("S3 request", metadata: attemptMetadata(
+                call, url: request.url, attempt: attempt, duration: .now - started, outcome: .response(response)))
+            return response
+        } catch {
+            logger.debug("S3 request", metadata: attemptMetadata(
+                call, url: request.url, attempt: attempt, duration: .now - started, outcome: .failure(error)))
+            throw error
+        }
+    }
+
+    /// How an attempt ended, for its log line.
+    enum AttemptOutcome {
+        case response(HTTPResponse)
+        case failure(any Error)
+    }
+
+    /// The fields of an attempt's debug line. Only what is safe to show: no header (the
+    /// `Authorization` header holds the signature), the URL with presigned secrets redacted.
+    func attemptMetadata(_ call: S3Call, url: String, attempt: Int, duration: Duration, outcome: AttemptOutcome) -> Logger.Metadata {
+        var metadata: Logger.Metadata = [
+            "s3.action": "\(call.action)", "http.method": "\(call.method)", "s3.object": "\(display(call.key))",
+            "http.url": "\(HTTPClient.redactedURL(url))", "s3.attempt": "\(attempt)",
+            "http.duration_ms": "\(Self.milliseconds(duration))",
+        ]
+        switch outcome {
+        case .response(let response):
+            metadata["http.status"] = "\(response.status)"
+            metadata["http.bytes_sent"] = "\(response.bytesSent)"
+            metadata["http.bytes_received"] = "\(response.bodyByteCount)"
+            if let requestID = response.headers["x-amz-request-id"] { metadata["s3.request_id"] = "\(requestID)" }
+            if !response.isSuccess, let code = (try? XMLNode.parse(response.body))?["Code"], !code.isEmpty {
+                metadata["s3.error_code"] = "\(code)"  // best effort: an error body need not be XML
+            }
+        case .failure(let error):
+            let transport = (error as? LifeboatError)?.underlying as? HTTPTransportError
+            metadata["http.failure"] = "\(transport.map { "\($0.kind)" } ?? "error")"
+            metadata["http.bytes_sent"] = "\(transport?.bytesSent ?? 0)"
+            metadata["http.bytes_received"] = "\(transport?.bytesReceived ?? 0)"
+            if let transport, transport.kind != .cancelled { metadata["http.curl_code"] = "\(transport.curlCodeName)" }
+        }
+        return metadata
+    }
+
+    static func milliseconds(_ duration: Duration) -> Int64 {
+        let (seconds, attoseconds) = duration.components
+        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
     }
 
     /// A HEAD response has no body, so a refused HEAD does not say why. The same request as a

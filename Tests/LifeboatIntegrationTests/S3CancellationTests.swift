@@ -30,6 +30,48 @@ final class Background<T: Sendable>: Sendable {
     }
 }
 
+/// Log events kept in memory (swift-log's `Logger(label:factory:)`), at every level.
+final class LogCapture: Sendable {
+    struct Event: Sendable {
+        var level: Logger.Level
+        var message: String
+        var metadata: [String: String]
+    }
+
+    private let captured = Mutex<[Event]>([])
+
+    var logger: Logger {
+        Logger(label: "test") { _ in Handler(capture: self) }
+    }
+
+    var events: [Event] { captured.withLock { $0 } }
+
+    /// Every event as text: message and every field, for looking for what must not be there.
+    var text: String {
+        events.map { event in
+            ([event.message] + event.metadata.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }).joined(separator: " ")
+        }.joined(separator: "\n")
+    }
+
+    struct Handler: LogHandler {
+        let capture: LogCapture
+        var logLevel: Logger.Level = .trace
+        var metadata: Logger.Metadata = [:]
+
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+
+        func log(event: LogEvent) {
+            var merged = metadata
+            if let extra = event.metadata { merged.merge(extra) { _, new in new } }
+            let fields = merged.mapValues { "\($0)" }
+            capture.captured.withLock { $0.append(Event(level: event.level, message: "\(event.message)", metadata: fields)) }
+        }
+    }
+}
+
 /// A cancelled run stops its S3 transfers at once, retries nothing, and still cleans up.
 @Suite(.timeLimit(.minutes(3)))
 struct S3Cancellation {
@@ -148,13 +190,14 @@ struct S3Cancellation {
         let port = try freeLoopbackPort()
         let cancellation = Cancellation()
         let sleeps = Mutex(0)
+        let log = LogCapture()
         let client = try S3Client(
             configuration: S3Client.Configuration(
                 endpoint: "http://127.0.0.1:\(port)", region: "us-east-1", bucket: "b", pathStyle: true,
                 credentials: AWSCredentials(accessKeyID: "AKIAIOSFODNN7EXAMPLE", secretAccessKey: "secret-not-shown",
                                             sessionToken: "token-not-shown"),
                 retry: RetryPolicy(maxAttempts: 5, baseDelay: 10, maxDelay: 10)),
-            http: try HTTPClient(cancellation: cancellation), logger: Logger(label: "test"),
+            http: try HTTPClient(cancellation: cancellation), logger: log.logger,
             sleep: { _ in
                 sleeps.withLock { $0 += 1 }
                 cancellation.cancel(reason: "SIGTERM")  // the run is cancelled while it waits
@@ -163,5 +206,74 @@ struct S3Cancellation {
         #expect(error?.code == .cancelled)
         #expect(error?.message == "cancelled (SIGTERM)")
         #expect(sleeps.withLock { $0 } == 1)
+        let attempts = log.events.filter { $0.message == "S3 request" }
+        #expect(attempts.count == 1, "no attempt after the backoff")
+        #expect(attempts.first?.level == .debug)
+        #expect(attempts.first?.metadata["http.failure"] == "connect-failed")
+        #expect(attempts.first?.metadata["http.curl_code"] == "CURLE_COULDNT_CONNECT")
+        #expect(log.events.filter { $0.message == "S3 request failed; retrying" }.count == 1)
+        #expect(!log.text.contains("secret-not-shown"))
+        #expect(!log.text.contains("token-not-shown"))
+    }
+}
+
+/// `--verbose`: one debug line per attempt of an S3 request, with what an engineer needs and
+/// no secret.
+@Suite(.timeLimit(.minutes(3)))
+struct S3RequestLogging {
+    @Test func eachAttemptIsOneDebugLineWithWhatAnEngineerNeedsAndNoSecret() throws {
+        let s3 = try S3TestServer.start()
+        defer { s3.stop() }
+        let proxy = try FaultProxy.start(upstreamPort: s3.port)
+        defer { proxy.stop() }
+        try proxy.setRules([.status(503, code: "SlowDown", match: "PUT /lifeboat-test/log/", times: 1)])
+        let log = LogCapture()
+        let client = try directClient(s3, endpoint: proxy.endpoint, logger: log.logger, sleep: { _ in })
+        try client.putObject(key: "log/x.bin", bytes: Array("hello".utf8))
+
+        let attempts = log.events.filter { $0.message == "S3 request" }
+        try #require(attempts.count == 2, "\(log.text)")
+        for (index, attempt) in attempts.enumerated() {
+            #expect(attempt.level == .debug)
+            #expect(attempt.metadata["s3.action"] == "PutObject")
+            #expect(attempt.metadata["http.method"] == "PUT")
+            #expect(attempt.metadata["s3.object"] == "s3://lifeboat-test/log/x.bin")
+            #expect(attempt.metadata["http.url"] == "\(proxy.endpoint)/lifeboat-test/log/x.bin")
+            #expect(attempt.metadata["s3.attempt"] == "\(index + 1)")
+            #expect(attempt.metadata["http.bytes_sent"] == "5")
+            #expect(attempt.metadata["http.duration_ms"].flatMap { Int($0) } != nil)
+        }
+        #expect(attempts[0].metadata["http.status"] == "503")
+        #expect(attempts[0].metadata["s3.error_code"] == "SlowDown")
+        #expect(attempts[0].metadata["http.bytes_received"].flatMap { Int($0) }.map { $0 > 0 } == true)
+        #expect(attempts[1].metadata["http.status"] == "200")
+        #expect(attempts[1].metadata["s3.error_code"] == nil)
+        #expect(log.events.contains { $0.level == .warning && $0.message == "S3 request failed; retrying" })
+
+        let text = log.text
+        #expect(!text.contains(s3.secretAccessKey))
+        #expect(!text.contains(s3.accessKeyID))
+        #expect(!text.lowercased().contains("authorization"))
+        #expect(!text.contains("AWS4-HMAC-SHA256"))
+        #expect(!text.lowercased().contains("signature"))
+    }
+
+    @Test func aPresignedQueryIsRedactedInTheLogLine() throws {
+        let client = try S3Client(
+            configuration: S3Client.Configuration(
+                endpoint: "https://s3.eu-central-1.amazonaws.com", region: "eu-central-1", bucket: "acme-dr", pathStyle: false,
+                credentials: AWSCredentials(accessKeyID: "AKIAIOSFODNN7EXAMPLE", secretAccessKey: "secret-not-shown")),
+            http: try HTTPClient(), logger: Logger(label: "test"))
+        let url = "https://acme-dr.s3.eu-central-1.amazonaws.com/k?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+            + "&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20261121%2Feu-central-1%2Fs3%2Faws4_request"
+            + "&X-Amz-Security-Token=token-not-shown&X-Amz-Signature=0123abcd"
+        let metadata = client.attemptMetadata(
+            S3Client.S3Call(action: "GetObject", method: .get, key: "k"), url: url, attempt: 1, duration: .milliseconds(12),
+            outcome: .response(HTTPResponse(status: 200, headers: ["x-amz-request-id": "R1"], body: [], isBodyTruncated: false,
+                                            bodyByteCount: 3)))
+        #expect(metadata["http.url"] == "https://acme-dr.s3.eu-central-1.amazonaws.com/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=REDACTED&X-Amz-Security-Token=REDACTED&X-Amz-Signature=REDACTED")
+        #expect(metadata["http.duration_ms"] == "12")
+        #expect(metadata["s3.request_id"] == "R1")
+        #expect(metadata["http.bytes_received"] == "3")
     }
 }

@@ -47,6 +47,10 @@ CURLcode lifeboat_curl_easy_setopt_seek_callback(CURL *handle, CURLoption option
     return curl_easy_setopt(handle, option, callback);
 }
 
+CURLcode lifeboat_curl_easy_setopt_xferinfo_callback(CURL *handle, CURLoption option, curl_xferinfo_callback callback) {
+    return curl_easy_setopt(handle, option, callback);
+}
+
 const char *lifeboat_curl_code_name(CURLcode code) {
 #define LIFEBOAT_CURL_CODE(name) case name: return #name;
     switch (code) {

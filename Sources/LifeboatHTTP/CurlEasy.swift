@@ -25,17 +25,27 @@ func initializeCurlOnce() throws {
         hint: "libcurl or its TLS library could not start; check that libcurl4 and OpenSSL are installed correctly.")
 }
 
-/// One libcurl easy handle and its error buffer, freed together in `deinit`.
+/// One libcurl easy handle, the multi handle that runs its transfers, and its error buffer,
+/// freed together in `deinit`.
 ///
-/// The handle keeps its connections (and DNS and TLS session caches) across requests: the
-/// pool in `HTTPClient` reuses handles so that requests reuse connections.
+/// Transfers run through a multi handle of the easy handle's own rather than
+/// `curl_easy_perform` (which does the same with a multi handle it keeps hidden): the loop
+/// waits in `curl_multi_poll`, which another thread can end at once with `wakeup()`, so a
+/// cancelled transfer is looked at (and its progress callback aborts it) without waiting for
+/// libcurl's next scheduled look, up to a second away on a stalled connection. The multi
+/// handle keeps the connections (and DNS and TLS session caches) across requests: the pool
+/// in `HTTPClient` reuses handles so that requests reuse connections.
 ///
 /// `@unchecked Sendable` because the pool moves a handle between threads: it is checked out
 /// under the pool's lock by one request, used only by the thread running that request, and
 /// checked back in when the request is over, so no two threads ever use it at once. libcurl
-/// allows an easy handle to be used from different threads one after the other.
+/// allows an easy handle to be used from different threads one after the other. The one
+/// exception is `wakeup()`, which libcurl allows from any thread at any time.
 final class EasyHandle: @unchecked Sendable {
     private let raw: UnsafeMutableRawPointer
+    /// The multi handle `perform` runs the transfer in; the easy handle is in it only while
+    /// a transfer runs.
+    private let multi: UnsafeMutableRawPointer
     /// CURLOPT_ERRORBUFFER: libcurl writes a failure's text here; read at once after a failure.
     private let errorBuffer: UnsafeMutablePointer<CChar>
     private static let errorBufferSize = Int(CURL_ERROR_SIZE)
@@ -48,13 +58,20 @@ final class EasyHandle: @unchecked Sendable {
             throw LifeboatError(.internalError, "unable to create a libcurl easy handle",
                                 hint: "libcurl could not allocate one; the machine may be out of memory.")
         }
+        guard let multi = curl_multi_init() else {
+            curl_easy_cleanup(raw)
+            throw LifeboatError(.internalError, "unable to create a libcurl multi handle",
+                                hint: "libcurl could not allocate one; the machine may be out of memory.")
+        }
         self.raw = raw
+        self.multi = multi
         errorBuffer = .allocate(capacity: Self.errorBufferSize)
         errorBuffer.initialize(repeating: 0, count: Self.errorBufferSize)
     }
 
     deinit {
-        curl_easy_cleanup(raw)  // closes the handle's connections; may still use the buffer
+        curl_multi_cleanup(multi)  // closes the cached connections
+        curl_easy_cleanup(raw)  // may still use the buffer
         errorBuffer.deallocate()
     }
 
@@ -69,9 +86,50 @@ final class EasyHandle: @unchecked Sendable {
         throw CurlFailure(code: code, text: text)
     }
 
+    /// The longest wait in `curl_multi_poll` when nothing happens; libcurl shortens it to its
+    /// own next timeout, and `wakeup()` ends it. (`curl_easy_perform` waits a second too.)
+    private static let pollMilliseconds: Int32 = 1000
+
     /// Runs the transfer set up by the options; blocks the calling thread until it is over.
+    ///
+    /// libcurl looks at the transfer whenever its socket is ready, a timeout of its own is
+    /// due, a second has passed, or `wakeup()` was called, and calls the progress callback
+    /// each time (which is how a cancelled transfer is aborted).
     func perform() throws(CurlFailure) {
-        try call { curl_easy_perform($0) }
+        errorBuffer[0] = 0
+        try multiCall("curl_multi_add_handle") { curl_multi_add_handle(multi, raw) }
+        defer { curl_multi_remove_handle(multi, raw) }
+        while true {
+            var running: Int32 = 0
+            try multiCall("curl_multi_perform") { curl_multi_perform(multi, &running) }
+            if running == 0 { break }
+            try multiCall("curl_multi_poll") { curl_multi_poll(multi, nil, 0, Self.pollMilliseconds, nil) }
+        }
+        var code = CURLE_OK
+        var queued: Int32 = 0
+        while let message = curl_multi_info_read(multi, &queued) {
+            if message.pointee.msg == CURLMSG_DONE { code = message.pointee.data.result }
+        }
+        guard code != CURLE_OK else { return }
+        var text = String(cString: errorBuffer).trimmingTrailingWhitespace
+        if text.isEmpty { text = String(cString: curl_easy_strerror(code)) }
+        throw CurlFailure(code: code, text: text)
+    }
+
+    /// Makes a `perform` running on another thread look at its transfer now. Callable from
+    /// any thread (`curl_multi_wakeup` is made for that); one that comes when no transfer
+    /// runs only makes the next transfer's first wait return early.
+    func wakeup() {
+        _ = curl_multi_wakeup(multi)
+    }
+
+    /// A failure of the multi interface itself (not of the transfer: that is in the message
+    /// `curl_multi_info_read` returns) is an internal failure: out of memory, a bad handle.
+    private func multiCall(_ name: String, _ body: () -> CURLMcode) throws(CurlFailure) {
+        let code = body()
+        guard code != CURLM_OK else { return }
+        throw CurlFailure(code: CURLE_FAILED_INIT,
+                          text: "\(name) failed: \(String(cString: curl_multi_strerror(code))) (CURLMcode \(code.rawValue))")
     }
 
     /// Forgets every option (our callbacks, context pointers and header list with them) but
@@ -114,6 +172,10 @@ final class EasyHandle: @unchecked Sendable {
         try setting(option) { lifeboat_curl_easy_setopt_seek_callback($0, option, seekCallback) }
     }
 
+    func set(_ option: CURLoption, xferinfoCallback: curl_xferinfo_callback) throws {
+        try setting(option) { lifeboat_curl_easy_setopt_xferinfo_callback($0, option, xferinfoCallback) }
+    }
+
     /// Sets CURLOPT_ERRORBUFFER to this handle's buffer (after every reset).
     func setErrorBuffer() throws {
         try set(CURLOPT_ERRORBUFFER, pointer: UnsafeMutableRawPointer(errorBuffer))
@@ -134,6 +196,14 @@ final class EasyHandle: @unchecked Sendable {
             throw LifeboatError(.internalError, "unable to read libcurl transfer information \(info.rawValue): \(error.text) (\(error.name))")
         }
         return value
+    }
+
+    /// An off_t-valued CURLINFO counter (bytes sent), for logs and statistics: 0 when libcurl
+    /// has no value, which is never a reason to fail a request that got its answer.
+    func counter(_ info: CURLINFO) -> Int64 {
+        var value: curl_off_t = 0
+        guard lifeboat_curl_easy_getinfo_off_t(raw, info, &value) == CURLE_OK else { return 0 }
+        return Int64(value)
     }
 
     /// A failure to set an option is Lifeboat's bug or a libcurl without a needed feature.

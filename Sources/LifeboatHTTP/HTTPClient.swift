@@ -21,8 +21,19 @@ import Synchronization
 ///
 /// **Responses and errors.** Any HTTP status is a response: `perform` throws only when no
 /// complete response arrived (a `LifeboatError` with code `.network` whose `transportError`
-/// says why and whether a retry may help), or when a body closure threw (its error is
-/// rethrown as it is). Redirects are not followed: a 3xx is returned as it is.
+/// says why and whether a retry may help), when a body closure threw (its error is
+/// rethrown as it is), or when the client's cancellation was cancelled. Redirects are not
+/// followed: a 3xx is returned as it is.
+///
+/// **Cancellation.** Every transfer watches the client's `cancellation`: libcurl's progress
+/// callback (CURLOPT_XFERINFOFUNCTION), which it calls whenever it looks at a transfer, data
+/// or not, aborts the transfer once the cancellation is cancelled, and a handler registered
+/// for the transfer's duration wakes libcurl's wait at once (`EasyHandle.wakeup`), so even a
+/// transfer stalled on a silent server ends within milliseconds. A request started after the
+/// cancellation fails without being sent. Either way `perform` throws
+/// `LifeboatError.cancelled(reason)` (code `.cancelled`, never `.network`), whose
+/// `underlying` is an `HTTPTransportError` of kind `.cancelled`. Cleanup that must still
+/// reach the server after a cancellation uses a client made by `with(cancellation: .never)`.
 ///
 /// **Proxies.** libcurl uses the proxy named by the `http_proxy`, `https_proxy`/`HTTPS_PROXY`
 /// and `all_proxy`/`ALL_PROXY` environment variables and skips it for hosts in
@@ -38,7 +49,8 @@ import Synchronization
 /// **Signals.** libcurl runs with CURLOPT_NOSIGNAL (signals and threads do not mix), and
 /// SIGPIPE is ignored process-wide once, so a closed connection is an error, not a crash.
 ///
-/// `Sendable`: the configuration and CA bundle are immutable, and the pool is behind a mutex.
+/// `Sendable`: the configuration, CA bundle and cancellation are immutable (a `Cancellation`
+/// is itself thread-safe), and the pool is behind a mutex.
 public final class HTTPClient: Sendable {
     /// Settings for every request of a client.
     ///
@@ -107,20 +119,42 @@ public final class HTTPClient: Sendable {
     public let configuration: Configuration
     /// The CA bundle applied to `https` requests, or nil for libcurl's default.
     public let caBundle: CABundle?
+    /// Once cancelled, transfers in flight are aborted and new requests fail at once.
+    public let cancellation: Cancellation
 
     private let pool: Mutex<[EasyHandle]>
 
     /// A client with its own pool of connections.
     ///
-    /// - Parameter environment: where to look up `AWS_CA_BUNDLE`, `CURL_CA_BUNDLE` and
-    ///   `SSL_CERT_FILE` (read once, here); nil reads the process environment.
+    /// - Parameters:
+    ///   - environment: where to look up `AWS_CA_BUNDLE`, `CURL_CA_BUNDLE` and
+    ///     `SSL_CERT_FILE` (read once, here); nil reads the process environment.
+    ///   - cancellation: stops every request of this client once cancelled (the run's).
     /// - Throws: `LifeboatError(.internalError)` when libcurl cannot be initialized.
-    public init(configuration: Configuration = Configuration(), environment: [String: String]? = nil) throws {
+    public convenience init(configuration: Configuration = Configuration(), environment: [String: String]? = nil,
+                cancellation: Cancellation = .never) throws {
         try initializeCurlOnce()
+        self.init(configuration: configuration,
+                  caBundle: Self.resolveCABundle(explicit: configuration.caBundle,
+                                                 environment: environment ?? Self.processCABundleEnvironment()),
+                  cancellation: cancellation)
+    }
+
+    private init(configuration: Configuration, caBundle: CABundle?, cancellation: Cancellation) {
         self.configuration = configuration
-        self.caBundle = Self.resolveCABundle(
-            explicit: configuration.caBundle, environment: environment ?? Self.processCABundleEnvironment())
+        self.caBundle = caBundle
+        self.cancellation = cancellation
         self.pool = Mutex([])
+    }
+
+    /// A client with this one's configuration and CA bundle, a pool of connections of its
+    /// own, and `cancellation` instead of this one's: `with(cancellation: .never)` is for
+    /// cleanup that must reach the server after the run was cancelled. A `timeout` replaces
+    /// the configuration's limit on each whole request.
+    public func with(cancellation: Cancellation, timeout: Duration? = nil) -> HTTPClient {
+        var configuration = configuration
+        if let timeout { configuration.timeout = timeout }
+        return HTTPClient(configuration: configuration, caBundle: caBundle, cancellation: cancellation)
     }
 
     /// The CA bundle the rules choose: `explicit`, else the first non-empty one of
@@ -179,24 +213,43 @@ public final class HTTPClient: Sendable {
     private func execute(_ request: HTTPRequest, handling: ResponseBodyHandling) throws -> HTTPResponse {
         let displayURL = Self.redactedURL(request.url)
         let headerLines = try headerLines(for: request, displayURL: displayURL)
+        if cancellation.isCancelled {
+            throw cancelledError(request: request, displayURL: displayURL, detail: "not sent", bytesSent: 0, bytesReceived: 0)
+        }
         let handle = try checkOut()
         defer { checkIn(handle) }
-        let context = TransferContext(method: request.method, displayURL: displayURL, body: request.body, handling: handling)
+        let context = TransferContext(method: request.method, displayURL: displayURL, body: request.body, handling: handling,
+                                      cancellation: cancellation)
         return try withExtendedLifetime(context) {
             // The handle points at the context, the header list and our callbacks until reset.
             defer { handle.reset() }
             try configure(handle, for: request, headerLines: headerLines, context: context)
-            do throws(CurlFailure) {
-                try handle.perform()
-            } catch {
-                if let callbackError = context.callbackError { throw callbackError }
-                throw transportError(error, request: request, displayURL: displayURL)
+            // The handler holds the handle, so a late call (after the transfer, even after the
+            // handle went back to the pool) wakes a live multi handle: at worst a spurious wakeup.
+            let failure = cancellation.whileRunning(onCancel: { handle.wakeup() }) { () -> CurlFailure? in
+                do throws(CurlFailure) {
+                    try handle.perform()
+                    return nil
+                } catch {
+                    return error
+                }
+            }
+            let bytesSent = handle.counter(CURLINFO_SIZE_UPLOAD_T)
+            if context.wasCancelled || (failure != nil && cancellation.isCancelled) {
+                // Aborted for the cancellation, or broken while it happened: either way the run
+                // is over, and this is no network failure to retry.
+                throw cancelledError(request: request, displayURL: displayURL, detail: "stopped",
+                                     bytesSent: bytesSent, bytesReceived: context.bodyByteCount)
             }
             if let callbackError = context.callbackError { throw callbackError }
+            if let failure {
+                throw transportError(failure, request: request, displayURL: displayURL,
+                                     bytesSent: bytesSent, bytesReceived: context.bodyByteCount)
+            }
             let status = try handle.info(CURLINFO_RESPONSE_CODE)
             return HTTPResponse(
                 status: status, headers: context.headers, body: context.collected,
-                isBodyTruncated: context.isTruncated, bodyByteCount: context.bodyByteCount)
+                isBodyTruncated: context.isTruncated, bodyByteCount: context.bodyByteCount, bytesSent: bytesSent)
         }
     }
 
@@ -351,6 +404,13 @@ public final class HTTPClient: Sendable {
             // Any count other than `total` makes libcurl stop with CURLE_WRITE_ERROR.
             return context.receive(UnsafeRawBufferPointer(start: buffer, count: total)) ? total : Int(CURL_WRITEFUNC_ERROR)
         })
+        // Progress: how a cancellation aborts the transfer (any non-zero result does).
+        try handle.set(CURLOPT_NOPROGRESS, false)
+        try handle.set(CURLOPT_XFERINFODATA, pointer: opaque)
+        try handle.set(CURLOPT_XFERINFOFUNCTION, xferinfoCallback: { userdata, _, _, _, _ in
+            guard let context = TransferContext.from(userdata) else { return 1 }
+            return context.shouldContinue() ? 0 : 1
+        })
     }
 
     private static func isHTTPS(_ url: String) -> Bool {
@@ -373,11 +433,24 @@ public final class HTTPClient: Sendable {
 
     // MARK: Errors
 
-    private func transportError(_ failure: CurlFailure, request: HTTPRequest, displayURL: String) -> LifeboatError {
+    /// `LifeboatError.cancelled(reason)`, with what the request had done as its underlying error.
+    private func cancelledError(request: HTTPRequest, displayURL: String, detail: String,
+                                bytesSent: Int64, bytesReceived: Int64) -> LifeboatError {
+        let reason = cancellation.reason ?? "cancelled"
+        var error = LifeboatError.cancelled(reason)
+        error.underlying = HTTPTransportError(
+            kind: .cancelled, curlCode: 0, curlCodeName: "none", method: request.method, url: displayURL,
+            detail: "\(detail): the run was cancelled (\(reason))", bytesSent: bytesSent, bytesReceived: bytesReceived)
+        return error
+    }
+
+    private func transportError(_ failure: CurlFailure, request: HTTPRequest, displayURL: String,
+                                bytesSent: Int64, bytesReceived: Int64) -> LifeboatError {
         let kind = HTTPTransportError.kind(of: failure.code)
         let transport = HTTPTransportError(
             kind: kind, curlCode: failure.number, curlCodeName: failure.name,
-            method: request.method, url: displayURL, detail: failure.text)
+            method: request.method, url: displayURL, detail: failure.text,
+            bytesSent: bytesSent, bytesReceived: bytesReceived)
         let summary: String
         let hint: String?
         switch kind {
@@ -401,6 +474,9 @@ public final class HTTPClient: Sendable {
             hint = tlsCertificateHint(failure.code)
         case .aborted:
             summary = "the transfer was stopped"
+            hint = nil
+        case .cancelled:  // not made here (see cancelledError), but named all the same
+            summary = "the transfer was cancelled"
             hint = nil
         case .responseTooLarge, .other:
             summary = "the request failed"

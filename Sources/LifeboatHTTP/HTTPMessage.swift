@@ -211,13 +211,17 @@ public struct HTTPResponse: Sendable {
     public var isBodyTruncated: Bool
     /// How many body bytes arrived in all: given to the sink, kept, or dropped.
     public var bodyByteCount: Int64
+    /// How many bytes of the request body libcurl sent.
+    public var bytesSent: Int64
 
-    public init(status: Int, headers: HTTPHeaders, body: [UInt8], isBodyTruncated: Bool, bodyByteCount: Int64) {
+    public init(status: Int, headers: HTTPHeaders, body: [UInt8], isBodyTruncated: Bool, bodyByteCount: Int64,
+                bytesSent: Int64 = 0) {
         self.status = status
         self.headers = headers
         self.body = body
         self.isBodyTruncated = isBodyTruncated
         self.bodyByteCount = bodyByteCount
+        self.bytesSent = bytesSent
     }
 
     /// Whether the status is 2xx.

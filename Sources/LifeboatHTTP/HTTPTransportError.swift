@@ -10,7 +10,9 @@ extension LifeboatError.Code {
 /// Why an HTTP request got no (complete) response, in terms retry logic can switch on.
 ///
 /// It travels as the `underlying` error of a `LifeboatError` with code `.network`; read it
-/// with `LifeboatError.transportError`.
+/// with `LifeboatError.transportError`. A transfer stopped because the run was cancelled is
+/// a `LifeboatError` with code `.cancelled` instead, whose `underlying` is one of these of
+/// kind `.cancelled` (what the request had moved when it was stopped).
 public struct HTTPTransportError: Error, Sendable, CustomStringConvertible {
     /// The kind of failure.
     public enum Kind: String, Sendable, Hashable, CustomStringConvertible {
@@ -30,6 +32,9 @@ public struct HTTPTransportError: Error, Sendable, CustomStringConvertible {
         case tlsCertificate = "tls-certificate"
         /// A body callback stopped the transfer without an error of its own.
         case aborted
+        /// The client's `Cancellation` was cancelled: the transfer was stopped, or never
+        /// started. Never retried.
+        case cancelled
         /// The response body is larger than the caller's limit for a body held in memory.
         case responseTooLarge = "response-too-large"
         /// Anything else (a malformed URL, an unsupported protocol, a protocol error).
@@ -48,26 +53,34 @@ public struct HTTPTransportError: Error, Sendable, CustomStringConvertible {
     public let url: String
     /// libcurl's own text for the failure (its error buffer), read as soon as it failed.
     public let detail: String
+    /// Bytes of the request body sent before the failure.
+    public let bytesSent: Int64
+    /// Bytes of the response body received before the failure.
+    public let bytesReceived: Int64
 
-    public init(kind: Kind, curlCode: Int, curlCodeName: String, method: HTTPMethod, url: String, detail: String) {
+    public init(kind: Kind, curlCode: Int, curlCodeName: String, method: HTTPMethod, url: String, detail: String,
+                bytesSent: Int64 = 0, bytesReceived: Int64 = 0) {
         self.kind = kind
         self.curlCode = curlCode
         self.curlCodeName = curlCodeName
         self.method = method
         self.url = url
         self.detail = detail
+        self.bytesSent = bytesSent
+        self.bytesReceived = bytesReceived
     }
 
     /// Whether sending the request again may succeed: connection failures (including a
     /// name that did not resolve, often a passing resolver failure), broken connections,
     /// timeouts and a failed TLS handshake. Not a certificate that is not trusted, not a
-    /// transfer stopped by Lifeboat's own callbacks, not a response over the size limit.
+    /// transfer stopped by Lifeboat's own callbacks or by a cancellation, not a response over
+    /// the size limit.
     ///
     /// A retry also needs a body that can be sent again: `HTTPRequest.Body.isReplayable`.
     public var isRetryable: Bool {
         switch kind {
         case .connectFailed, .dns, .timeout, .connectionReset, .tlsHandshake: true
-        case .tlsCertificate, .aborted, .responseTooLarge, .other: false
+        case .tlsCertificate, .aborted, .cancelled, .responseTooLarge, .other: false
         }
     }
 

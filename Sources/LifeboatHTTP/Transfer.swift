@@ -14,12 +14,17 @@ enum ResponseBodyHandling {
 }
 
 /// The state of one transfer, shared with libcurl's callbacks through an unretained
-/// `Unmanaged` pointer (CURLOPT_READDATA, WRITEDATA, HEADERDATA, SEEKDATA). It lives on the
-/// stack of `HTTPClient.perform` until libcurl is done with it and is only touched by the
-/// thread running the transfer (libcurl calls the callbacks from inside `curl_easy_perform`).
+/// `Unmanaged` pointer (CURLOPT_READDATA, WRITEDATA, HEADERDATA, SEEKDATA, XFERINFODATA). It
+/// lives on the stack of `HTTPClient.perform` until libcurl is done with it and is only
+/// touched by the thread running the transfer (libcurl calls the callbacks from inside
+/// `EasyHandle.perform`).
 final class TransferContext {
     let method: HTTPMethod
     let displayURL: String
+    /// Looked at by the progress callback: once cancelled, the transfer is aborted.
+    let cancellation: Cancellation
+    /// True once the progress callback aborted the transfer for the cancellation.
+    private(set) var wasCancelled = false
 
     // Request body.
     private let body: HTTPRequest.Body
@@ -39,9 +44,11 @@ final class TransferContext {
     /// The error that made a callback stop the transfer; `perform` rethrows it as it is.
     private(set) var callbackError: (any Error)?
 
-    init(method: HTTPMethod, displayURL: String, body: HTTPRequest.Body, handling: ResponseBodyHandling) {
+    init(method: HTTPMethod, displayURL: String, body: HTTPRequest.Body, handling: ResponseBodyHandling,
+         cancellation: Cancellation) {
         self.method = method
         self.displayURL = displayURL
+        self.cancellation = cancellation
         self.body = body
         self.bodyLength = body.length
         self.handling = handling
@@ -113,6 +120,16 @@ final class TransferContext {
             bodyOffset = 0
             return CURL_SEEKFUNC_OK
         }
+    }
+
+    // MARK: Progress (CURLOPT_XFERINFOFUNCTION)
+
+    /// Whether the transfer goes on; false (remembered in `wasCancelled`) once the run is
+    /// cancelled. libcurl calls this whenever it looks at the transfer, data or not.
+    func shouldContinue() -> Bool {
+        guard cancellation.isCancelled else { return true }
+        wasCancelled = true
+        return false
     }
 
     // MARK: Response (CURLOPT_HEADERFUNCTION, CURLOPT_WRITEFUNCTION)

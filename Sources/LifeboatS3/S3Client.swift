@@ -5,11 +5,6 @@ import LifeboatHTTP
 import Logging
 import Synchronization
 
-/// An S3 client of our own: SigV4 from the core, HTTP over libcurl, retries with capped
-/// exponential backoff and jitter, and errors a person can act on.
-///
-/// Every call blocks its thread (callers run on threads of their own). The client is shared
-/// by the threads of a multipart upload.
 /// How uploads ask the server to check their bytes.
 public enum S3Checksum: String, Sendable, CaseIterable {
     /// `x-amz-checksum-sha256`: the SHA-256 that also signs the payload, so one pass over the
@@ -19,6 +14,22 @@ public enum S3Checksum: String, Sendable, CaseIterable {
     case md5
 }
 
+/// An S3 client of our own: SigV4 from the core, HTTP over libcurl, retries with capped
+/// exponential backoff and jitter, and errors a person can act on.
+///
+/// Every call blocks its thread (callers run on threads of their own). The client is shared
+/// by the threads of a multipart upload.
+///
+/// **Cancellation** is its `HTTPClient`'s: once it is cancelled, requests in flight end at
+/// once, no request is sent and no attempt retried, and every call throws
+/// `LifeboatError.cancelled(reason)`. Cleanup after a cancellation (aborting a multipart
+/// upload, deleting partial data) goes through `forCleanup()`.
+///
+/// **Logs.** Each attempt of a request is one debug line ("S3 request") with the action,
+/// method, object, URL (presigned query values redacted), attempt, HTTP status or the
+/// transport failure's kind, the S3 error code and request id when there are, bytes sent and
+/// received, and duration; a retry is one warning. No header, signature or credential is
+/// ever logged.
 public final class S3Client: Sendable {
     public struct Configuration: Sendable {
         /// `http(s)://host[:port]`, without the bucket.
@@ -55,16 +66,25 @@ public final class S3Client: Sendable {
     let authority: String
 
     /// - Parameters:
+    ///   - http: the transport; its `cancellation` is this client's (see `cancellation`).
     ///   - clock: the time requests are signed with.
-    ///   - sleep: waits between retries (injected so tests can count instead of wait).
-    public init(configuration: Configuration, http: HTTPClient, logger: Logger,
-                clock: @escaping @Sendable () -> Date = { Date() },
-                sleep: @escaping @Sendable (Double) -> Void = { seconds in Thread.sleep(forTimeInterval: seconds) }) throws {
+    ///   - sleep: waits between retries (injected so tests can count instead of wait); one
+    ///     that returns early when the run is cancelled (`CancellableSleep`) lets a cancelled
+    ///     run end without waiting out a backoff.
+    public convenience init(configuration: Configuration, http: HTTPClient, logger: Logger,
+                            clock: @escaping @Sendable () -> Date = { Date() },
+                            sleep: @escaping @Sendable (Double) -> Void = { seconds in Thread.sleep(forTimeInterval: seconds) }) throws {
         guard let url = URL(string: configuration.endpoint), let scheme = url.scheme, scheme == "http" || scheme == "https",
               let host = url.host, !host.isEmpty
         else {
             throw LifeboatError(.configuration, "S3 endpoint '\(configuration.endpoint)' is not an http:// or https:// URL")
         }
+        self.init(configuration: configuration, http: http, logger: logger, clock: clock, sleep: sleep,
+                  scheme: scheme, authority: url.port.map { "\(host):\($0)" } ?? host)
+    }
+
+    private init(configuration: Configuration, http: HTTPClient, logger: Logger, clock: @escaping @Sendable () -> Date,
+                 sleep: @escaping @Sendable (Double) -> Void, scheme: String, authority: String) {
         self.configuration = configuration
         self.http = http
         self.signer = SigV4Signer(credentials: configuration.credentials, region: configuration.region, service: "s3")
@@ -72,9 +92,32 @@ public final class S3Client: Sendable {
         self.sleep = sleep
         self.logger = logger
         self.scheme = scheme
-        self.authority = url.port.map { "\(host):\($0)" } ?? host
+        self.authority = authority
         Secrets.register(configuration.credentials.secretAccessKey)
         Secrets.register(configuration.credentials.sessionToken)
+    }
+
+    /// The run's cancellation, which is the `HTTPClient`'s: once cancelled, no request is sent
+    /// or retried and those in flight are aborted.
+    public var cancellation: Cancellation { http.cancellation }
+
+    /// Retries of a cleanup client: one more attempt, after at most half a second.
+    public static let cleanupRetry = RetryPolicy(maxAttempts: 2, baseDelay: 0.1, maxDelay: 0.5)
+    /// The limit on each whole request of a cleanup client (which no cancellation stops):
+    /// cleanup requests are small, and a stalled server must not hold a cancelled run for long.
+    public static let cleanupRequestTimeout: Duration = .seconds(5)
+
+    /// A client for cleanup after a failure or a cancellation (AbortMultipartUpload, deleting
+    /// partial data): the same configuration, credentials, logger and clock, but a new
+    /// `HTTPClient` (a pool of its own) that no cancellation stops, each request limited to
+    /// `cleanupRequestTimeout`, retries by `cleanupRetry`, and waits between them that no
+    /// cancellation shortens.
+    public func forCleanup() -> S3Client {
+        var cleanup = configuration
+        cleanup.retry = Self.cleanupRetry
+        return S3Client(configuration: cleanup, http: http.with(cancellation: .never, timeout: Self.cleanupRequestTimeout),
+                        logger: logger, clock: clock, sleep: { seconds in Thread.sleep(forTimeInterval: seconds) },
+                        scheme: scheme, authority: authority)
     }
 
     /// `s3://bucket/key`, for messages.
@@ -324,15 +367,18 @@ public final class S3Client: Sendable {
     }
 
     /// Signs and sends a call, retrying what is worth retrying; maps failures to errors.
+    /// Checks the cancellation before each attempt (so after each retry's wait too): a
+    /// cancelled run sends nothing more and throws `LifeboatError.cancelled`.
     @discardableResult
     func send(_ call: S3Call) throws -> HTTPResponse {
         var attempts: [String] = []
         var attempt = 0
         while true {
             attempt += 1
+            try cancellation.checkCancelled()
             let outcome: String
             do {
-                let response = try performOnce(call)
+                let response = try performOnce(call, attempt: attempt)
                 if (200..<300).contains(response.status) || (call.acceptNotFound && response.status == 404) {
                     if attempt > 1 {
                         logger.info("S3 request succeeded after retries", metadata: [
@@ -363,6 +409,7 @@ public final class S3Client: Sendable {
                         + attempts.enumerated().map { "\($0.offset + 1)) \($0.element)" }.joined(separator: "; "),
                     hint: "The endpoint \(configuration.endpoint) kept failing; check that the S3 service is up and reachable, then run the command again.")
             }
+            try cancellation.checkCancelled()  // no "retrying" for a run that is over
             let delay = configuration.retry.delay(afterAttempt: attempt) { Double.random(in: $0) }
             logger.warning("S3 request failed; retrying", metadata: [
                 "s3.action": "\(call.action)", "s3.object": "\(display(call.key))", "s3.attempt": "\(attempt)",
@@ -372,8 +419,8 @@ public final class S3Client: Sendable {
         }
     }
 
-    /// Signs a call with the current time and sends it once.
-    func performOnce(_ call: S3Call) throws -> HTTPResponse {
+    /// The signed HTTP request of a call, with the current time.
+    func signedRequest(_ call: S3Call) -> HTTPRequest {
         let (path, host) = target(key: call.key)
         var request = SigV4Request(method: call.method.rawValue, path: path, query: call.query,
                                    headers: [SigV4Request.Header("Host", host)] + call.headers, payload: call.payload)
@@ -387,7 +434,61 @@ public final class S3Client: Sendable {
         }
         let query = signed.request.encodedQuery
         let url = "\(scheme)://\(host)\(signed.request.encodedPath)\(query.isEmpty ? "" : "?" + query)"
-        return try http.perform(HTTPRequest(call.method, url, headers: headers, body: call.body), bodyLimit: call.bodyLimit)
+        return HTTPRequest(call.method, url, headers: headers, body: call.body)
+    }
+
+    /// Signs a call with the current time and sends it once; logs the attempt (debug).
+    func performOnce(_ call: S3Call, attempt: Int) throws -> HTTPResponse {
+        let request = signedRequest(call)
+        let started = ContinuousClock.now
+        do {
+            let response = try http.perform(request, bodyLimit: call.bodyLimit)
+            logger.debug("S3 request", metadata: attemptMetadata(
+                call, url: request.url, attempt: attempt, duration: .now - started, outcome: .response(response)))
+            return response
+        } catch {
+            logger.debug("S3 request", metadata: attemptMetadata(
+                call, url: request.url, attempt: attempt, duration: .now - started, outcome: .failure(error)))
+            throw error
+        }
+    }
+
+    /// How an attempt ended, for its log line.
+    enum AttemptOutcome {
+        case response(HTTPResponse)
+        case failure(any Error)
+    }
+
+    /// The fields of an attempt's debug line. Only what is safe to show: no header (the
+    /// `Authorization` header holds the signature), the URL with presigned secrets redacted.
+    func attemptMetadata(_ call: S3Call, url: String, attempt: Int, duration: Duration, outcome: AttemptOutcome) -> Logger.Metadata {
+        var metadata: Logger.Metadata = [
+            "s3.action": "\(call.action)", "http.method": "\(call.method)", "s3.object": "\(display(call.key))",
+            "http.url": "\(HTTPClient.redactedURL(url))", "s3.attempt": "\(attempt)",
+            "http.duration_ms": "\(Self.milliseconds(duration))",
+        ]
+        switch outcome {
+        case .response(let response):
+            metadata["http.status"] = "\(response.status)"
+            metadata["http.bytes_sent"] = "\(response.bytesSent)"
+            metadata["http.bytes_received"] = "\(response.bodyByteCount)"
+            if let requestID = response.headers["x-amz-request-id"] { metadata["s3.request_id"] = "\(requestID)" }
+            if !response.isSuccess, let code = (try? XMLNode.parse(response.body))?["Code"], !code.isEmpty {
+                metadata["s3.error_code"] = "\(code)"  // best effort: an error body need not be XML
+            }
+        case .failure(let error):
+            let transport = (error as? LifeboatError)?.underlying as? HTTPTransportError
+            metadata["http.failure"] = "\(transport.map { "\($0.kind)" } ?? "error")"
+            metadata["http.bytes_sent"] = "\(transport?.bytesSent ?? 0)"
+            metadata["http.bytes_received"] = "\(transport?.bytesReceived ?? 0)"
+            if let transport, transport.kind != .cancelled { metadata["http.curl_code"] = "\(transport.curlCodeName)" }
+        }
+        return metadata
+    }
+
+    static func milliseconds(_ duration: Duration) -> Int64 {
+        let (seconds, attoseconds) = duration.components
+        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
     }
 
     /// A HEAD response has no body, so a refused HEAD does not say why. The same request as a
@@ -399,7 +500,7 @@ public final class S3Client: Sendable {
         probe.method = .get
         probe.headers.append(SigV4Request.Header("Range", "bytes=0-0"))
         probe.bodyLimit = 1 << 20
-        guard let response = try? performOnce(probe), !response.isSuccess else { return nil }  // a diagnosis, best effort
+        guard let response = try? performOnce(probe, attempt: 1), !response.isSuccess else { return nil }  // a diagnosis, best effort
         return try? XMLNode.parse(response.body)
     }
 

@@ -10,6 +10,10 @@ import Logging
 /// part size grows every 1,000 parts so that an object of any size fits in S3's 10,000.
 /// Readers fetch ranges of `partSize` bytes, `readAhead` of them ahead of the caller, each
 /// with `If-Match` so an object replaced mid-read is detected rather than spliced.
+///
+/// When the client's cancellation is cancelled, transfers in flight (parts, ranges) end at
+/// once with `LifeboatError.cancelled`; aborting a writer then still reaches the server,
+/// through the client's `forCleanup()`.
 public struct S3Store: ObjectStore {
     public let client: S3Client
     /// Key prefix of the repository inside the bucket: empty or ending in `/`.
@@ -103,6 +107,10 @@ final class S3ObjectWriter: ObjectWriter {
     private var buffer: [UInt8] = []
     private var nextPart = 1
     private var uploads: PartUploads?
+    /// CreateMultipartUpload failed after it may have reached the server (a cancellation or a
+    /// broken connection while waiting for its answer): an upload may exist whose id we never
+    /// learnt.
+    private var creationInterrupted = false
     private var finished = false
 
     init(store: S3Store, key: String, ifAbsent: Bool) {
@@ -130,7 +138,13 @@ final class S3ObjectWriter: ObjectWriter {
 
     private func sendPart() throws {
         if uploads == nil {
-            let uploadID = try store.client.createMultipartUpload(key: fullKey)
+            let uploadID: String
+            do {
+                uploadID = try store.client.createMultipartUpload(key: fullKey)
+            } catch {
+                creationInterrupted = true
+                throw error
+            }
             uploads = PartUploads(client: store.client, key: fullKey, uploadID: uploadID, concurrency: store.concurrency)
         }
         guard let uploads else { return }
@@ -162,20 +176,49 @@ final class S3ObjectWriter: ObjectWriter {
         buffer = []
     }
 
-    /// Aborts the multipart upload (so no parts are left behind, billed and invisible).
+    /// Aborts the multipart upload (so no parts are left behind, billed and invisible): parts
+    /// not started are dropped, those in flight end (at once when the run was cancelled), and
+    /// AbortMultipartUpload goes out through a cleanup client, which the run's cancellation
+    /// does not stop.
     func abort() {
         guard !finished else { return }
         finished = true
         buffer = []
-        guard let uploads else { return }
-        uploads.cancelAndWait()
+        if let uploads {
+            uploads.cancelAndWait()
+            abortUpload(uploads.uploadID, client: store.client.forCleanup())
+        } else if creationInterrupted {
+            abortUploadsOfUnknownID()
+        }
+    }
+
+    private func abortUpload(_ uploadID: String, client: S3Client) {
         do {
-            try store.client.abortMultipartUpload(key: fullKey, uploadID: uploads.uploadID)
+            try client.abortMultipartUpload(key: fullKey, uploadID: uploadID)
         } catch {
             store.logger.warning("could not abort the multipart upload; its parts stay until it is aborted", metadata: [
-                "s3.object": "\(store.client.display(fullKey))", "s3.upload_id": "\(uploads.uploadID)",
+                "s3.object": "\(store.client.display(fullKey))", "s3.upload_id": "\(uploadID)",
                 "error": "\(String(describing: error))",
             ])
+        }
+    }
+
+    /// The CreateMultipartUpload of this writer may have created an upload whose answer never
+    /// came: every upload in progress for exactly this key is aborted. (A repository's keys
+    /// are written by one run, so they are this writer's.)
+    private func abortUploadsOfUnknownID() {
+        let client = store.client.forCleanup()
+        let found: [(key: String, uploadID: String)]
+        do {
+            found = try client.listMultipartUploads(prefix: fullKey)
+        } catch {
+            store.logger.warning("could not look for a multipart upload whose creation was interrupted; if it exists, its parts stay until it is aborted", metadata: [
+                "s3.object": "\(store.client.display(fullKey))", "error": "\(String(describing: error))",
+            ])
+            return
+        }
+        for upload in found where upload.key == fullKey {
+            abortUpload(upload.uploadID, client: client)
         }
     }
 }
@@ -202,7 +245,8 @@ final class PartUploads: @unchecked Sendable {
     }
 
     /// Starts uploading a part; waits while `concurrency` parts are in flight. Throws the
-    /// first failure of an earlier part.
+    /// first failure of an earlier part (`.cancelled` once the run is: the parts in flight
+    /// end at once then).
     func submit(number: Int, bytes: [UInt8]) throws {
         condition.lock()
         while inFlight >= concurrency && failure == nil { condition.wait() }
@@ -215,7 +259,7 @@ final class PartUploads: @unchecked Sendable {
         let thread = Thread { [self] in
             var part: S3Client.UploadedPart?
             var error: (any Error)?
-            if !self.isCancelled {
+            if !self.isStopped {
                 do {
                     part = try self.client.uploadPart(key: self.key, uploadID: self.uploadID, partNumber: number, bytes: bytes)
                 } catch let e {
@@ -233,10 +277,12 @@ final class PartUploads: @unchecked Sendable {
         thread.start()
     }
 
-    private var isCancelled: Bool {
+    /// Whether a part that has not started yet is better not started: the upload is being
+    /// aborted, or an earlier part failed (which fails the upload).
+    private var isStopped: Bool {
         condition.lock()
         defer { condition.unlock() }
-        return cancelled
+        return cancelled || failure != nil
     }
 
     /// Waits for every part; returns them in order, or throws the first failure.
@@ -248,7 +294,8 @@ final class PartUploads: @unchecked Sendable {
         return parts.values.sorted { $0.number < $1.number }
     }
 
-    /// Stops parts that have not started, and waits for those in flight.
+    /// Stops parts that have not started, and waits for those in flight (which end at once
+    /// when the client's cancellation is cancelled; otherwise they run to their end).
     func cancelAndWait() {
         condition.lock()
         cancelled = true

@@ -119,6 +119,7 @@ public final class FaultProxy: Sendable {
         public var action: String
         public var status: Int?
         public var code: String?
+        public var beforeBody = false
 
         /// Answers matching requests with an HTTP status and an S3 error document.
         public static func status(_ status: Int, code: String? = nil, match: String = "", times: Int? = nil) -> Rule {
@@ -130,11 +131,18 @@ public final class FaultProxy: Sendable {
             Rule(match: match, times: times, action: "reset", status: nil, code: nil)
         }
 
+        /// Answers matching requests with nothing for 30 seconds (a stalled server), after
+        /// reading their body, or before it with `beforeBody` (an upload stalls while sent).
+        public static func stall(match: String = "", times: Int? = nil, beforeBody: Bool = false) -> Rule {
+            Rule(match: match, times: times, action: "stall", status: nil, code: nil, beforeBody: beforeBody)
+        }
+
         var json: [String: Any] {
             var object: [String: Any] = ["match": match, "action": action]
             if let times { object["times"] = times }
             if let status { object["status"] = status }
             if let code { object["code"] = code }
+            if beforeBody { object["before_body"] = true }
             return object
         }
     }
@@ -156,7 +164,17 @@ public final class FaultProxy: Sendable {
         try fixture.send(["rules": rules.map(\.json)])
     }
 
-    /// Requests seen so far: method, path with query, and status (or "reset").
+    /// Waits until `count` requests matching `match` (a substring of "METHOD /path?query") had
+    /// `outcome` ("stall", "reset", or a status such as "503"); throws after `timeout`.
+    public func waitFor(_ outcome: String, match: String = "", count: Int = 1, timeout: Duration = .seconds(30)) throws {
+        let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
+        let answer = try fixture.send(["await": ["outcome": outcome, "match": match, "count": count, "timeout": seconds]])
+        guard answer["ok"] as? Bool == true else {
+            throw TestSupportError("fault_proxy.py saw fewer than \(count) requests matching '\(match)' with outcome '\(outcome)' within \(timeout)")
+        }
+    }
+
+    /// Requests seen so far: method, path with query, and status (or "reset", "stall").
     public func requests() throws -> [(method: String, path: String, outcome: String)] {
         let answer = try fixture.send(["stats": true])
         return (answer["requests"] as? [[Any]] ?? []).map { ($0[0] as? String ?? "", $0[1] as? String ?? "", "\($0[2])") }

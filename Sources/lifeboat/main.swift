@@ -39,10 +39,12 @@ do {
     try command.run()
     exit(0)
 } catch let error as LifeboatError {
-    var status = error.exitStatus
-    if error.code == .cancelled { status = Signals.exitStatus(for: Signals.signal ?? SIGTERM) }
+    // Cancelled by a signal: 128 + its number, and the one line says so. Cancelled for
+    // another reason (the run lost its lock): a failed operation.
+    let signal = error.code == .cancelled ? Signals.signal : nil
+    let status = signal.map(Signals.exitStatus(for:)) ?? error.exitStatus
     reportJSON([error], status: status)
-    report("\(error.code == .cancelled ? "" : "error: ")\(error)")
+    report("\(signal == nil ? "error: " : "")\(error)")
     exit(status)
 } catch let errors as LifeboatErrors {
     reportJSON(errors.errors, status: errors.exitStatus)

@@ -8,15 +8,21 @@ with one JSON line:
 
     {"rules": [RULE, ...]}   replace the rules          → {"ok": true}
     {"stats": true}          requests seen so far       → {"requests": [[METHOD, PATH, STATUS], ...]}
+    {"await": {"outcome": "stall", "match": "...", "count": N, "timeout": S}}
+                             waits until N requests whose 'METHOD /path?query' holds "match"
+                             have that outcome → {"ok": true}, or {"ok": false} after S seconds
 
 A RULE: {"match": "substring of 'METHOD /path?query'" (default: every request),
          "times": N (how many matching requests it applies to; default: all),
          "action": "status" | "reset" | "stall",
-         "status": 503 (for "status"), "code": "SlowDown" (the S3 error code in the body)}
+         "status": 503 (for "status"), "code": "SlowDown" (the S3 error code in the body),
+         "before_body": true (for "stall": stall before reading the request body)}
 
 "status" answers with that status and an S3 error document (after reading the request
 body); "reset" closes the connection with a TCP reset after reading the request head;
-"stall" sends nothing for 30 s. The proxy exits when its stdin closes.
+"stall" sends nothing for 30 s, after reading the request body (or before, with
+"before_body", so that an upload stalls while it is sent). The proxy exits when its stdin
+closes.
 """
 import json
 import socket
@@ -26,6 +32,7 @@ import threading
 import time
 
 lock = threading.Lock()
+changed = threading.Condition(lock)
 rules = []
 seen = []
 
@@ -85,6 +92,15 @@ def pick_rule(target):
 def record(method, path, status):
     with lock:
         seen.append([method, path, status])
+        changed.notify_all()
+
+
+def await_outcome(outcome, match, count, timeout):
+    def enough():
+        return sum(1 for method, path, status in seen
+                   if str(status) == outcome and match in f"{method} {path}") >= count
+    with lock:
+        return changed.wait_for(enough, timeout)
 
 
 def handle(conn, upstream):
@@ -98,6 +114,10 @@ def handle(conn, upstream):
         if rule and rule["action"] == "reset":
             record(method, path, "reset")
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return
+        if rule and rule["action"] == "stall" and rule.get("before_body"):
+            record(method, path, "stall")
+            time.sleep(30)
             return
         body = read_body(conn, headers, rest)
         if rule and rule["action"] == "stall":
@@ -160,6 +180,11 @@ def main():
         elif "stats" in command:
             with lock:
                 print(json.dumps({"requests": seen}), flush=True)
+        elif "await" in command:
+            wanted = command["await"]
+            ok = await_outcome(str(wanted["outcome"]), wanted.get("match", ""), int(wanted.get("count", 1)),
+                               float(wanted.get("timeout", 30)))
+            print(json.dumps({"ok": ok}), flush=True)
 
 
 if __name__ == "__main__":

@@ -121,6 +121,7 @@ struct HTTPClientTests {
             #expect(echo.values("content-length") == ["\(size)"])
             #expect(echo.values("expect").isEmpty)
             #expect(echo.values("transfer-encoding").isEmpty)
+            #expect(response.bytesSent == size)
             // Bounded: libcurl asked for the body piece by piece, in buffers of at most 2 MiB.
             #expect(stats.calls >= 20)
             #expect(stats.largestBuffer <= 2 << 20)
@@ -369,6 +370,62 @@ struct HTTPClientTests {
             #expect(overall?.transport.kind == .timeout)
             #expect(overall?.transport.isRetryable == true)
             #expect(clock.now - start < .seconds(4))
+        }
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func aRequestAfterTheCancellationFailsWithoutBeingSent() async throws {
+        try await withServer { server in
+            let cancellation = Cancellation()
+            let client = try HTTPClient(cancellation: cancellation)
+            #expect(try client.perform(HTTPRequest(.get, server.url("/echo"))).status == 200)
+            cancellation.cancel(reason: "SIGTERM")
+            let error = #expect(throws: LifeboatError.self) {
+                _ = try client.perform(HTTPRequest(.put, server.url("/echo"), body: .bytes([1, 2, 3])))
+            }
+            #expect(error?.code == .cancelled)
+            #expect(error?.message == "cancelled (SIGTERM)")
+            let underlying = error?.underlying as? HTTPTransportError
+            #expect(underlying?.kind == .cancelled)
+            #expect(underlying?.isRetryable == false)
+            #expect(underlying?.bytesSent == 0)
+            // The same configuration without the cancellation still reaches the server, which
+            // saw one connection: the cancelled request never made one.
+            let cleanup = client.with(cancellation: .never)
+            #expect(cleanup.configuration.userAgent == client.configuration.userAgent)
+            #expect(try cleanup.perform(HTTPRequest(.get, server.url("/connections"))).bodyText == "2")
+        }
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func cancellingAStalledDownloadEndsItAtOnce() async throws {
+        try await withServer { server in
+            let cancellation = Cancellation()
+            // No low-speed limit: only the cancellation can end this transfer early.
+            let client = try HTTPClient(configuration: .init(lowSpeedLimit: 0), cancellation: cancellation)
+            let firstBytes = DispatchSemaphore(value: 0)
+            let cancelledAt = Mutex<ContinuousClock.Instant?>(nil)
+            let canceller = Thread {
+                firstBytes.wait()
+                cancelledAt.withLock { $0 = .now }
+                cancellation.cancel(reason: "SIGINT")
+            }
+            canceller.start()
+            var received = 0
+            // /slow/30 sends 10 of its 1,000,000 bytes, then nothing for 30 seconds.
+            let error = #expect(throws: LifeboatError.self) {
+                _ = try client.perform(HTTPRequest(.get, server.url("/slow/30"))) { chunk in
+                    if received == 0 { firstBytes.signal() }
+                    received += chunk.count
+                }
+            }
+            let ended = ContinuousClock.now
+            #expect(error?.code == .cancelled)
+            #expect((error?.underlying as? HTTPTransportError)?.bytesReceived == 10)
+            let took = ended - (cancelledAt.withLock { $0 } ?? ended)
+            #expect(took < .milliseconds(1500), "the transfer ended \(took) after the cancellation")
+            // The same configuration without the cancellation goes on working.
+            #expect(try client.with(cancellation: .never).perform(HTTPRequest(.get, server.url("/bytes/10"))).body.count == 10)
         }
     }
 

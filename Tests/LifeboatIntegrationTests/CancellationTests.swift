@@ -52,7 +52,7 @@ func eventually(timeout: Double = 30, _ condition: () throws -> Bool) throws -> 
 }
 
 @Suite(.timeLimit(.minutes(3)))
-struct Cancellation {
+struct SignalsCancelRuns {
     @Test(arguments: [SIGINT, SIGTERM])
     func aSignalDuringAPostgresBackupStopsPgDumpRemovesThePartialBackupAndExitsAtOnce(signal: Int32) throws {
         let server = try PostgresServer.start()

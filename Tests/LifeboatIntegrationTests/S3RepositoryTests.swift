@@ -25,15 +25,17 @@ func s3Environment(_ server: S3TestServer, secret: String? = nil) -> [String: St
     ["TEST_S3_KEY": server.accessKeyID, "TEST_S3_SECRET": secret ?? server.secretAccessKey]
 }
 
-/// A client straight to the server, for looking behind Lifeboat's back.
+/// A client straight to the server, for looking behind Lifeboat's back (or, with `endpoint`,
+/// through the fault proxy).
 func directClient(_ server: S3TestServer, endpoint: String? = nil, retry: RetryPolicy = RetryPolicy(maxAttempts: 5, baseDelay: 0.01, maxDelay: 0.05),
-                  checksum: S3Checksum = .sha256) throws -> S3Client {
+                  checksum: S3Checksum = .sha256, cancellation: Cancellation = .never, logger: Logger = Logger(label: "test"),
+                  sleep: @escaping @Sendable (Double) -> Void = { Thread.sleep(forTimeInterval: $0) }) throws -> S3Client {
     try S3Client(
         configuration: S3Client.Configuration(
             endpoint: endpoint ?? server.endpoint, region: server.region, bucket: "lifeboat-test", pathStyle: true,
             credentials: AWSCredentials(accessKeyID: server.accessKeyID, secretAccessKey: server.secretAccessKey), retry: retry,
             checksum: checksum),
-        http: try HTTPClient(), logger: Logger(label: "test"))
+        http: try HTTPClient(cancellation: cancellation), logger: logger, sleep: sleep)
 }
 
 func sha256Hex(_ bytes: [UInt8]) -> String {

@@ -23,6 +23,12 @@ CURLcode lifeboat_curl_easy_setopt_io_callback(CURL *handle, CURLoption option, 
 /// (a reused connection that turned out dead, a redirect, an authentication round).
 CURLcode lifeboat_curl_easy_setopt_seek_callback(CURL *handle, CURLoption option, curl_seek_callback callback);
 
+/// The transfer-information callback (CURLOPT_XFERINFOFUNCTION) has a function-pointer type
+/// of its own again (four curl_off_t counters, an int result): libcurl calls it while a
+/// transfer runs, also when no byte moves, and a non-zero result aborts the transfer with
+/// CURLE_ABORTED_BY_CALLBACK. That is how a cancelled run stops its transfers.
+CURLcode lifeboat_curl_easy_setopt_xferinfo_callback(CURL *handle, CURLoption option, curl_xferinfo_callback callback);
+
 CURLcode lifeboat_curl_easy_getinfo_long(CURL *handle, CURLINFO info, long *value);
 CURLcode lifeboat_curl_easy_getinfo_off_t(CURL *handle, CURLINFO info, curl_off_t *value);
 CURLcode lifeboat_curl_easy_getinfo_double(CURL *handle, CURLINFO info, double *value);

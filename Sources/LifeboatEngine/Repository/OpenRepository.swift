@@ -16,7 +16,8 @@ extension Repository {
             let credentials = try S3Credentials.resolve(repository: config.name, config: s3, environment: context.environment) { path in
                 pathExists(path) ? try readTextFile(path) : nil
             }
-            let http = try HTTPClient(configuration: HTTPClient.Configuration(caBundle: s3.caBundle), environment: context.environment)
+            let http = try HTTPClient(configuration: HTTPClient.Configuration(timeout: context.requestTimeout, caBundle: s3.caBundle), environment: context.environment,
+                                      cancellation: context.cancellation)
             let client = try S3Client(
                 configuration: S3Client.Configuration(endpoint: s3.endpoint, region: s3.region, bucket: s3.bucket,
                                                       pathStyle: s3.pathStyle, credentials: credentials, retry: context.retry,

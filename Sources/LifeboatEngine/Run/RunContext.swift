@@ -19,6 +19,9 @@ public struct RunContext: Sendable {
     public var sleep: @Sendable (Double) -> Void
     /// For `${VAR}`, S3 credentials and CA bundles.
     public var environment: [String: String]
+    /// A limit on each remote request as a whole (nil: none, only the transfer's own
+    /// low-speed limit). Cleanup sets one, so that a stalled server cannot hold it up.
+    public var requestTimeout: Duration?
     /// Who this process is, for reservations and locks.
     public var host: String
     public var pid: Int32
@@ -52,6 +55,7 @@ public struct RunContext: Sendable {
         var copy = self
         copy.cancellation = .never
         copy.retry = RetryPolicy(maxAttempts: 2, baseDelay: 0.1, maxDelay: 0.5)
+        copy.requestTimeout = .seconds(5)
         let cancellation = Cancellation.never
         copy.sleep = { seconds in CancellableSleep.sleep(seconds: seconds, cancellation: cancellation) }
         return copy

@@ -28,16 +28,17 @@ public func together<T: Sendable>(_ count: Int, _ body: @escaping @Sendable (Int
     return results.withLock { results in (0..<count).map { results[$0] ?? .failure(TestSupportError("thread \($0) gave no result")) } }
 }
 
-/// Work running on a thread of its own while the test goes on; `wait()` returns its result.
+/// Work running on a thread of its own while the test goes on; `wait()` returns its result,
+/// and `ended` when it ended (for "it stopped within 2 seconds of the cancellation").
 public final class Background<T: Sendable>: Sendable {
-    private let result = Mutex<Result<T, any Error>?>(nil)
+    private let outcome = Mutex<(result: Result<T, any Error>, ended: ContinuousClock.Instant)?>(nil)
     private let done = DispatchSemaphore(value: 0)
 
     /// Starts `body` on a new thread (not on the cooperative pool: the engine blocks).
     public init(_ body: @escaping @Sendable () throws -> T) {
         let thread = Thread { [self] in
-            let outcome = Result { try body() }
-            result.withLock { $0 = outcome }
+            let result = Result { try body() }
+            outcome.withLock { $0 = (result, .now) }
             done.signal()
         }
         thread.name = "lifeboat-test-background"
@@ -47,11 +48,14 @@ public final class Background<T: Sendable>: Sendable {
     /// Waits for the work to end, at most `timeout` seconds (then it is reported as an error;
     /// the thread is left to finish on its own).
     public func wait(timeout: Double = 60) -> Result<T, any Error> {
-        guard done.wait(timeout: .now() + timeout) == .success else {
-            return .failure(TestSupportError("the background work did not end within \(timeout) s"))
-        }
+        waitWithEnd(timeout: timeout).map(\.result) ?? .failure(TestSupportError("the background work did not end within \(timeout) s"))
+    }
+
+    /// The result and when the work ended; nil when it did not end within `timeout` seconds.
+    public func waitWithEnd(timeout: Double = 60) -> (result: Result<T, any Error>, ended: ContinuousClock.Instant)? {
+        guard done.wait(timeout: .now() + timeout) == .success else { return nil }
         done.signal()  // later calls return at once
-        return result.withLock { $0 } ?? .failure(TestSupportError("the background work gave no result"))
+        return outcome.withLock { $0 }
     }
 }
 

@@ -72,13 +72,14 @@ struct SignalsCancelRuns {
         #expect(try eventually {
             try server.psql("select count(*) from pg_stat_activity where application_name = 'pg_dump' and wait_event_type = 'Lock'") == "1"
         })
+        #expect(processes(matching: ["pg_dump", "port='\(server.port)'"]).count == 1)
         let (status, seconds, stderr) = try run.interrupt(with: signal)
         #expect(status == 128 + signal, "\(stderr)")
         #expect(seconds < 2, "took \(seconds) s")
         let name = signal == SIGINT ? "SIGINT" : "SIGTERM"
         #expect(stderr.contains("of policy 'pg' was cancelled (\(name)); nothing was committed"))
         // No pg_dump left running, on this machine or on the server.
-        #expect(processes(matching: ["pg_dump", "port=\(server.port)"]).isEmpty)
+        #expect(processes(matching: ["pg_dump", "port='\(server.port)'"]).isEmpty)
         #expect(try eventually(timeout: 5) {
             try server.psql("select count(*) from pg_stat_activity where application_name = 'pg_dump'") == "0"
         })
@@ -117,5 +118,62 @@ struct SignalsCancelRuns {
         let files = try FileManager.default.subpathsOfDirectory(atPath: dir.subpath(".lifeboat/repository"))
             .filter { !isDirectory(dir.subpath(".lifeboat/repository/\($0)")) }
         #expect(files == ["lifeboat.json"], "\(files)")
+    }
+}
+
+@Suite(.timeLimit(.minutes(3)))
+struct SignalsCancelRunsOnS3 {
+    /// The issue's case: `SIGINT` in the middle of a PostgreSQL backup to S3, with an upload in
+    /// flight (the server stalls it) and `pg_dump` still writing (held back by the upload).
+    @Test func sigintDuringAPostgresBackupToS3AbortsTheUploadStopsPgDumpAndLeavesNothing() async throws {
+        try await offThePool {
+            let s3 = try S3TestServer.start()
+            defer { s3.stop() }
+            let proxy = try FaultProxy.start(upstreamPort: s3.port)
+            defer { proxy.stop() }
+            let pg = try PostgresServer.start()
+            defer { pg.stop() }
+            let dir = try TemporaryDirectory()
+            defer { dir.remove() }
+            // 80 MiB that zstd cannot shrink: more than the upload, the chunker and the pipe hold.
+            _ = try pg.psql("create database big")
+            _ = try pg.psql("""
+                create table noise (id int primary key, data bytea);
+                insert into noise select g, decode(string_agg(md5(g::text || ':' || s::text), ''), 'hex')
+                  from generate_series(1, 5120) g, generate_series(1, 1024) s group by g;
+                """, database: "big")
+            try dir.write("lifeboat.yaml", """
+                repositories:
+                  offsite:
+                    s3: { endpoint: "\(proxy.endpoint)", region: \(s3.region), bucket: lifeboat-test, prefix: backups/lifeboat,
+                          access_key_id: "${TEST_S3_KEY}", secret_access_key: "${TEST_S3_SECRET}", concurrency: 1 }
+                default_repository: offsite
+                """)
+            try dir.write("policies/pg.yaml", "policy: pg\nsource:\n  postgres: { conninfo: \"${PG_CONNINFO}\", databases: [big], globals: false }\n")
+            let env = s3Environment(s3).merging(["PG_CONNINFO": pg.conninfo()]) { $1 }
+            try proxy.setRules([.stall(match: "partNumber=")])
+
+            let run = try RunningLifeboat.start(["backup", "pg"], config: dir.path, environment: env)
+            try proxy.waitFor("stall", match: "partNumber=")
+            #expect(try directClient(s3).listMultipartUploads(prefix: "backups/lifeboat/").count == 1)
+            #expect(processes(matching: ["pg_dump", "port='\(pg.port)'"]).count == 1)
+            let (status, seconds, stderr) = try run.interrupt(with: SIGINT)
+            #expect(status == 130, "\(stderr)")
+            #expect(seconds < 2, "took \(seconds) s")
+            #expect(stderr.contains("of policy 'pg' was cancelled (SIGINT); nothing was committed"))
+
+            #expect(processes(matching: ["pg_dump", "port='\(pg.port)'"]).isEmpty)
+            #expect(try eventually(timeout: 5) {
+                try pg.psql("select count(*) from pg_stat_activity where application_name = 'pg_dump'") == "0"
+            })
+            // No multipart upload left on the server, no object of the backup, no lock.
+            let client = try directClient(s3)
+            #expect(try client.listMultipartUploads(prefix: "backups/lifeboat/").isEmpty)
+            #expect(try client.listObjects(prefix: "backups/lifeboat/").map(\.key) == ["backups/lifeboat/lifeboat.json"])
+            try proxy.setRules([])
+            let list = try LifeboatCLI.run(["list", "--all", "--json"], config: dir.path, environment: env)
+            #expect(list.status == 0)
+            #expect((try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [Any])?.isEmpty == true, "\(list.stdout)")
+        }
     }
 }

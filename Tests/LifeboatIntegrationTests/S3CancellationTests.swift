@@ -7,38 +7,6 @@ import Synchronization
 import Testing
 import TestSupport
 
-/// Runs a test's blocking body on a thread of its own, so that it never holds one of the few
-/// threads of the cooperative pool (two on a 2-core machine) that every other test needs to
-/// go on. (An issue it records is reported with the test's source location.)
-func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread { continuation.resume(with: Result { try body() }) }.start()
-    }
-}
-
-/// Blocking work on a thread of its own, so that the test's thread can cancel it meanwhile;
-/// `wait()` gives how it ended and when.
-final class Background<T: Sendable>: Sendable {
-    private let outcome = Mutex<(result: Result<T, any Error>, ended: ContinuousClock.Instant)?>(nil)
-    private let done = DispatchSemaphore(value: 0)
-
-    init(_ body: @escaping @Sendable () throws -> T) {
-        let thread = Thread { [self] in
-            let result = Result { try body() }
-            outcome.withLock { $0 = (result, .now) }
-            done.signal()
-        }
-        thread.start()
-    }
-
-    func wait(timeout: Double = 60) throws -> (result: Result<T, any Error>, ended: ContinuousClock.Instant) {
-        guard done.wait(timeout: .now() + timeout) == .success, let outcome = outcome.withLock({ $0 }) else {
-            throw TestSupportError("the background work did not end within \(timeout) s")
-        }
-        return outcome
-    }
-}
-
 /// Log events kept in memory (swift-log's `Logger(label:factory:)`), at every level.
 final class LogCapture: Sendable {
     struct Event: Sendable {
@@ -120,7 +88,7 @@ struct S3Cancellation {
             try proxy.waitFor("stall", match: "partNumber=", count: 2)
             let cancelledAt = ContinuousClock.now
             cancellation.cancel(reason: "SIGINT")
-            let outcome = try upload.wait().result.get()
+            let outcome = try upload.wait().get()
 
             #expect(outcome.error?.code == .cancelled, "\(String(describing: outcome.error))")
             #expect(outcome.threwAt - cancelledAt < .seconds(2), "the writer threw \(outcome.threwAt - cancelledAt) after the cancellation")
@@ -148,7 +116,7 @@ struct S3Cancellation {
             try proxy.waitFor("stall", match: "PUT /lifeboat-test/stalled/")
             let cancelledAt = ContinuousClock.now
             cancellation.cancel(reason: "SIGTERM")
-            let (result, ended) = try put.wait()
+            let (result, ended) = try #require(put.waitWithEnd())
 
             let error = #expect(throws: LifeboatError.self) { try result.get() }
             #expect(error?.code == .cancelled)
@@ -192,7 +160,7 @@ struct S3Cancellation {
             try proxy.waitFor("stall", match: "GET /lifeboat-test/r/big.bin", count: 2)
             let cancelledAt = ContinuousClock.now
             cancellation.cancel(reason: "SIGINT")
-            let (result, ended) = try read.wait()
+            let (result, ended) = try #require(read.waitWithEnd())
 
             let error = #expect(throws: LifeboatError.self) { _ = try result.get() }
             #expect(error?.code == .cancelled)

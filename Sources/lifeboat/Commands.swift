@@ -157,14 +157,14 @@ struct Verify: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var repository: RepositoryOptions
-    @OptionGroup var lock: LockOptions
+    @OptionGroup var lock: ReadLockOptions
     @Argument(help: "The policy.") var policy: String
     @Argument(help: "A backup id, or 'latest'.") var backup: String = "latest"
     @Flag(name: .long, help: "Print the report as JSON.") var json = false
 
     func run() throws {
         let source = try repository.source(global, policy: policy)
-        let report = try VerifyCommand(source: source, context: global.context, lockWait: try lock.seconds).run(policy: policy, selector: backup)
+        let report = try VerifyCommand(source: source, context: global.context, lockWait: try lock.wait).run(policy: policy, selector: backup)
         if json {
             try printJSON(report)
         } else if report.ok {
@@ -186,7 +186,7 @@ struct Restore: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var repository: RepositoryOptions
-    @OptionGroup var lock: LockOptions
+    @OptionGroup var lock: ReadLockOptions
     @Argument(help: "The policy.") var policy: String
     @Argument(help: "A backup id, or 'latest'.") var backup: String = "latest"
     @Option(name: .long, help: ArgumentHelp("Where to restore: an empty directory (files) or a libpq conninfo (PostgreSQL).", valueName: "target"))
@@ -199,7 +199,7 @@ struct Restore: ParsableCommand {
     func run() throws {
         let source = try repository.source(global, policy: policy)
         let request = RestoreCommand.Request(to: to, databases: database.isEmpty ? nil : database, globals: !noGlobals)
-        let result = try RestoreCommand(source: source, context: global.context, lockWait: try lock.seconds)
+        let result = try RestoreCommand(source: source, context: global.context, lockWait: try lock.wait)
             .run(policy: policy, selector: backup, request: request)
         if json {
             try printJSON(result)

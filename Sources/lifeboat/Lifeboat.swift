@@ -92,6 +92,19 @@ struct RepositoryOptions: ParsableArguments {
     }
 }
 
+/// A shared lock is not a must for reading: `--no-lock` for credentials that may only read.
+struct ReadLockOptions: ParsableArguments {
+    @OptionGroup var lock: LockOptions
+
+    @Flag(name: .long, help: "Take no lock on the repository (for read-only credentials; a prune running meanwhile could remove what is read).")
+    var noLock = false
+
+    /// The wait for a conflicting lock, or nil for no lock at all.
+    var wait: TimeInterval? {
+        get throws { noLock ? nil : try lock.seconds }
+    }
+}
+
 /// How long to wait for a repository lock held by another run.
 struct LockOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("How long to wait for another run's conflicting lock on the repository (e.g. 30s, 10m).", valueName: "duration"))

@@ -1,6 +1,8 @@
 import Foundation
 import Glibc
 import LifeboatCore
+import LifeboatEngine
+import LifeboatIO
 import Testing
 import TestSupport
 
@@ -160,6 +162,28 @@ struct HostileUser {
             checked += 1
         }
         #expect(checked >= 5)
+    }
+
+    @Test func noLockReadsWithoutWritingALockEvenBesideAnExclusiveOne() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        try dir.write("src/app.conf", "listen = 8080\n")
+        try dir.write("policies/etc.yaml", "policy: etc\nsource: { files: { path: src } }\n")
+        #expect(try LifeboatCLI.run(["backup", "etc"], config: dir.path).status == 0)
+        let repository = Repository(name: "default", store: LocalStore(root: dir.subpath(".lifeboat/repository")))
+        let context = RunContext()
+        let exclusive = try repository.lock(.exclusive, command: "prune", owner: ProcessProbe.current(host: context.host), wait: 0, context: context)
+        defer { _ = try? exclusive.release() }  // the test's own lock; the repository is removed anyway
+
+        let locked = try LifeboatCLI.run(["verify", "etc", "--lock-wait", "0s"], config: dir.path)
+        #expect(locked.status == 1)
+        #expect(locked.stderr.contains("exclusive lock of 'prune' held by pid \(getpid())"))
+        let unlocked = try LifeboatCLI.run(["verify", "etc", "--no-lock"], config: dir.path)
+        #expect(unlocked.status == 0, "\(unlocked.stderr)")
+        #expect(unlocked.stderr.contains("without a lock (--no-lock)"))
+        let restore = try LifeboatCLI.run(["restore", "etc", "--no-lock", "--to", dir.subpath("out")], config: dir.path)
+        #expect(restore.status == 0, "\(restore.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.subpath(".lifeboat/repository/locks")).count == 1)
     }
 
     @Test func checkLooksAtWhetherAFilesSourceExists() throws {

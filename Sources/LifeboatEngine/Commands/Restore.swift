@@ -9,9 +9,11 @@ import Logging
 public struct RestoreCommand {
     public let source: RepositorySource
     public let context: RunContext
-    public var lockWait: TimeInterval
+    /// How long to wait for a conflicting lock; nil takes no lock at all (read-only
+    /// credentials, which cannot write one).
+    public var lockWait: TimeInterval?
 
-    public init(source: RepositorySource, context: RunContext, lockWait: TimeInterval = 600) {
+    public init(source: RepositorySource, context: RunContext, lockWait: TimeInterval? = 600) {
         self.source = source
         self.context = context
         self.lockWait = lockWait
@@ -74,11 +76,22 @@ public struct RestoreCommand {
 
 extension Repository {
     /// Runs `body` holding a shared lock on the repository (refreshed while it runs), and
-    /// releases the lock afterwards, whatever happens.
-    public func withSharedLock<T>(command: String, wait: TimeInterval, timings: ClaimTimings = .standard,
+    /// releases the lock afterwards, whatever happens. With no `wait`, takes no lock: for
+    /// credentials that may only read (the reader then has no protection from a prune).
+    public func withSharedLock<T>(command: String, wait: TimeInterval?, timings: ClaimTimings = .standard,
                                   context: RunContext, _ body: () throws -> T) throws -> T {
+        guard let wait else {
+            context.logger.warning("reading the repository without a lock (--no-lock): a prune running meanwhile could remove what is being read")
+            return try body()
+        }
         let owner = ProcessProbe.current(host: context.host)
-        let lock = try self.lock(.shared, command: command, owner: owner, wait: wait, timings: timings, context: context)
+        let lock: RepositoryLock
+        do {
+            lock = try self.lock(.shared, command: command, owner: owner, wait: wait, timings: timings, context: context)
+        } catch var error as LifeboatError where error.code == .storage {
+            error.hint = (error.hint.map { $0 + " " } ?? "") + "If these credentials may only read the repository, pass --no-lock."
+            throw error
+        }
         let heartbeat = Heartbeat(beats: [lock.refresh], timings: timings, context: context)
         heartbeat.start()
         defer {

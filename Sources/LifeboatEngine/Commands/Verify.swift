@@ -8,9 +8,10 @@ import Logging
 public struct VerifyCommand {
     public let source: RepositorySource
     public let context: RunContext
-    public var lockWait: TimeInterval
+    /// How long to wait for a conflicting lock; nil takes no lock (read-only credentials).
+    public var lockWait: TimeInterval?
 
-    public init(source: RepositorySource, context: RunContext, lockWait: TimeInterval = 600) {
+    public init(source: RepositorySource, context: RunContext, lockWait: TimeInterval? = 600) {
         self.source = source
         self.context = context
         self.lockWait = lockWait

@@ -125,7 +125,7 @@ let package = Package(
         // Real servers on loopback for the tests.
         .target(
             name: "TestSupport",
-            dependencies: ["LifeboatCore", "LifeboatIO", "LifeboatPostgres"],
+            dependencies: ["LifeboatCore", "LifeboatIO", "LifeboatPostgres", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
 

@@ -7,7 +7,7 @@ import TestSupport
 
 /// Reservations: a backup id is claimed before anything is written under it, and a run
 /// commits only while its claim stands.
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(10)))
 struct BackupReservations {
     /// What `prune` (or anyone) removing the reservation of a run it took for dead does to
     /// that run, if it was alive after all: it must not commit a backup whose data may be

@@ -57,7 +57,6 @@ final class ClaimFixture: Sendable {
 
 /// Log lines of the engine under test go nowhere; `RecordingLog` keeps them when a test
 /// asserts what was logged.
-let quietLogger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
 
 /// Keeps every log line, for tests that check what a run said.
 final class RecordingLog: Sendable {

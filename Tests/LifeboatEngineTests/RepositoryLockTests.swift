@@ -9,7 +9,7 @@ import TestSupport
 /// Repository locks as runs meet them: who waits for whom, for how long, what the message
 /// says, and what happens to locks whose owners are gone. The engine runs in this process, on
 /// a local repository; this process holds the other locks, as another command would.
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(10)))
 struct RepositoryLocks {
     @Test func aLiveExclusiveLockMakesABackupFailAfterItsLockWaitNamingTheHolder() throws {
         let fixture = try ClaimFixture()

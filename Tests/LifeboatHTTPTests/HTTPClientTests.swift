@@ -77,7 +77,7 @@ final class PatternStats {
 
 @Suite(.enabled(if: TestEnvironment.canRun(needing: "python3"), "needs python3 for the loopback HTTP server"))
 struct HTTPClientTests {
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(10)))
     func getIntoMemory() async throws {
         try await withServer { server in
             let client = try HTTPClient()
@@ -103,7 +103,7 @@ struct HTTPClientTests {
         }
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(10)))
     func putStreamed50MB() async throws {
         try await withServer { server in
             let client = try HTTPClient()
@@ -129,7 +129,7 @@ struct HTTPClientTests {
         }
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(10)))
     func postAndDeleteBodies() async throws {
         try await withServer { server in
             let client = try HTTPClient()
@@ -158,7 +158,7 @@ struct HTTPClientTests {
         }
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(10)))
     func streamingGet50MB() async throws {
         try await withServer { server in
             let client = try HTTPClient()
@@ -183,7 +183,7 @@ struct HTTPClientTests {
         }
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(10)))
     func head() async throws {
         try await withServer { server in
             let client = try HTTPClient()
@@ -197,7 +197,7 @@ struct HTTPClientTests {
         }
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(10)))
     func errorStatusesAreResponsesWithTheirBodies() async throws {
         try await withServer { server in
             let client = try HTTPClient()
@@ -230,7 +230,7 @@ struct HTTPClientTests {
         }
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(10)))
     func repeatedResponseHeadersAndCaseInsensitiveLookup() async throws {
         try await withServer { server in
             let client = try HTTPClient()
@@ -243,7 +243,7 @@ struct HTTPClientTests {
         }
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(10)))
     func bodyOverTheMemoryLimitFails() async throws {
         try await withServer { server in
             let client = try HTTPClient()
@@ -259,7 +259,7 @@ struct HTTPClientTests {
     /// The limit is for the body the caller expects: a ranged GET of 10 bytes expects 10, and
     /// the error document that answers it when the object is gone (404 NoSuchKey) is larger.
     /// The caller gets the status and the error document, to say what went wrong.
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(10)))
     func anErrorResponseLargerThanTheBodyLimitIsReturnedWithItsStatus() async throws {
         try await withServer { server in
             let client = try HTTPClient()
@@ -270,7 +270,7 @@ struct HTTPClientTests {
         }
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(10)))
     func connectionRefusedIsRetryableAndNamesTheURLWithoutSecrets() async throws {
         try await onThread {
             let port = try freeLoopbackPort()
@@ -290,7 +290,7 @@ struct HTTPClientTests {
         }
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(10)))
     func aHandleGoesOnWorkingAfterEveryKindOfFailure() async throws {
         try await withServer { server in
             // One idle handle, so every request below runs on the same easy handle.
@@ -309,7 +309,7 @@ struct HTTPClientTests {
         }
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(10)))
     func resetAndClosedConnectionsAreRetryable() async throws {
         try await withServer { server in
             for path in ["/reset", "/close"] {
@@ -327,7 +327,7 @@ struct HTTPClientTests {
         }
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(10)))
     func uploadOnADeadKeptAliveConnectionIsRewound() async throws {
         try await withServer { server in
             // /close reads the whole body and closes without answering. On a reused connection
@@ -350,7 +350,7 @@ struct HTTPClientTests {
         }
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(10)))
     func lowSpeedAndOverallTimeouts() async throws {
         try await withServer { server in
             let clock = ContinuousClock()
@@ -373,7 +373,7 @@ struct HTTPClientTests {
         }
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(10)))
     func aRequestAfterTheCancellationFailsWithoutBeingSent() async throws {
         try await withServer { server in
             let cancellation = Cancellation()
@@ -397,7 +397,7 @@ struct HTTPClientTests {
         }
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(10)))
     func cancellingAStalledDownloadEndsItAtOnce() async throws {
         try await withServer { server in
             let cancellation = Cancellation()
@@ -429,7 +429,7 @@ struct HTTPClientTests {
         }
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(10)))
     func anErrorFromTheReadClosureAbortsAndComesBack() async throws {
         try await withServer { server in
             let client = try HTTPClient()
@@ -462,7 +462,7 @@ struct HTTPClientTests {
         }
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(10)))
     func anErrorFromTheSinkAbortsAndComesBack() async throws {
         try await withServer { server in
             let client = try HTTPClient()
@@ -479,7 +479,7 @@ struct HTTPClientTests {
         }
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(10)))
     func sequentialRequestsReuseOneConnection() async throws {
         try await withServer { server in
             let client = try HTTPClient()
@@ -496,7 +496,7 @@ struct HTTPClientTests {
         }
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(10)))
     func concurrentRequestsFromFourThreads() async throws {
         try await withServer { server in
             let client = try HTTPClient()
@@ -532,7 +532,7 @@ struct HTTPClientTests {
         }
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(10)))
     func aCABundleInTheEnvironmentDoesNotBreakPlainHTTP() async throws {
         try await withServer { server in
             let client = try HTTPClient(environment: ["AWS_CA_BUNDLE": "/nonexistent/ca.pem", "SSL_CERT_FILE": "/also/missing.pem"])
@@ -543,7 +543,7 @@ struct HTTPClientTests {
         }
     }
 
-    @Test(.timeLimit(.minutes(1)), .enabled(if: TestEnvironment.canRun(needing: "python3", "openssl"), "needs openssl"))
+    @Test(.timeLimit(.minutes(10)), .enabled(if: TestEnvironment.canRun(needing: "python3", "openssl"), "needs openssl"))
     func tlsVerificationAgainstASelfSignedServer() async throws {
         try await onThread {
             let directory = try ScratchDirectory()

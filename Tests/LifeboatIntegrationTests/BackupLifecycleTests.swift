@@ -38,7 +38,7 @@ final class RecordingProgress: ProgressReporter {
     func finish(_ what: String) { finished.withLock { $0.append(what) } }
 }
 
-@Suite(.timeLimit(.minutes(3)))
+@Suite(.timeLimit(.minutes(10)))
 struct BackupLifecycle {
     @Test func backupAndVerifyReportProgressUpToTheArtifactsSize() throws {
         let dir = try TemporaryDirectory()
@@ -47,7 +47,7 @@ struct BackupLifecycle {
         try dir.write("policies/etc.yaml", "policy: etc\nsource: { files: { path: src } }\n")
         let configuration = try ConfigurationLoader.load(directory: dir.path, environment: [:])
         let progress = RecordingProgress()
-        let context = RunContext(logger: Logger(label: "test"), progress: progress)
+        let context = RunContext(logger: quietLogger, progress: progress)
         let manifest = try BackupCommand(configuration: configuration, context: context).run(policy: "etc").manifest
         let size = try #require(manifest.artifacts.first?.size)
         let backupUpdates = progress.updates.withLock { $0 }.filter { $0.what == "backup data/0000.tar.zst" }
@@ -69,7 +69,7 @@ struct BackupLifecycle {
         try dir.write("policies/etc.yaml", "policy: etc\nsource: { files: { path: src } }\n")
         let configuration = try ConfigurationLoader.load(directory: dir.path, environment: [:])
         let policy = try configuration.policy(named: "etc")
-        let context = RunContext(logger: Logger(label: "test"))
+        let context = RunContext(logger: quietLogger)
         let engine = BackupCommand(configuration: configuration, context: context)
         let list = ListCommand(source: .configuration(configuration), context: context)
 

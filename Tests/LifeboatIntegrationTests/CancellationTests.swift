@@ -51,7 +51,7 @@ func eventually(timeout: Double = 30, _ condition: () throws -> Bool) throws -> 
     return try condition()
 }
 
-@Suite(.timeLimit(.minutes(3)))
+@Suite(.timeLimit(.minutes(10)))
 struct SignalsCancelRuns {
     @Test(arguments: [SIGINT, SIGTERM])
     func aSignalDuringAPostgresBackupStopsPgDumpRemovesThePartialBackupAndExitsAtOnce(signal: Int32) throws {
@@ -121,7 +121,7 @@ struct SignalsCancelRuns {
     }
 }
 
-@Suite(.timeLimit(.minutes(3)))
+@Suite(.timeLimit(.minutes(10)))
 struct SignalsCancelRunsOnS3 {
     /// The case: `SIGINT` in the middle of a PostgreSQL backup to S3, with an upload in
     /// flight (the server stalls it) and `pg_dump` still writing (held back by the upload).

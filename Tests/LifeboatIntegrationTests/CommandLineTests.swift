@@ -4,7 +4,7 @@ import TestSupport
 
 /// Bad input through the real executable: each gets exit status 2 and a message that says
 /// where and what.
-@Suite(.timeLimit(.minutes(2)))
+@Suite(.timeLimit(.minutes(10)))
 struct CommandLineBadInput {
     func config(_ files: [String: String]) throws -> TemporaryDirectory {
         let dir = try TemporaryDirectory()

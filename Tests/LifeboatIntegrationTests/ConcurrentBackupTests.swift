@@ -8,7 +8,7 @@ import TestSupport
 /// Many backups of one policy at the same moment — a Kubernetes CronJob that fires twice, a
 /// retry on top of a run that is still going. Each must commit a backup of its own, and
 /// nothing of theirs may be left in the repository but the backups.
-@Suite(.timeLimit(.minutes(3)))
+@Suite(.timeLimit(.minutes(10)))
 struct ConcurrentBackups {
     static let runs = 8
 
@@ -64,7 +64,7 @@ struct ConcurrentBackups {
         defer { fixture.remove() }
         let configuration = try ConfigurationLoader.load(directory: fixture.directory.path, environment: [:])
         let now = Date(timeIntervalSince1970: 1_795_000_000)
-        let context = RunContext(logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }, clock: { now })
+        let context = RunContext(logger: quietLogger, clock: { now })
 
         let results = together(Self.runs) { _ in
             try BackupCommand(configuration: configuration, context: context).run(policy: ConcurrencyFixture.policy).manifest.id

@@ -11,7 +11,7 @@ import TestSupport
 /// Kill points tried: 8 — each of the 4 crash points (`reserved`, `writing-artifact`,
 /// `before-commit`, `committed`) on a local repository and on S3.
 /// One case at a time (each runs several `lifeboat` processes), off the cooperative pool.
-@Suite(.timeLimit(.minutes(3)), .serialized)
+@Suite(.timeLimit(.minutes(10)), .serialized)
 struct Crashes {
     struct Case: Sendable, CustomTestStringConvertible {
         var point: CrashPoint

@@ -8,7 +8,7 @@ import TestSupport
 
 /// What a user who does the wrong thing, or meets a half-broken installation, gets: the
 /// defects found by trying Lifeboat as a hostile user would, each as a test.
-@Suite(.timeLimit(.minutes(3)))
+@Suite(.timeLimit(.minutes(10)))
 struct HostileUser {
     /// A configuration with a good `files` policy and one that needs a variable that is not set.
     func configWithABrokenNeighbour() throws -> TemporaryDirectory {

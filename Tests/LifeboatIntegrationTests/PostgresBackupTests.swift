@@ -49,7 +49,7 @@ func seedPlatformDatabases(_ server: PostgresServer) throws {
         """, database: "mcp_registry")
 }
 
-@Suite(.timeLimit(.minutes(5)))
+@Suite(.timeLimit(.minutes(10)))
 struct PostgresLogicalBackup {
     @Test func backupDropRestoreGivesIdenticalRows() throws {
         let server = try PostgresServer.start()
@@ -95,7 +95,7 @@ struct PostgresLogicalBackup {
         try seedPlatformDatabases(server)
         try postgresConfig(dir, databases: ["mcphub"])
         let configuration = try ConfigurationLoader.load(directory: dir.path, environment: ["PG_CONNINFO": server.conninfo()])
-        let manifest = try BackupCommand(configuration: configuration, context: RunContext(logger: Logger(label: "test"))).run(policy: "pg").manifest
+        let manifest = try BackupCommand(configuration: configuration, context: RunContext(logger: quietLogger)).run(policy: "pg").manifest
 
         let pg = try manifest.source.details(as: PostgresRecord.self)
         #expect(pg.databases == ["mcphub"])

@@ -9,7 +9,7 @@ import TestSupport
 @Suite struct PostgresLayerTests {
     // MARK: Connections
 
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(10)))
     func connectsAndDescribesTheServer() throws {
         let server = try PostgresServer.start()
         defer { server.stop() }
@@ -37,7 +37,7 @@ import TestSupport
         #expect(try connection.query("create table t (x int)").isEmpty)
     }
 
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(10)))
     func queryErrorsCarryTheSQLState() throws {
         let server = try PostgresServer.start()
         defer { server.stop() }
@@ -54,7 +54,7 @@ import TestSupport
         #expect(try connection.query("select 1") == [["1"]])
     }
 
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(10)))
     func wrongPasswordSaysAuthenticationFailedWithoutThePassword() throws {
         let server = try PostgresServer.start()
         defer { server.stop() }
@@ -79,7 +79,7 @@ import TestSupport
         #expect(missing?.message.contains("authentication failed for user 'postgres'") == true)
     }
 
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(10)))
     func unreachableServerSaysCouldNotConnect() throws {
         let port = try freeLoopbackPort()
         let parameters = try PostgresConnectionParameters(
@@ -94,7 +94,7 @@ import TestSupport
         #expect(error?.description.contains("secret-pw-9") == false)
     }
 
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(10)))
     func missingDatabaseIsNamed() throws {
         let server = try PostgresServer.start()
         defer { server.stop() }
@@ -175,7 +175,7 @@ import TestSupport
 
     // MARK: Client programs
 
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(10)))
     func dumpAndRestoreRoundTrip() throws {
         let server = try PostgresServer.start()
         defer { server.stop() }
@@ -233,7 +233,7 @@ import TestSupport
         #expect(try restored.query("select count(*) from cheap") == [["9"]])
     }
 
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(10)))
     func restoringIntoAnExistingDatabaseFailsWithPgRestoreMessage() throws {
         let server = try PostgresServer.start()
         defer { server.stop() }
@@ -261,7 +261,7 @@ import TestSupport
         #expect(restore.stderrText.contains("database \"shop\" already exists"))
     }
 
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(10)))
     func globalsGoFromOneServerToAnother() throws {
         let source = try PostgresServer.start()
         defer { source.stop() }
@@ -296,7 +296,7 @@ import TestSupport
         #expect(try PostgresConnection.connect(appParameters).query("select current_user") == [["app_owner"]])
     }
 
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(10)))
     func clientProgramsAreCheckedAgainstTheServer() throws {
         let missing = #expect(throws: LifeboatError.self) {
             try PostgresClientPrograms(binDir: "/nonexistent/bin", serverMajorVersion: 15)
@@ -321,7 +321,7 @@ import TestSupport
 
     // MARK: Child processes
 
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(10)))
     func childExitStatusAndStreams() throws {
         let failed = try ChildProcess.run("/bin/sh", ["-c", "echo out; echo 'it broke' >&2; exit 3"])
         #expect(failed.status == .exited(3))
@@ -354,7 +354,7 @@ import TestSupport
         #expect(try cat.wait() == .exited(0))
     }
 
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(10)))
     func childSignalsAndStartFailures() throws {
         let sleeper = try ChildProcess.spawn("/bin/sleep", ["30"], stdout: .null)
         sleeper.terminate()
@@ -381,7 +381,7 @@ import TestSupport
         #expect(relative?.message.contains("absolute path") == true)
     }
 
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(10)))
     func childStderrIsBoundedAndExplainsABrokenPipe() throws {
         // 2000 lines of about 45 bytes: more than the 64 KiB kept; the child never blocks.
         let noisy = try ChildProcess.run("/bin/sh", ["-c", "i=0; while [ $i -lt 2000 ]; do echo \"noise line $i .......................\" >&2; i=$((i+1)); done"])

@@ -50,7 +50,7 @@ final class LogCapture: Sendable {
 }
 
 /// A cancelled run stops its S3 transfers at once, retries nothing, and still cleans up.
-@Suite(.timeLimit(.minutes(3)))
+@Suite(.timeLimit(.minutes(10)))
 struct S3Cancellation {
     /// How a cancelled writer ended, measured on its own thread.
     struct WriterOutcome: Sendable {
@@ -68,7 +68,7 @@ struct S3Cancellation {
             defer { proxy.stop() }
             let cancellation = Cancellation()
             let store = S3Store(client: try directClient(s3, endpoint: proxy.endpoint, cancellation: cancellation), prefix: "mp",
-                                partSize: 5 << 20, concurrency: 2, logger: Logger(label: "test"))
+                                partSize: 5 << 20, concurrency: 2, logger: quietLogger)
             // Every part stalls (after its body was read, or while it is sent): the first two are
             // in flight, and the writer waits to hand over the third.
             try proxy.setRules([.stall(match: "partNumber=", beforeBody: stallBeforeBody)])
@@ -148,7 +148,7 @@ struct S3Cancellation {
             try directClient(s3).putObject(key: "r/big.bin", bytes: pseudoRandomBytes(12 << 20))
             let cancellation = Cancellation()
             let store = S3Store(client: try directClient(s3, endpoint: proxy.endpoint, cancellation: cancellation), prefix: "r",
-                                partSize: 5 << 20, readAhead: 2, logger: Logger(label: "test"))
+                                partSize: 5 << 20, readAhead: 2, logger: quietLogger)
             try proxy.setRules([.stall(match: "GET /lifeboat-test/r/big.bin")])  // ranged GETs; the HEAD goes through
             let read = Background { () throws -> ContinuousClock.Instant in
                 let reader = try store.openReader(key: "big.bin")
@@ -204,7 +204,7 @@ struct S3Cancellation {
 
 /// `--verbose`: one debug line per attempt of an S3 request, with what an engineer needs and
 /// no secret.
-@Suite(.timeLimit(.minutes(3)))
+@Suite(.timeLimit(.minutes(10)))
 struct S3RequestLogging {
     @Test func eachAttemptIsOneDebugLineWithWhatAnEngineerNeedsAndNoSecret() async throws {
         try await offThePool {
@@ -250,7 +250,7 @@ struct S3RequestLogging {
             configuration: S3Client.Configuration(
                 endpoint: "https://s3.eu-central-1.amazonaws.com", region: "eu-central-1", bucket: "acme-dr", pathStyle: false,
                 credentials: AWSCredentials(accessKeyID: "AKIAIOSFODNN7EXAMPLE", secretAccessKey: "secret-not-shown")),
-            http: try HTTPClient(), logger: Logger(label: "test"))
+            http: try HTTPClient(), logger: quietLogger)
         let url = "https://acme-dr.s3.eu-central-1.amazonaws.com/k?X-Amz-Algorithm=AWS4-HMAC-SHA256"
             + "&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20261121%2Feu-central-1%2Fs3%2Faws4_request"
             + "&X-Amz-Security-Token=token-not-shown&X-Amz-Signature=0123abcd"

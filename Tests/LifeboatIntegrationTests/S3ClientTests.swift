@@ -12,16 +12,16 @@ func client(_ server: S3TestServer, key: String, secret: String) throws -> S3Cli
             endpoint: server.endpoint, region: server.region, bucket: "lifeboat-test", pathStyle: true,
             credentials: AWSCredentials(accessKeyID: key, secretAccessKey: secret),
             retry: RetryPolicy(maxAttempts: 2, baseDelay: 0.01, maxDelay: 0.01)),
-        http: try HTTPClient(), logger: Logger(label: "test"))
+        http: try HTTPClient(), logger: quietLogger)
 }
 
 /// The S3 operations against a real server, each for what it promises.
-@Suite(.timeLimit(.minutes(3)))
+@Suite(.timeLimit(.minutes(10)))
 struct S3ClientAgainstAServer {
     @Test func conditionalPutNeverReplacesAnObject() throws {
         let s3 = try S3TestServer.start()
         defer { s3.stop() }
-        let store = S3Store(client: try directClient(s3), prefix: "p", logger: Logger(label: "test"))
+        let store = S3Store(client: try directClient(s3), prefix: "p", logger: quietLogger)
         try store.put(key: "manifest.json", bytes: Array("first".utf8), ifAbsent: true)
         #expect {
             try store.put(key: "manifest.json", bytes: Array("second".utf8), ifAbsent: true)
@@ -54,7 +54,7 @@ struct S3ClientAgainstAServer {
             configuration: S3Client.Configuration(
                 endpoint: "http://localhost:\(s3.port)", region: s3.region, bucket: "lifeboat-test", pathStyle: false,
                 credentials: AWSCredentials(accessKeyID: s3.accessKeyID, secretAccessKey: s3.secretAccessKey)),
-            http: try HTTPClient(), logger: Logger(label: "test"))
+            http: try HTTPClient(), logger: quietLogger)
         #expect(virtual.target(key: "v/x.bin").host == "lifeboat-test.localhost:\(s3.port)")
         try virtual.putObject(key: "v/x.bin", bytes: Array("virtual".utf8))
         #expect(try virtual.listObjects(prefix: "v/").map(\.key) == ["v/x.bin"])
@@ -100,7 +100,7 @@ struct S3ClientAgainstAServer {
             configuration: S3Client.Configuration(
                 endpoint: "https://s3.eu-central-1.amazonaws.com", region: "eu-central-1", bucket: "acme-dr", pathStyle: false,
                 credentials: AWSCredentials(accessKeyID: "AKIAIOSFODNN7EXAMPLE", secretAccessKey: "secret-not-shown")),
-            http: try HTTPClient(), logger: Logger(label: "test"))
+            http: try HTTPClient(), logger: quietLogger)
     }
 
     @Test func clockSkewSaysHowFarApart() throws {

@@ -28,7 +28,7 @@ func s3Environment(_ server: S3TestServer, secret: String? = nil) -> [String: St
 /// A client straight to the server, for looking behind Lifeboat's back (or, with `endpoint`,
 /// through the fault proxy).
 func directClient(_ server: S3TestServer, endpoint: String? = nil, retry: RetryPolicy = RetryPolicy(maxAttempts: 5, baseDelay: 0.01, maxDelay: 0.05),
-                  checksum: S3Checksum = .sha256, cancellation: Cancellation = .never, logger: Logger = Logger(label: "test"),
+                  checksum: S3Checksum = .sha256, cancellation: Cancellation = .never, logger: Logger = quietLogger,
                   sleep: @escaping @Sendable (Double) -> Void = { Thread.sleep(forTimeInterval: $0) }) throws -> S3Client {
     try S3Client(
         configuration: S3Client.Configuration(
@@ -84,7 +84,7 @@ struct PostgresToS3 {
     }
 }
 
-@Suite(.timeLimit(.minutes(5)))
+@Suite(.timeLimit(.minutes(10)))
 struct S3Repository {
     /// The disaster case: the machine with the configuration is gone. With nothing but the
     /// repository's address and credentials, an operator lists, verifies and restores.
@@ -169,7 +169,7 @@ struct S3Repository {
         let s3 = try S3TestServer.start()
         defer { s3.stop() }
         let store = S3Store(client: try directClient(s3, checksum: checksum), prefix: "mp", partSize: 5 << 20, concurrency: 3,
-                            readAhead: 2, logger: Logger(label: "test"))
+                            readAhead: 2, logger: quietLogger)
         let data = pseudoRandomBytes(17 << 20)  // 4 parts: 5 + 5 + 5 + 2 MiB
         let writer = try store.openWriter(key: "big.bin")
         var offset = 0
@@ -208,7 +208,7 @@ struct S3Repository {
                 do { try client.putObject(key: key.element, bytes: Array(key.element.utf8)) } catch { Issue.record(error) }
             }
         }
-        let store = S3Store(client: client, prefix: "", logger: Logger(label: "test"))
+        let store = S3Store(client: client, prefix: "", logger: quietLogger)
         let listed = try store.listAll(prefix: "many/")
         #expect(listed.map(\.key) == keys)
         try store.delete(keys: keys)  // DeleteObjects in batches of 1,000
@@ -253,7 +253,7 @@ struct S3Repository {
     }
 }
 
-@Suite(.timeLimit(.minutes(5)))
+@Suite(.timeLimit(.minutes(10)))
 struct S3FaultInjection {
     func filesPolicy(_ dir: TemporaryDirectory, bytes: Int = 1000) throws {
         try dir.write("src/data.bin", String(decoding: pseudoRandomBytes(bytes).map { $0 % 26 + 97 }, as: UTF8.self))
@@ -270,7 +270,7 @@ struct S3FaultInjection {
 
     func run(_ dir: TemporaryDirectory, _ s3: S3TestServer, sleeps: Sleeps) throws -> (BackupCommand, RunContext) {
         let configuration = try ConfigurationLoader.load(directory: dir.path, environment: s3Environment(s3))
-        let context = RunContext(logger: Logger(label: "test"), retry: RetryPolicy(maxAttempts: 5, baseDelay: 0.25, maxDelay: 20),
+        let context = RunContext(logger: quietLogger, retry: RetryPolicy(maxAttempts: 5, baseDelay: 0.25, maxDelay: 20),
                                  sleep: { seconds in sleeps.append(seconds) })
         return (BackupCommand(configuration: configuration, context: context), context)
     }
@@ -331,7 +331,7 @@ struct S3FaultInjection {
         let proxy = try FaultProxy.start(upstreamPort: s3.port)
         defer { proxy.stop() }
         let client = try directClient(s3, endpoint: proxy.endpoint)
-        let store = S3Store(client: client, prefix: "mp", partSize: 5 << 20, concurrency: 2, logger: Logger(label: "test"))
+        let store = S3Store(client: client, prefix: "mp", partSize: 5 << 20, concurrency: 2, logger: quietLogger)
         try proxy.setRules([.status(500, code: "InternalError", match: "partNumber=3&")])
 
         let writer = try store.openWriter(key: "doomed.bin")

@@ -55,7 +55,7 @@ final class StoreFixture {
         case .s3:
             // One moto server for the whole test process; each store gets a prefix of its own.
             let store = S3Store(client: try directClient(try SharedS3Server.get()), prefix: "conformance-\(UUID().uuidString)",
-                                partSize: 5 << 20, concurrency: 2, readAhead: 2, logger: Logger(label: "test"))
+                                partSize: 5 << 20, concurrency: 2, readAhead: 2, logger: quietLogger)
             return StoreFixture(kind: kind, store: store)
         case .memory:
             return StoreFixture(kind: kind, store: MemoryStore(location: "memory:conformance", clock: { Date() }))
@@ -129,7 +129,7 @@ let awkwardKeys = [
 
 // MARK: The suite
 
-@Suite(.timeLimit(.minutes(5)))
+@Suite(.timeLimit(.minutes(10)))
 struct StoreConformance {
     @Test(arguments: StoreKind.allCases)
     func featuresAreDeclaredAsDocumented(kind: StoreKind) throws {

@@ -23,7 +23,7 @@ func truncate(_ path: String, to fraction: Double) throws {
     try handle.truncate(atOffset: UInt64(Double(size) * fraction))
 }
 
-@Suite(.timeLimit(.minutes(5)))
+@Suite(.timeLimit(.minutes(10)))
 struct Verification {
     @Test func verifyDetectsAFlippedByteATruncationAndADeletionInAPostgresBackup() throws {
         let server = try PostgresServer.start()

@@ -6,9 +6,11 @@ import LifeboatCore
 public enum ProcessProbe {
     /// This process: host name, pid, start time and boot id.
     public static func current(host: String) -> ProcessIdentity {
-        let pid = getpid()
-        return ProcessIdentity(host: host, pid: pid, processStart: startTicks(of: pid), bootID: bootID)
+        ProcessIdentity(host: host, pid: getpid(), processStart: ownStart, bootID: bootID)
     }
+
+    /// This process's start ticks, read once.
+    private static let ownStart: UInt64? = startTicks(of: getpid())
 
     /// Whether a process with `pid` runs on this machine and, when `start` is given, started
     /// at that time (so a recycled pid is not taken for it).

@@ -1,18 +1,29 @@
 import Foundation
 import LifeboatCore
 import LifeboatEngine
+import Synchronization
 import Testing
 
-/// A store whose `stat` never finds anything: what `prepareForWriting` sees when another
-/// process creates the repository marker between its `stat` and its `put`.
-struct StatBlindStore: ObjectStore {
+/// A store whose first read of the repository marker finds nothing: what `prepareForWriting`
+/// sees when another process creates the marker between its read and its `put`.
+final class MarkerBlindStore: ObjectStore, Sendable {
     let inner: any ObjectStore
+    private let blind = Mutex(true)
+    init(inner: any ObjectStore) { self.inner = inner }
     var location: String { inner.location }
     var features: StoreFeatures { inner.features }
     func listPage(_ request: ListRequest) throws -> ListPage { try inner.listPage(request) }
-    func stat(key: String) throws -> ObjectInfo? { nil }
+    func stat(key: String) throws -> ObjectInfo? { try inner.stat(key: key) }
     func openWriter(key: String, ifAbsent: Bool) throws -> any ObjectWriter { try inner.openWriter(key: key, ifAbsent: ifAbsent) }
-    func openReader(key: String) throws -> any ObjectReader { try inner.openReader(key: key) }
+    func openReader(key: String) throws -> any ObjectReader {
+        if key == Repository.formatKey, blind.withLock({ blind -> Bool in
+            defer { blind = false }
+            return blind
+        }) {
+            throw LifeboatError(.notFound, "object '\(key)' does not exist (yet, for this reader)")
+        }
+        return try inner.openReader(key: key)
+    }
     func put(key: String, bytes: [UInt8], ifAbsent: Bool) throws { try inner.put(key: key, bytes: bytes, ifAbsent: ifAbsent) }
     func copy(from source: String, to destination: String) throws { try inner.copy(from: source, to: destination) }
     func delete(keys: [String]) throws { try inner.delete(keys: keys) }
@@ -48,8 +59,8 @@ struct RepositoryCommitPoints {
         let memory = MemoryStore(clock: { [now] in now })
         try Repository(name: "first", store: memory).prepareForWriting(now: now)
         let marker = try memory.stat(key: Repository.formatKey)
-        // The second process does not see the marker with stat, and its conditional put loses.
-        try Repository(name: "second", store: StatBlindStore(inner: memory)).prepareForWriting(now: now)
+        // The second process does not see the marker when it first reads, and its conditional put loses.
+        try Repository(name: "second", store: MarkerBlindStore(inner: memory)).prepareForWriting(now: now)
         #expect(try memory.stat(key: Repository.formatKey) == marker)
     }
 }

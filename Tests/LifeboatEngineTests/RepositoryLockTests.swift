@@ -80,7 +80,7 @@ struct RepositoryLocks {
         let verify = try fixture.lock(.shared, command: "verify etc")
         let restore = try fixture.lock(.shared, command: "restore etc")
         #expect(verify.key != restore.key)
-        let found = try fixture.repository.locks(context: RunContext(logger: quietLogger), owner: fixture.owner)
+        let found = try fixture.repository.locks(context: RunContext(logger: quietLogger))
         #expect(Set(found.map(\.key)) == [verify.key, restore.key])
         #expect(found.allSatisfy { $0.liveness == .live })
 

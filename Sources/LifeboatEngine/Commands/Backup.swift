@@ -32,8 +32,7 @@ public struct BackupCommand {
 
     /// Backs up a policy's configured source.
     public func run(policy name: String) throws -> Result {
-        let policy = try configuration.policy(named: name)
-        configuration.warnAboutProblems(outside: configuration.scopes(forPolicy: name), context: context.with(metadata: "policy.name", name))
+        let policy = try configuration.policyForCommand(named: name, context: context)
         let kind = try SourceKinds.named(policy.source.kind, for: "policy '\(policy.name)'")
         return try run(policy: policy) { sink, context in try kind.backup(policy.source, into: sink, context: context) }
     }
@@ -43,53 +42,46 @@ public struct BackupCommand {
     public func run(policy: Policy, source: (ArtifactSink, RunContext) throws -> BackupOutcome) throws -> Result {
         // The id is drawn first, so that every line of the run carries it (reserving it may,
         // in theory, draw another).
-        let preferredID = BackupID.make(startedAt: self.context.clock(), random: Repository.randomBits)
+        let preferredID = BackupID.draw(at: self.context.clock())
         var context = self.context.with(metadata: "policy.name", policy.name).with(metadata: "backup.id", preferredID)
-        let repositoryConfig = try configuration.repository(for: policy)
         let owner = ProcessProbe.current(host: context.host)
-        let repository = try Repository.open(repositoryConfig, context: context)
+        let repository = try Repository.open(try configuration.repository(for: policy), context: context)
         try repository.prepareForWriting(now: context.clock())
         let lock = try repository.lock(.shared, command: "backup \(policy.name)", owner: owner, wait: lockWait,
                                        timings: timings, context: context)
-        var reservation: BackupReservation?
+        let reservation: BackupReservation
         do {
             reservation = try repository.reserveBackup(policy: policy.name, preferred: preferredID, owner: owner, context: context)
         } catch {
-            release(lock, context: context)
+            lock.release(context: context)
             throw error
         }
-        guard let reservation else { throw LifeboatError(.internalError, "no reservation") }
         let id = reservation.id
         context = context.with(metadata: "backup.id", id)
-        let runContext = context
-        runContext.logger.info("backup started", metadata: [
+        context.logger.info("backup started", metadata: [
             "source.kind": "\(policy.source.kind)", "repository.name": "\(repository.name)",
             "repository.location": "\(repository.store.location)",
         ])
-        let heartbeat = Heartbeat(beats: [lock.refresh, reservation.refresh], timings: timings, context: runContext)
+        let heartbeat = Heartbeat(beats: [lock.refresh, reservation.refresh], timings: timings, context: context)
         heartbeat.start()
-        CrashPoint.reserved.reach(runContext)
+        CrashPoint.reserved.reach(context)
 
-        let sink = ArtifactSink(repository: repository, policy: policy, backupID: id, context: runContext)
+        let sink = ArtifactSink(repository: repository, policy: policy, backupID: id, context: context)
         do {
-            let outcome = try source(sink, runContext)
-            try runContext.cancellation.checkCancelled()
+            let outcome = try source(sink, context)
+            try context.cancellation.checkCancelled()
             try reservation.requirePresent()
             let manifest = Manifest(policy: policy.name, id: id, source: outcome.record, startedAt: reservation.started,
-                                    finishedAt: runContext.clock(), tool: ToolRecord(version: LifeboatVersion.current),
+                                    finishedAt: context.clock(), tool: ToolRecord(version: LifeboatVersion.current),
                                     artifacts: sink.artifacts)
-            CrashPoint.beforeCommit.reach(runContext)
+            CrashPoint.beforeCommit.reach(context)
             try repository.commit(manifest)
-            CrashPoint.committed.reach(runContext)
+            CrashPoint.committed.reach(context)
             heartbeat.stop()
-            do {
-                try reservation.release()
-            } catch {
-                runContext.logger.warning("the backup is committed, but its reservation could not be removed (prune removes it)",
-                                          metadata: ["error": "\(error)"])
-            }
-            release(lock, context: runContext)
-            runContext.logger.info("backup committed", metadata: [
+            // The manifest supersedes the reservation; one left behind is collected by prune.
+            reservation.release(context: context)
+            lock.release(context: context)
+            context.logger.info("backup committed", metadata: [
                 "backup.artifacts": "\(manifest.artifacts.count)", "backup.stored_bytes": "\(manifest.storedBytes)",
                 "backup.source_bytes": "\(manifest.sourceBytes)", "backup.skipped": "\(outcome.skipped.count)",
                 "backup.seconds": "\(String(format: "%.1f", manifest.finishedAt.timeIntervalSince(reservation.started)))",
@@ -97,39 +89,29 @@ public struct BackupCommand {
             return Result(manifest: manifest, skipped: outcome.skipped)
         } catch {
             heartbeat.stop()
-            let cancelled = runContext.cancellation.reason
-            let cleanup = runContext.forCleanup
+            let cancelled = context.cancellation.reason
+            let cleanup = context.forCleanup
             // Only what this run wrote under its own reservation, never anything else.
             let cleanupRepository = repository.reopened(context: cleanup)
+            var removed = true
             do {
                 try cleanupRepository.store.delete(keys: sink.writtenKeys + [reservation.key])
                 cleanup.logger.info("removed what the failed backup had written", metadata: ["backup.objects": "\(sink.writtenKeys.count + 1)"])
             } catch let cleanupError {
+                removed = false
                 cleanup.logger.warning("could not remove the failed backup's data; it is never listed or restored, and prune removes it once its reservation is stale", metadata: [
                     "backup.directory": "\(repository.locate(Repository.backupDirectory(policy: policy.name, id: id)))",
                     "error": "\(String(describing: cleanupError))",
                 ])
             }
-            release(lock, context: cleanup, repository: cleanupRepository)
+            lock.release(through: cleanupRepository, context: cleanup)
             if let cancelled {
-                throw LifeboatError(.cancelled, "backup \(id) of policy '\(policy.name)' was cancelled (\(cancelled)); nothing was committed, and its partial data was removed")
+                throw LifeboatError(.cancelled, "backup \(id) of policy '\(policy.name)' was cancelled (\(cancelled)); nothing was committed"
+                                    + (removed ? ", and its partial data was removed" : "; its partial data is never listed, and prune removes it"))
             }
             cleanup.logger.error("backup failed; nothing was committed", metadata: ["error": "\(String(describing: error))"])
             if let error = error as? LifeboatError { throw error.prefixed("backup \(id) of policy '\(policy.name)' failed") }
             throw error
-        }
-    }
-
-    func release(_ lock: RepositoryLock, context: RunContext, repository: Repository? = nil) {
-        do {
-            if let repository {
-                try repository.store.delete(keys: [lock.key])
-            } else {
-                try lock.release()
-            }
-        } catch {
-            context.logger.warning("could not release the repository lock; it goes stale and 'lifeboat unlock' removes it",
-                                   metadata: ["lock.key": "\(lock.key)", "error": "\(error)"])
         }
     }
 }

@@ -54,14 +54,13 @@ public struct ListCommand {
         for (repositoryConfig, policies) in try plan(policy: name) {
             do {
                 let repository = try Repository.open(repositoryConfig, context: context)
-                guard try repository.exists() else {
+                guard try repository.format() != nil else {
                     if case .address = source {
                         throw LifeboatError(.notFound, "no Lifeboat repository at \(repository.store.location): \(Repository.formatKey) is missing",
                                             hint: "Check the path, or the bucket and prefix (and --endpoint).")
                     }
                     continue  // nothing has been backed up there yet
                 }
-                try repository.requireFormat()
                 for policy in try policies ?? repository.policyNames() {
                     do {
                         listing.backups += try entries(of: policy, in: repository, includeInterrupted: includeInterrupted)
@@ -89,8 +88,7 @@ public struct ListCommand {
             return [(config, name.map { [$0] })]
         case .configuration(let configuration):
             if let name {
-                let policy = try configuration.policy(named: name)
-                configuration.warnAboutProblems(outside: configuration.scopes(forPolicy: name), context: context)
+                let policy = try configuration.policyForCommand(named: name, context: context)
                 return [(try configuration.repository(for: policy), [name])]
             }
             try configuration.requireMain()
@@ -118,7 +116,6 @@ public struct ListCommand {
 
     func entries(of policy: String, in repository: Repository, includeInterrupted: Bool) throws -> [Entry] {
         var entries: [Entry] = []
-        let owner = ProcessProbe.current(host: context.host)
         for backup in try repository.listBackups(policy: policy) {
             try context.cancellation.checkCancelled()
             var entry = Entry(policy: policy, id: backup.id, state: .committed, committed: false, source: nil, startedAt: nil,
@@ -155,8 +152,7 @@ public struct ListCommand {
             }
             if let reservation {
                 entry.startedAt = reservation.started
-                switch ClaimLiveness.evaluate(owner: reservation.owner, heartbeat: reservation.heartbeat, now: context.clock(),
-                                              timings: .standard, local: owner, processRuns: ProcessProbe.runs) {
+                switch liveness(of: reservation.owner, heartbeat: reservation.heartbeat, timings: .standard, context: context) {
                 case .live:
                     entry.state = .inProgress
                     entry.detail = "written by \(reservation.owner.description)"

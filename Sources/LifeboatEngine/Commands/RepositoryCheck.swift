@@ -40,11 +40,10 @@ public struct RepositoryCheck {
             do {
                 let repository = try Repository.open(config, context: context)
                 location = repository.store.location
-                guard try repository.exists() else {
+                guard try repository.format() != nil else {
                     return Result(kind: "repository", name: config.name, repository: config.name, location: location, state: "empty",
                                   detail: "reachable; no backup written there yet (the first backup creates it)")
                 }
-                try repository.requireFormat()
                 return Result(kind: "repository", name: config.name, repository: config.name, location: location, state: "ok",
                               detail: "reachable; repository format understood")
             } catch {

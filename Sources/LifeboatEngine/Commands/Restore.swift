@@ -1,6 +1,5 @@
 import Foundation
 import LifeboatCore
-import LifeboatIO
 import LifeboatPostgres
 import Logging
 
@@ -50,12 +49,8 @@ public struct RestoreCommand {
     @discardableResult
     public func run(policy name: String, selector: String,
                     target: (Manifest, any SourceKind) throws -> RestoreTarget) throws -> RestoreReport {
-        let context = self.context.with(metadata: "policy.name", name)
-        let (repository, policy) = try source.repository(forPolicy: name, context: context)
-        try repository.requireFormat()
-        return try repository.withSharedLock(command: "restore \(name)", wait: lockWait, context: context) {
-            let manifest = try repository.resolve(policy: name, selector: selector) { context.logger.warning("\($0)") }
-            let context = context.with(metadata: "backup.id", manifest.id)
+        try source.withBackup(policy: name, selector: selector, command: "restore", lockWait: lockWait, context: context) {
+            repository, policy, manifest, context in
             let kind = try SourceKinds.named(manifest.source.kind, for: "backup \(manifest.id) of policy '\(name)'")
             let target = try target(manifest, kind)
             let started = context.clock()
@@ -71,38 +66,5 @@ public struct RestoreCommand {
             context.logger.info("restore finished", metadata: ["restore.target": "\(report.target)", "restore.seconds": "\(String(format: "%.1f", report.seconds))"])
             return report
         }
-    }
-}
-
-extension Repository {
-    /// Runs `body` holding a shared lock on the repository (refreshed while it runs), and
-    /// releases the lock afterwards, whatever happens. With no `wait`, takes no lock: for
-    /// credentials that may only read (the reader then has no protection from a prune).
-    public func withSharedLock<T>(command: String, wait: TimeInterval?, timings: ClaimTimings = .standard,
-                                  context: RunContext, _ body: () throws -> T) throws -> T {
-        guard let wait else {
-            context.logger.warning("reading the repository without a lock (--no-lock): a prune running meanwhile could remove what is being read")
-            return try body()
-        }
-        let owner = ProcessProbe.current(host: context.host)
-        let lock: RepositoryLock
-        do {
-            lock = try self.lock(.shared, command: command, owner: owner, wait: wait, timings: timings, context: context)
-        } catch var error as LifeboatError where error.code == .storage {
-            error.hint = (error.hint.map { $0 + " " } ?? "") + "If these credentials may only read the repository, pass --no-lock."
-            throw error
-        }
-        let heartbeat = Heartbeat(beats: [lock.refresh], timings: timings, context: context)
-        heartbeat.start()
-        defer {
-            heartbeat.stop()
-            do {
-                try reopened(context: context.forCleanup).store.delete(keys: [lock.key])
-            } catch {
-                context.logger.warning("could not release the repository lock; it goes stale and 'lifeboat unlock' removes it",
-                                       metadata: ["lock.key": "\(lock.key)", "error": "\(error)"])
-            }
-        }
-        return try body()
     }
 }

@@ -33,12 +33,11 @@ public struct UnlockCommand {
 
     public func run(repository config: RepositoryConfig, removeAll: Bool) throws -> Report {
         let repository = try Repository.open(config, context: context)
-        guard try repository.exists() else {
+        guard try repository.format() != nil else {
             return Report(repository: repository.name, location: repository.store.location, locks: [])
         }
-        let owner = ProcessProbe.current(host: context.host)
         var report = Report(repository: repository.name, location: repository.store.location, locks: [])
-        for found in try repository.locks(context: context, owner: owner, timings: timings) {
+        for found in try repository.locks(context: context, timings: timings) {
             let remove = removeAll || found.liveness.isStale
             if remove {
                 try repository.store.delete(keys: [found.key])

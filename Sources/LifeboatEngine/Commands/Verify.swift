@@ -47,13 +47,10 @@ public struct VerifyCommand {
     }
 
     public func run(policy name: String, selector: String) throws -> Report {
-        let context = self.context.with(metadata: "policy.name", name)
-        let (repository, _) = try source.repository(forPolicy: name, context: context)
-        try repository.requireFormat()
-        return try repository.withSharedLock(command: "verify \(name)", wait: lockWait, context: context) {
-            let manifest = try repository.resolve(policy: name, selector: selector) { context.logger.warning("\($0)") }
+        try source.withBackup(policy: name, selector: selector, command: "verify", lockWait: lockWait, context: context) {
+            repository, _, manifest, context in
             do {
-                return try verify(manifest, in: repository, context: context.with(metadata: "backup.id", manifest.id))
+                return try verify(manifest, in: repository, context: context)
             } catch let error as LifeboatError where error.code == .cancelled {
                 throw LifeboatError(.cancelled, "verify of backup \(manifest.id) of policy '\(name)' was cancelled (\(context.cancellation.reason ?? error.message)); nothing was changed")
             }

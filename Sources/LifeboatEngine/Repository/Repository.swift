@@ -32,10 +32,10 @@ public struct Repository: Sendable {
         self.config = config
     }
 
-    struct FormatRecord: Codable {
-        var format: Int
-        var created: Date
-        var tool: ToolRecord
+    public struct FormatRecord: Codable, Sendable {
+        public var format: Int
+        public var created: Date
+        public var tool: ToolRecord
     }
 
     /// Opens the store for writing backups, creating the format marker on first use (and
@@ -47,37 +47,37 @@ public struct Repository: Sendable {
             throw LifeboatError(.storage, "repository '\(name)' (\(store.location)) cannot create objects conditionally, which backups need",
                                 hint: "Use a store with conditional writes (a local directory, AWS S3, MinIO, Ceph Reef or newer).")
         }
-        let record = FormatRecord(format: Self.currentFormat, created: now, tool: ToolRecord(version: LifeboatVersion.current))
-        if try store.stat(key: Self.formatKey) == nil {
+        var existing = try format()
+        if existing == nil {
+            let record = FormatRecord(format: Self.currentFormat, created: now, tool: ToolRecord(version: LifeboatVersion.current))
             do {
                 try store.put(key: Self.formatKey, bytes: Array(try JSON.encode(record)), ifAbsent: true)
+                existing = record
             } catch let error as LifeboatError where error.code == .alreadyExists {
-                // Another process created it first: read theirs.
+                existing = try format()  // another process created it first: theirs counts
             }
         }
-        let existing = try checkFormat()
-        if existing.format < Self.currentFormat {
-            var upgraded = existing
+        if var upgraded = existing, upgraded.format < Self.currentFormat {
             upgraded.format = Self.currentFormat
             try store.put(key: Self.formatKey, bytes: Array(try JSON.encode(upgraded)), ifAbsent: false)
         }
     }
 
-    /// Checks that the store holds a repository of a format this version understands.
-    @discardableResult
-    func checkFormat() throws -> FormatRecord {
+    /// The repository's format marker, checked to be a format this version understands; nil
+    /// when the store holds no repository (yet). One read: no `stat` before it.
+    public func format() throws -> FormatRecord? {
         let bytes: [UInt8]
         do {
             bytes = try store.readAll(key: Self.formatKey, limit: 1 << 20)
         } catch let error as LifeboatError where error.code == .notFound {
-            throw LifeboatError(.notFound, "no Lifeboat repository at \(store.location) (repository '\(name)'): \(Self.formatKey) is missing",
-                                hint: "Check the repository's path or bucket and prefix; a repository is created by its first backup.")
+            return nil
         }
         let record: FormatRecord
         do {
             record = try JSON.decode(FormatRecord.self, from: Data(bytes))
         } catch {
-            throw LifeboatError(.integrity, "\(Self.formatKey) in \(store.location) is not a valid repository marker: \(error)")
+            throw LifeboatError(.integrity, "\(Self.formatKey) in \(store.location) is not a valid repository marker: \(Self.describe(decodingError: error))",
+                                hint: "Check that \(store.location) is a Lifeboat repository; the marker is written by the first backup.")
         }
         if record.format > Self.currentFormat {
             throw LifeboatError(.usage, "repository \(store.location) has format \(record.format); this Lifeboat (\(LifeboatVersion.current)) reads format \(Self.currentFormat) and older",
@@ -86,14 +86,12 @@ public struct Repository: Sendable {
         return record
     }
 
-    /// Whether the store holds a repository at all (its format marker).
-    public func exists() throws -> Bool {
-        try store.stat(key: Self.formatKey) != nil
-    }
-
-    /// Checks the format marker (public form for commands).
+    /// Checks that the store holds a repository of a format this version understands.
     public func requireFormat() throws {
-        try checkFormat()
+        guard try format() != nil else {
+            throw LifeboatError(.notFound, "no Lifeboat repository at \(store.location) (repository '\(name)'): \(Self.formatKey) is missing",
+                                hint: "Check the repository's path or bucket and prefix; a repository is created by its first backup.")
+        }
     }
 
     // MARK: Layout

@@ -11,38 +11,7 @@ import Synchronization
 /// at the same moment both see each other and both withdraw; the random wait before the next
 /// try lets one of them win. Locks whose owners are gone (see `ClaimLiveness`) are ignored,
 /// with a warning naming `lifeboat unlock`.
-public final class RepositoryLock: Sendable {
-    public let repository: Repository
-    public let key: String
-    private let record: Mutex<LockRecord>
-
-    init(repository: Repository, key: String, record: LockRecord) {
-        self.repository = repository
-        self.key = key
-        self.record = Mutex(record)
-    }
-
-    public var kind: LockRecord.Kind { record.withLock { $0.kind } }
-
-    /// Writes the heartbeat. Throws when the lock is gone (`lifeboat unlock --remove-all`, or
-    /// another process judged this one dead): the run must stop.
-    public func refresh(now: Date) throws {
-        guard try repository.store.stat(key: key) != nil else {
-            throw LifeboatError(.locked, "the \(kind.rawValue) lock \(repository.locate(key)) of this run was removed by another process",
-                                hint: "Someone ran 'lifeboat unlock --remove-all', or took this run for a crashed one. Run the command again.")
-        }
-        let updated = record.withLock { record -> LockRecord in
-            record.heartbeat = now
-            return record
-        }
-        try repository.store.put(key: key, bytes: Array(try JSON.encode(updated)), ifAbsent: false)
-    }
-
-    /// Removes the lock.
-    public func release() throws {
-        try repository.store.delete(keys: [key])
-    }
-}
+public typealias RepositoryLock = RepositoryClaim<LockRecord>
 
 /// A lock object found in a repository, read or not.
 public struct FoundLock: Sendable {
@@ -65,13 +34,13 @@ extension Repository {
             attempt += 1
             try context.cancellation.checkCancelled()
             let now = context.clock()
-            let id = BackupID.make(startedAt: now) { UInt64.random(in: 0...UInt64.max) }
+            let id = BackupID.draw(at: now)
             let key = Self.locksPrefix + id + ".json"
             let record = LockRecord(id: id, kind: kind, owner: owner, command: command, created: now, heartbeat: now)
             try store.put(key: key, bytes: Array(try JSON.encode(record)), ifAbsent: true)
             let conflicts: [FoundLock]
             do {
-                conflicts = try locks(context: context, owner: owner, timings: timings).filter { found in
+                conflicts = try locks(context: context, timings: timings).filter { found in
                     guard found.key != key else { return false }
                     guard let other = found.record else { return false }  // unreadable: reported by `unlock`
                     if found.liveness.isStale {
@@ -89,7 +58,10 @@ extension Repository {
             }
             if conflicts.isEmpty {
                 context.logger.debug("repository locked", metadata: ["lock.key": "\(locate(key))", "lock.kind": "\(kind.rawValue)"])
-                return RepositoryLock(repository: self, key: key, record: record)
+                return RepositoryLock(repository: self, key: key, record: record) { [location = locate(key)] in
+                    LifeboatError(.locked, "the \(kind.rawValue) lock \(location) of this run was removed by another process",
+                                  hint: "Someone ran 'lifeboat unlock --remove-all', or took this run for a crashed one. Run the command again.")
+                }
             }
             try store.delete(keys: [key])
             let holders = conflicts.compactMap(\.record).map(\.description)
@@ -109,8 +81,7 @@ extension Repository {
     }
 
     /// Every lock in the repository, with whether its owner still runs.
-    public func locks(context: RunContext, owner: ProcessIdentity, timings: ClaimTimings = .standard) throws -> [FoundLock] {
-        let now = context.clock()
+    public func locks(context: RunContext, timings: ClaimTimings = .standard) throws -> [FoundLock] {
         var found: [FoundLock] = []
         for object in try store.listAll(prefix: Self.locksPrefix) where object.key.hasSuffix(".json") {
             let bytes: [UInt8]
@@ -123,10 +94,37 @@ extension Repository {
                 found.append(FoundLock(key: object.key, record: nil, liveness: .stale("the lock object cannot be read")))
                 continue
             }
-            let liveness = ClaimLiveness.evaluate(owner: record.owner, heartbeat: record.heartbeat, now: now, timings: timings,
-                                                  local: owner, processRuns: ProcessProbe.runs)
-            found.append(FoundLock(key: object.key, record: record, liveness: liveness))
+            found.append(FoundLock(key: object.key, record: record,
+                                   liveness: liveness(of: record.owner, heartbeat: record.heartbeat, timings: timings, context: context)))
         }
         return found
+    }
+}
+
+extension Repository {
+    /// Runs `body` holding a shared lock on the repository (refreshed while it runs), and
+    /// releases the lock afterwards, whatever happens. With no `wait`, takes no lock: for
+    /// credentials that may only read (the reader then has no protection from a prune).
+    public func withSharedLock<T>(command: String, wait: TimeInterval?, timings: ClaimTimings = .standard,
+                                  context: RunContext, _ body: () throws -> T) throws -> T {
+        guard let wait else {
+            context.logger.warning("reading the repository without a lock (--no-lock): a prune running meanwhile could remove what is being read")
+            return try body()
+        }
+        let lock: RepositoryLock
+        do {
+            lock = try self.lock(.shared, command: command, owner: ProcessProbe.current(host: context.host), wait: wait,
+                                 timings: timings, context: context)
+        } catch var error as LifeboatError where error.code == .storage {
+            error.hint = (error.hint.map { $0 + " " } ?? "") + "If these credentials may only read the repository, pass --no-lock."
+            throw error
+        }
+        let heartbeat = Heartbeat(beats: [lock.refresh], timings: timings, context: context)
+        heartbeat.start()
+        defer {
+            heartbeat.stop()
+            lock.release(through: reopened(context: context.forCleanup), context: context)
+        }
+        return try body()
     }
 }

@@ -18,22 +18,38 @@ public enum RepositorySource: Sendable {
     public func repository(forPolicy name: String, context: RunContext) throws -> (Repository, Policy?) {
         switch self {
         case .configuration(let configuration):
-            let policy = try configuration.policy(named: name)
-            configuration.warnAboutProblems(outside: configuration.scopes(forPolicy: name), context: context)
+            let policy = try configuration.policyForCommand(named: name, context: context)
             return (try Repository.open(try configuration.repository(for: policy), context: context), policy)
         case .address(let config):
             return (try Repository.open(config, context: context), nil)
         }
     }
+
+    /// What `verify` and `restore` share: the policy's repository, a shared lock on it (none
+    /// with a nil `lockWait`), and the committed backup `selector` names; `body` gets them
+    /// with a context whose log lines carry the backup's id.
+    func withBackup<T>(policy name: String, selector: String, command: String, lockWait: TimeInterval?, context: RunContext,
+                       _ body: (Repository, Policy?, Manifest, RunContext) throws -> T) throws -> T {
+        let context = context.with(metadata: "policy.name", name)
+        let (repository, policy) = try repository(forPolicy: name, context: context)
+        try repository.requireFormat()
+        return try repository.withSharedLock(command: "\(command) \(name)", wait: lockWait, context: context) {
+            let manifest = try repository.resolve(policy: name, selector: selector) { context.logger.warning("\($0)") }
+            return try body(repository, policy, manifest, context.with(metadata: "backup.id", manifest.id))
+        }
+    }
 }
 
 extension Configuration {
-    /// Logs the problems outside `scopes` as warnings: they do not stop this command, but
-    /// someone should fix them (`lifeboat check` lists them all).
-    public func warnAboutProblems(outside scopes: Set<ConfigScope>, context: RunContext) {
-        for problem in problems(outside: scopes) {
+    /// A policy ready for a command (see `policy(named:)`), with the problems in the rest of
+    /// the configuration logged as warnings: they do not stop this command, but someone should
+    /// fix them (`lifeboat check` lists them all).
+    public func policyForCommand(named name: String, context: RunContext) throws -> Policy {
+        let policy = try self.policy(named: name)
+        for problem in problems(outside: scopes(forPolicy: name)) {
             context.logger.warning("configuration problem (not used by this command; 'lifeboat check' lists them all): \(problem.error.message)",
-                                   metadata: ["config.scope": "\(problem.scope)"])
+                                   metadata: ["config.scope": "\(problem.scope)", "policy.name": "\(name)"])
         }
+        return policy
     }
 }

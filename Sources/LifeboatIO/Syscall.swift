@@ -121,3 +121,33 @@ public func readTextFile(_ path: String) throws -> String {
     }
     return String(decoding: bytes, as: UTF8.self)
 }
+
+/// An exclusive `flock(2)` on a directory, held until `release()` (or the process ends: the
+/// kernel drops it with the descriptor, so a crash leaves nothing behind).
+public final class DirectoryLock {
+    private var fd: Int32
+
+    /// Locks `path` without waiting; nil when another process holds the lock.
+    public static func tryExclusive(_ path: String) throws -> DirectoryLock? {
+        let fd = try syscall("unable to open directory '\(path)'") { open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            let saved = errno
+            if saved == EINTR { continue }
+            close(fd)
+            if saved == EWOULDBLOCK { return nil }
+            throw LifeboatError(.io, "unable to lock directory '\(path)': \(errnoText(saved))", hint: hintFor(errno: saved))
+        }
+        return DirectoryLock(fd: fd)
+    }
+
+    private init(fd: Int32) { self.fd = fd }
+
+    deinit { release() }
+
+    public func release() {
+        if fd >= 0 {
+            close(fd)
+            fd = -1
+        }
+    }
+}

@@ -48,6 +48,40 @@ struct HostileUser {
         #expect(check.stderr.contains("2 errors found"))
     }
 
+    @Test func anUnreadablePolicyFileBlocksOnlyItself() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        try dir.write("src/app.conf", "listen = 8080\n")
+        try dir.write("policies/etc.yaml", "policy: etc\nsource: { files: { path: src } }\n")
+        try makeDirectories(dir.subpath("policies/broken.yaml"))  // a directory where a file was expected
+        let backup = try LifeboatCLI.run(["backup", "etc"], config: dir.path)
+        #expect(backup.status == 0, "\(backup.stderr)")
+        #expect(backup.stderr.contains("policies/broken.yaml: cannot read the file"))
+        let check = try LifeboatCLI.run(["check", "--offline"], config: dir.path)
+        #expect(check.status == 2)
+        #expect(check.stderr.contains("error: policies/broken.yaml: cannot read the file: unable to read file"))
+    }
+
+    @Test func twoRestoresIntoOneDirectoryAtOnceNeverMixTheirFiles() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        for index in 0..<40 { try dir.write("src/file\(index).bin", String(decoding: pseudoRandomBytes(256 << 10, seed: UInt64(index) + 1).map { $0 % 26 + 97 }, as: UTF8.self)) }
+        try dir.write("policies/etc.yaml", "policy: etc\nsource: { files: { path: src } }\n")
+        #expect(try LifeboatCLI.run(["backup", "etc"], config: dir.path).status == 0)
+        let target = dir.subpath("restored")
+        let results = together(2) { _ in try LifeboatCLI.run(["restore", "etc", "--to", target], config: dir.path) }
+        let outputs = try results.map { try $0.get() }
+        // One restores; the other is refused before writing anything (the directory is held,
+        // or already not empty): bad input, exit 2.
+        #expect(outputs.map(\.status).sorted() == [0, 2], "\(outputs.map(\.stderr))")
+        let refused = try #require(outputs.first { $0.status == 2 })
+        #expect(refused.stderr.contains("another restore is writing into '\(target)'") || refused.stderr.contains("restore target '\(target)' is not empty"),
+                "\(refused.stderr)")
+        for index in 0..<40 {
+            #expect(FileManager.default.contentsEqual(atPath: dir.subpath("src/file\(index).bin"), andPath: "\(target)/file\(index).bin"))
+        }
+    }
+
     @Test func oneDamagedManifestIsListedAsDamagedBesideTheGoodOnes() throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }

@@ -6,9 +6,19 @@ import Yams
 public struct ConfigFile: Sendable {
     public var name: String
     public var text: String
+    /// Why the file could not be read (it is a directory, it may not be read by this user),
+    /// when it could not: a problem of that file's scope alone, like any other.
+    public var unreadable: String?
+
     public init(name: String, text: String) {
         self.name = name
         self.text = text
+    }
+
+    public init(name: String, unreadable reason: String) {
+        self.name = name
+        self.text = ""
+        self.unreadable = reason
     }
 
     /// The file's name without its directory and `.yaml`/`.yml`: the name its policy or
@@ -137,6 +147,10 @@ public enum ConfigurationParser {
 
     static func document(_ file: ConfigFile, _ diagnostics: ConfigDiagnostics, _ environment: [String: String],
                          directory: String) -> ConfigNode? {
+        if let reason = file.unreadable {
+            diagnostics.error(file.name, nil, "cannot read the file: \(reason)", hint: "Fix the file's type or permissions, or remove it.")
+            return nil
+        }
         do {
             guard let node = try Yams.compose(yaml: file.text) else {
                 diagnostics.error(file.name, nil, "the file is empty")

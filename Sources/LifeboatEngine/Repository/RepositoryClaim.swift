@@ -58,7 +58,7 @@ public final class RepositoryClaim<Record: ClaimRecord>: Sendable {
         do {
             try (repository ?? self.repository).store.delete(keys: [key])
         } catch {
-            context.logger.warning("could not remove \(key) from the repository; it goes stale, and 'lifeboat unlock' or prune removes it",
+            context.logger.warning("could not remove \(self.repository.locate(key)); it goes stale, and 'lifeboat unlock' or prune removes it",
                                    metadata: ["claim.key": "\(key)", "error": "\(error)"])
         }
     }

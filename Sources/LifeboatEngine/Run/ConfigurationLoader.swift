@@ -31,9 +31,18 @@ public enum ConfigurationLoader {
                                          sources: SourceKinds.parsers, environment: environment)
     }
 
+    /// The YAML files of `policies/` or `runbooks/`. One that cannot be read is kept as such,
+    /// so that it blocks only its own policy or runbook.
     static func yamlFiles(in directory: String, subdirectory: String) throws -> [ConfigFile] {
         try directoryEntries(directory + "/" + subdirectory)
             .filter { ($0.hasSuffix(".yaml") || $0.hasSuffix(".yml")) && !$0.hasPrefix(".") }
-            .map { ConfigFile(name: "\(subdirectory)/\($0)", text: try readTextFile("\(directory)/\(subdirectory)/\($0)")) }
+            .map { name in
+                let file = "\(subdirectory)/\(name)"
+                do {
+                    return ConfigFile(name: file, text: try readTextFile("\(directory)/\(file)"))
+                } catch let error as LifeboatError {
+                    return ConfigFile(name: file, unreadable: error.message)
+                }
+            }
     }
 }

@@ -18,15 +18,22 @@ struct FilesRestore {
             guard isDirectory(directory) else {
                 throw LifeboatError(.targetNotEmpty, "restore target '\(directory)' exists and is not a directory")
             }
-            let contents = try directoryEntries(directory)
-            guard contents.isEmpty else {
-                throw LifeboatError(.targetNotEmpty, "restore target '\(directory)' is not empty (\(contents.count) entr\(contents.count == 1 ? "y" : "ies"), e.g. '\(contents[0])')",
-                                    hint: "Restore into a new or empty directory; Lifeboat never overwrites existing files.")
-            }
         } else {
             // Only the owner may look into what is being restored; the restored entries get
             // the modes the backup recorded.
             try makeDirectories(directory, mode: 0o700)
+        }
+        // Another restore into the same directory would mix its files with ours: the first
+        // one holds the directory (the lock goes with the process, even after a crash).
+        guard let held = try DirectoryLock.tryExclusive(directory) else {
+            throw LifeboatError(.targetNotEmpty, "another restore is writing into '\(directory)'",
+                                hint: "Wait for it to finish, or restore into another directory.")
+        }
+        defer { held.release() }
+        let contents = try directoryEntries(directory)
+        guard contents.isEmpty else {
+            throw LifeboatError(.targetNotEmpty, "restore target '\(directory)' is not empty (\(contents.count) entr\(contents.count == 1 ? "y" : "ies"), e.g. '\(contents[0])')",
+                                hint: "Restore into a new or empty directory; Lifeboat never overwrites existing files.")
         }
         var entries = 0
         for artifact in manifest.artifacts {

@@ -93,10 +93,10 @@ struct SignalsCancelRuns {
         #expect(try LifeboatCLI.run(["backup", "pg"], config: dir.path, environment: ["PG_CONNINFO": server.conninfo()]).status == 0)
     }
 
-    @Test func aSignalDuringAFilesBackupRemovesItsPartialArtifact() throws {
+    /// A configuration whose one policy backs up 256 MiB: enough that a backup or a restore
+    /// is surely still writing when the signal comes.
+    func bigFilesPolicy() throws -> TemporaryDirectory {
         let dir = try TemporaryDirectory()
-        defer { dir.remove() }
-        // Enough data that the backup is surely still writing when the signal comes.
         let big = dir.subpath("src/big.bin")
         try makeDirectories(dir.subpath("src"))
         #expect(FileManager.default.createFile(atPath: big, contents: nil))
@@ -104,6 +104,28 @@ struct SignalsCancelRuns {
         for seed in 0..<64 { handle.write(Data(pseudoRandomBytes(4 << 20, seed: UInt64(seed) + 1))) }
         try handle.close()
         try dir.write("policies/big.yaml", "policy: big\nsource: { files: { path: src } }\n")
+        return dir
+    }
+
+    @Test func aSignalDuringAFilesRestoreRemovesWhatItWrote() throws {
+        let dir = try bigFilesPolicy()
+        defer { dir.remove() }
+        #expect(try LifeboatCLI.run(["backup", "big"], config: dir.path).status == 0)
+        let target = dir.subpath("restored")
+        let run = try RunningLifeboat.start(["restore", "big", "--to", target], config: dir.path, environment: [:])
+        #expect(try eventually { FileManager.default.fileExists(atPath: target + "/big.bin") })
+        let (status, seconds, stderr) = try run.interrupt(with: SIGTERM)
+        #expect(status == 143, "\(stderr)")
+        #expect(seconds < 2)
+        #expect(stderr.contains("into directory '\(target)' was cancelled (SIGTERM)"))
+        #expect(stderr.contains("HINT: What the restore had written into directory '\(target)' was removed"))
+        // A half-restored file (its full size set at once, its data not yet) is never left to be taken for a whole one.
+        #expect(!FileManager.default.fileExists(atPath: target))
+    }
+
+    @Test func aSignalDuringAFilesBackupRemovesItsPartialArtifact() throws {
+        let dir = try bigFilesPolicy()
+        defer { dir.remove() }
         let run = try RunningLifeboat.start(["backup", "big"], config: dir.path, environment: [:])
         // Wait until the artifact is being written: its temporary file exists.
         #expect(try eventually {

@@ -60,7 +60,7 @@ public struct RestoreCommand {
                 report = try kind.restore(manifest, from: repository, to: target, configuration: policy?.source, context: context)
             } catch let error as LifeboatError where error.code == .cancelled || context.cancellation.isCancelled {
                 throw LifeboatError(.cancelled, "restore of backup \(manifest.id) of policy '\(name)' into \(target.location) was cancelled (\(context.cancellation.reason ?? error.message))",
-                                    hint: "The target may hold a partial restore: remove it (or drop what was created) before restoring again.")
+                                    hint: kind.leftovers(of: target))
             }
             report.seconds = context.clock().timeIntervalSince(started)
             context.logger.info("restore finished", metadata: ["restore.target": "\(report.target)", "restore.seconds": "\(String(format: "%.1f", report.seconds))"])

@@ -32,7 +32,9 @@ extension Repository {
         var attempt = 0
         while true {
             attempt += 1
-            try context.cancellation.checkCancelled()
+            if let reason = context.cancellation.reason {
+                throw LifeboatError(.cancelled, "\(command) was cancelled (\(reason)) before it had the repository lock; nothing was written")
+            }
             let now = context.clock()
             let id = BackupID.draw(at: now)
             let key = Self.locksPrefix + id + ".json"

@@ -23,6 +23,10 @@ public protocol SourceKind: Sendable {
     /// as where the client programs are come from it, everything else from the manifest.
     func restore(_ manifest: Manifest, from repository: Repository, to target: RestoreTarget,
                  configuration: (any SourceConfiguration)?, context: RunContext) throws -> RestoreReport
+
+    /// What a restore of this kind that failed or was cancelled half-way leaves in `target`,
+    /// and what to do about it: a whole sentence, for the error's hint.
+    func leftovers(of target: RestoreTarget) -> String
 }
 
 extension SourceConfiguration {

@@ -29,6 +29,10 @@ public struct FilesKind: SourceKind {
                         configuration: (any SourceConfiguration)?, context: RunContext) throws -> RestoreReport {
         try FilesRestore(manifest: manifest, repository: repository, context: context).run(to: target)
     }
+
+    public func leftovers(of target: RestoreTarget) -> String {
+        "What the restore had written into \(target.location) was removed; run it again."
+    }
 }
 
 /// A `files` source's configuration.

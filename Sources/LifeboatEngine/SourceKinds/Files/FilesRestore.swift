@@ -3,7 +3,9 @@ import LifeboatArchive
 import LifeboatCore
 import LifeboatIO
 
-/// Restores a `files` backup into a new or empty directory; never overwrites.
+/// Restores a `files` backup into a new or empty directory; never overwrites. A restore that
+/// fails or is cancelled removes what it wrote (the directory was empty, and held by this
+/// restore alone), so a half-restored tree is never mistaken for a whole one.
 struct FilesRestore {
     let manifest: Manifest
     let repository: Repository
@@ -14,7 +16,8 @@ struct FilesRestore {
             throw LifeboatError(.usage, "a files backup is restored into a directory, not \(target.location)",
                                 hint: "Give --to a directory path.")
         }
-        if pathExists(directory) {
+        let created = !pathExists(directory)
+        if !created {
             guard isDirectory(directory) else {
                 throw LifeboatError(.targetNotEmpty, "restore target '\(directory)' exists and is not a directory")
             }
@@ -36,14 +39,36 @@ struct FilesRestore {
                                 hint: "Restore into a new or empty directory; Lifeboat never overwrites existing files.")
         }
         var entries = 0
-        for artifact in manifest.artifacts {
-            let source = try repository.openArtifact(artifact, of: manifest, context: context)
-            defer { source.close() }
-            try extractArtifact(artifact, source: source, to: directory)
-            entries += artifact.entries.count
-            context.logger.info("artifact restored", metadata: ["artifact.path": "\(artifact.path)", "artifact.entries": "\(artifact.entries.count)"])
+        do {
+            for artifact in manifest.artifacts {
+                let source = try repository.openArtifact(artifact, of: manifest, context: context)
+                defer { source.close() }
+                try extractArtifact(artifact, source: source, to: directory)
+                entries += artifact.entries.count
+                context.logger.info("artifact restored", metadata: ["artifact.path": "\(artifact.path)", "artifact.entries": "\(artifact.entries.count)"])
+            }
+        } catch {
+            removeWhatWasRestored(in: directory, created: created)
+            throw error
         }
         return RestoreReport(policy: manifest.policy, backup: manifest.id, target: directory,
                              restored: ["\(entries) entr\(entries == 1 ? "y" : "ies")"])
+    }
+
+    /// Empties the restore directory (and removes it when this restore created it).
+    func removeWhatWasRestored(in directory: String, created: Bool) {
+        do {
+            if created {
+                try FileManager.default.removeItem(atPath: directory)
+            } else {
+                for name in try directoryEntries(directory) {
+                    try FileManager.default.removeItem(atPath: directory + "/" + name)
+                }
+            }
+            context.logger.info("removed what the failed restore had written", metadata: ["restore.target": "\(directory)"])
+        } catch {
+            context.logger.warning("could not remove what the failed restore had written; remove it before restoring again",
+                                   metadata: ["restore.target": "\(directory)", "error": "\(error)"])
+        }
     }
 }

@@ -64,6 +64,10 @@ public struct PostgresKind: SourceKind {
         let binDir = (configuration as? PostgresConfiguration)?.binDir
         return try PostgresLogicalRestore(manifest: manifest, repository: repository, binDir: binDir, context: context).run(to: target)
     }
+
+    public func leftovers(of target: RestoreTarget) -> String {
+        "The server may hold the roles and databases the restore had created: drop those databases before restoring again."
+    }
 }
 
 /// A `postgres` source's configuration.

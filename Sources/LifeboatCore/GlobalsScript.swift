@@ -26,7 +26,7 @@ public enum GlobalsScript {
         var createdRoles: [String] = [], keptRoles: [String] = []
         var createdTablespaces: [String] = [], keptTablespaces: [String] = []
         for statement in split(script) {
-            switch subject(of: statement.text) {
+            switch subject(of: statement) {
             case .role(let name, let creates):
                 if existingRoles.contains(name) {
                     if creates { keptRoles.append(name) }
@@ -45,7 +45,7 @@ public enum GlobalsScript {
             case .other:
                 break
             }
-            kept.append(statement.text)
+            kept.append(statement)
         }
         return Plan(script: kept.joined(), createdRoles: createdRoles, keptRoles: keptRoles,
                     createdTablespaces: createdTablespaces, keptTablespaces: keptTablespaces)
@@ -53,23 +53,19 @@ public enum GlobalsScript {
 
     // MARK: Statements
 
-    struct Statement {
-        /// The statement's text with the whitespace and comments before it, and its `;`.
-        var text: Substring
-    }
-
     /// Splits SQL into statements at `;` outside quotes (`'…'` with `''`, `"…"` with `""`,
     /// `$tag$…$tag$`) and comments, and psql meta-commands (`\restrict …`) at the end of
-    /// their line. Nothing is lost: the statements joined give the script back.
-    static func split(_ script: String) -> [Statement] {
+    /// their line. Each statement comes with the whitespace and comments before it, and its
+    /// `;`: nothing is lost, the statements joined give the script back.
+    static func split(_ script: String) -> [Substring] {
         let bytes = Array(script.utf8)
-        var statements: [Statement] = []
+        var statements: [Substring] = []
         var start = 0
         var i = 0
         var atStatementStart = true
         func cut(_ end: Int) {
             let text = script.utf8[script.utf8.index(script.utf8.startIndex, offsetBy: start)..<script.utf8.index(script.utf8.startIndex, offsetBy: end)]
-            statements.append(Statement(text: Substring(text)))
+            statements.append(Substring(text))
             start = end
             atStatementStart = true
         }
@@ -130,25 +126,25 @@ public enum GlobalsScript {
     /// What a statement is about, from its leading words.
     static func subject(of statement: Substring) -> Subject {
         var tokens = Tokens(statement)
-        guard let first = tokens.nextWord() else { return .other }
+        guard let first = tokens.nextToken() else { return .other }
         switch first {
         case "CREATE":
-            switch tokens.nextWord() {
+            switch tokens.nextToken() {
             case "ROLE": return tokens.nextIdentifier().map { .role($0, creates: true) } ?? .other
             case "TABLESPACE": return tokens.nextIdentifier().map { .tablespace($0, creates: true) } ?? .other
             default: return .other
             }
         case "ALTER":
-            switch tokens.nextWord() {
+            switch tokens.nextToken() {
             case "ROLE", "USER": return tokens.nextIdentifier().map { .role($0, creates: false) } ?? .other
             case "TABLESPACE": return tokens.nextIdentifier().map { .tablespace($0, creates: false) } ?? .other
             default: return .other
             }
         case "COMMENT", "SECURITY":
             // COMMENT ON ROLE x IS …; SECURITY LABEL [FOR p] ON ROLE x IS …
-            while let word = tokens.nextWord() {
+            while let word = tokens.nextToken() {
                 if word == "ON" {
-                    switch tokens.nextWord() {
+                    switch tokens.nextToken() {
                     case "ROLE": return tokens.nextIdentifier().map { .role($0, creates: false) } ?? .other
                     case "TABLESPACE": return tokens.nextIdentifier().map { .tablespace($0, creates: false) } ?? .other
                     default: return .other
@@ -223,8 +219,6 @@ public enum GlobalsScript {
             return String(decoding: bytes[start..<i], as: UTF8.self)
         }
 
-        mutating func nextWord() -> String? { nextToken() }
-
         /// The next identifier: `"Quoted ""Name"""` → `Quoted "Name"`, `bare` → `bare`.
         mutating func nextIdentifier() -> String? {
             skipSpaceAndComments()
@@ -252,15 +246,5 @@ public enum GlobalsScript {
             c == UInt8(ascii: "_") || c == UInt8(ascii: "$") || (c >= 0x30 && c <= 0x39)
                 || (c | 0x20 >= UInt8(ascii: "a") && c | 0x20 <= UInt8(ascii: "z")) || c >= 0x80
         }
-    }
-
-    /// An identifier as PostgreSQL writes it: bare when it is lowercase letters, digits, `_`
-    /// and `$` (not starting with a digit or `$`), otherwise in double quotes.
-    public static func quotedIdentifier(_ name: String) -> String {
-        let bare = name.unicodeScalars.enumerated().allSatisfy { index, c in
-            ("a"..."z").contains(c) || c == "_" || (index > 0 && (("0"..."9").contains(c) || c == "$"))
-        }
-        if bare, !name.isEmpty { return name }
-        return "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
 }

@@ -182,13 +182,8 @@ import Testing
 
     @Test func statementsSplitOutsideQuotesOnlyAndLoseNothing() {
         let statements = GlobalsScript.split(script)
-        #expect(statements.map(\.text).joined() == script)
-        #expect(statements.contains { $0.text.hasSuffix("'the app; with a\nnewline';") })
-    }
-
-    @Test(arguments: [("postgres", "postgres"), ("hub_app2", "hub_app2"), ("Backup", "\"Backup\""), ("a\"b", "\"a\"\"b\""), ("1x", "\"1x\"")])
-    func identifiersAreQuotedAsPostgresQuotesThem(name: String, quoted: String) {
-        #expect(GlobalsScript.quotedIdentifier(name) == quoted)
+        #expect(statements.joined() == script)
+        #expect(statements.contains { $0.hasSuffix("'the app; with a\nnewline';") })
     }
 }
 

@@ -105,15 +105,6 @@ public struct Configuration: Sendable {
     public func repository(for policy: Policy) throws -> RepositoryConfig {
         try repository(named: policy.repository ?? defaultRepository)
     }
-
-    public func runbook(named name: String) throws -> Runbook {
-        let blocking = problems(blocking: [.main, .runbook(name)])
-        if !blocking.isEmpty { throw LifeboatErrors(blocking.map(\.error)) }
-        if let runbook = runbooks.first(where: { $0.name == name }) { return runbook }
-        var message = "no runbook named '\(name)' in \(directory)/runbooks"
-        if let suggestion = closestMatch(to: name, among: runbookFiles.keys.sorted()) { message += " (did you mean '\(suggestion)'?)" }
-        throw LifeboatError(.notFound, message)
-    }
 }
 
 public struct RepositoryConfig: Sendable, Equatable {

@@ -142,7 +142,8 @@ public struct ListCommand {
             guard includeInterrupted else { continue }
             let reservation: ReservationRecord?
             do {
-                reservation = try repository.reservation(policy: policy, id: backup.id)
+                // The listing already says whether there is one: read it only then.
+                reservation = backup.hasReservation ? try repository.reservation(policy: policy, id: backup.id) : nil
             } catch let error as LifeboatError where error.code == .integrity {
                 // One unreadable object never hides the rest of the listing.
                 entry.state = .interrupted

@@ -233,7 +233,7 @@ struct Unlock: ParsableCommand {
             if let name {
                 configs = [try configuration.repository(named: name)]
             } else {
-                configs = RepositoryCheck(configuration: configuration, context: global.context).repositoriesInUse
+                configs = configuration.repositoriesInUse
             }
         }
         let command = UnlockCommand(context: global.context)

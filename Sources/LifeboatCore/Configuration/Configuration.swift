@@ -101,6 +101,13 @@ public struct Configuration: Sendable {
         return repository
     }
 
+    /// The repositories the policies use, or the default one when there are no policies.
+    public var repositoriesInUse: [RepositoryConfig] {
+        var names = Set(policies.map { $0.repository ?? defaultRepository })
+        if names.isEmpty { names.insert(defaultRepository) }
+        return repositories.filter { names.contains($0.name) }
+    }
+
     /// The repository a policy writes to.
     public func repository(for policy: Policy) throws -> RepositoryConfig {
         try repository(named: policy.repository ?? defaultRepository)

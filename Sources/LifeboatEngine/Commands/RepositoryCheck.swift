@@ -27,15 +27,8 @@ public struct RepositoryCheck {
         public var detail: String
     }
 
-    /// The repositories used by a policy, or the default one when there are no policies.
-    public var repositoriesInUse: [RepositoryConfig] {
-        var names = Set(configuration.policies.map { $0.repository ?? configuration.defaultRepository })
-        if names.isEmpty { names.insert(configuration.defaultRepository) }
-        return configuration.repositories.filter { names.contains($0.name) }
-    }
-
     public func run() -> [Result] {
-        let repositories = repositoriesInUse.map { config in
+        let repositories = configuration.repositoriesInUse.map { config in
             var location = config.name
             do {
                 let repository = try Repository.open(config, context: context)

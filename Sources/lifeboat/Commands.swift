@@ -246,7 +246,8 @@ struct Unlock: ParsableCommand {
             let removed = report.locks.filter(\.removed)
             print("repository \(report.repository) (\(report.location)): \(plural(report.locks.count, "lock")), \(removed.count) removed")
             for lock in report.locks {
-                print("  \(lock.removed ? "removed" : "kept   ") \(lock.kind ?? "?") lock of '\(lock.command ?? "?")' by \(lock.holder ?? "?") — \(lock.state)")
+                let what = lock.command.map { "\(lock.kind ?? "?") lock of '\($0)' by \(lock.holder ?? "?")" } ?? "unreadable lock object \(lock.key)"
+                print("  \(lock.removed ? "removed" : "kept   ") \(what) — \(lock.state)")
             }
         }
     }

@@ -92,7 +92,14 @@ extension Repository {
             } catch let error as LifeboatError where error.code == .notFound {
                 continue  // released while we listed
             }
-            guard let record = try? JSON.decode(LockRecord.self, from: Data(bytes)) else {  // reported as unreadable, below
+            let record: LockRecord
+            do {
+                record = try JSON.decode(LockRecord.self, from: Data(bytes))
+            } catch {
+                // Locks are written whole: this one is damaged, holds nobody, and `unlock` removes it.
+                context.logger.warning("a lock object cannot be read", metadata: [
+                    "lock.key": "\(locate(object.key))", "error": "\(Self.describe(decodingError: error))",
+                ])
                 found.append(FoundLock(key: object.key, record: nil, liveness: .stale("the lock object cannot be read")))
                 continue
             }

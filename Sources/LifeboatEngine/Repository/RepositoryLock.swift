@@ -30,6 +30,7 @@ extension Repository {
                      timings: ClaimTimings = .standard, context: RunContext) throws -> RepositoryLock {
         let deadline = context.clock().addingTimeInterval(wait)
         var attempt = 0
+        var reportedStale: Set<String> = []  // each stale lock is named once, not at every try
         while true {
             attempt += 1
             if let reason = context.cancellation.reason {
@@ -46,6 +47,7 @@ extension Repository {
                     guard found.key != key else { return false }
                     guard let other = found.record else { return false }  // unreadable: reported by `unlock`
                     if found.liveness.isStale {
+                        guard reportedStale.insert(found.key).inserted else { return false }
                         context.logger.warning("ignoring a stale lock", metadata: [
                             "lock.key": "\(locate(found.key))", "lock.holder": "\(other.description)",
                             "lock.stale": "\(found.liveness)", "hint": "Run 'lifeboat unlock' to remove stale locks.",

@@ -147,6 +147,17 @@ public final class FaultProxy: Sendable {
         }
     }
 
+    /// An S3 test server and a fault proxy in front of it: stop both when done.
+    public static func startInFrontOfS3() throws -> (s3: S3TestServer, proxy: FaultProxy) {
+        let s3 = try S3TestServer.start()
+        do {
+            return (s3, try start(upstreamPort: s3.port))
+        } catch {
+            s3.stop()
+            throw error
+        }
+    }
+
     public static func start(upstreamPort: Int) throws -> FaultProxy {
         let (fixture, ready) = try PythonFixture.start("fault_proxy.py", ["127.0.0.1:\(upstreamPort)"])
         guard let port = ready["port"] as? Int else { throw TestSupportError("fault_proxy.py answered \(ready)") }

@@ -149,10 +149,8 @@ struct SignalsCancelRunsOnS3 {
     /// flight (the server stalls it) and `pg_dump` still writing (held back by the upload).
     @Test func sigintDuringAPostgresBackupToS3AbortsTheUploadStopsPgDumpAndLeavesNothing() async throws {
         try await offThePool {
-            let s3 = try S3TestServer.start()
-            defer { s3.stop() }
-            let proxy = try FaultProxy.start(upstreamPort: s3.port)
-            defer { proxy.stop() }
+            let (s3, proxy) = try FaultProxy.startInFrontOfS3()
+            defer { proxy.stop(); s3.stop() }
             let pg = try PostgresServer.start()
             defer { pg.stop() }
             let dir = try TemporaryDirectory()

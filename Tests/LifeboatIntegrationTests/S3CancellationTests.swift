@@ -62,10 +62,8 @@ struct S3Cancellation {
     @Test(arguments: [false, true])
     func cancellingAMultipartUploadEndsItWithinTwoSecondsAndLeavesNoUpload(stallBeforeBody: Bool) async throws {
         try await offThePool {
-            let s3 = try S3TestServer.start()
-            defer { s3.stop() }
-            let proxy = try FaultProxy.start(upstreamPort: s3.port)
-            defer { proxy.stop() }
+            let (s3, proxy) = try FaultProxy.startInFrontOfS3()
+            defer { proxy.stop(); s3.stop() }
             let cancellation = Cancellation()
             let store = S3Store(client: try directClient(s3, endpoint: proxy.endpoint, cancellation: cancellation), prefix: "mp",
                                 partSize: 5 << 20, concurrency: 2, logger: quietLogger)
@@ -104,10 +102,8 @@ struct S3Cancellation {
 
     @Test func cancellingARequestToAStalledServerEndsItAtOnceAndNothingIsRetried() async throws {
         try await offThePool {
-            let s3 = try S3TestServer.start()
-            defer { s3.stop() }
-            let proxy = try FaultProxy.start(upstreamPort: s3.port)
-            defer { proxy.stop() }
+            let (s3, proxy) = try FaultProxy.startInFrontOfS3()
+            defer { proxy.stop(); s3.stop() }
             let cancellation = Cancellation()
             let client = try directClient(s3, endpoint: proxy.endpoint, retry: RetryPolicy(maxAttempts: 5, baseDelay: 0.01, maxDelay: 0.05),
                                           cancellation: cancellation)
@@ -141,10 +137,8 @@ struct S3Cancellation {
 
     @Test func cancellingAReadEndsItsRangeFetchesAtOnce() async throws {
         try await offThePool {
-            let s3 = try S3TestServer.start()
-            defer { s3.stop() }
-            let proxy = try FaultProxy.start(upstreamPort: s3.port)
-            defer { proxy.stop() }
+            let (s3, proxy) = try FaultProxy.startInFrontOfS3()
+            defer { proxy.stop(); s3.stop() }
             try directClient(s3).putObject(key: "r/big.bin", bytes: pseudoRandomBytes(12 << 20))
             let cancellation = Cancellation()
             let store = S3Store(client: try directClient(s3, endpoint: proxy.endpoint, cancellation: cancellation), prefix: "r",
@@ -208,10 +202,8 @@ struct S3Cancellation {
 struct S3RequestLogging {
     @Test func eachAttemptIsOneDebugLineWithWhatAnEngineerNeedsAndNoSecret() async throws {
         try await offThePool {
-            let s3 = try S3TestServer.start()
-            defer { s3.stop() }
-            let proxy = try FaultProxy.start(upstreamPort: s3.port)
-            defer { proxy.stop() }
+            let (s3, proxy) = try FaultProxy.startInFrontOfS3()
+            defer { proxy.stop(); s3.stop() }
             try proxy.setRules([.status(503, code: "SlowDown", match: "PUT /lifeboat-test/log/", times: 1)])
             let log = LogCapture()
             let client = try directClient(s3, endpoint: proxy.endpoint, logger: log.logger, sleep: { _ in })

@@ -276,10 +276,8 @@ struct S3FaultInjection {
     }
 
     @Test func theFirstRequestsFailingWith503AndResetsStillGiveABackup() throws {
-        let s3 = try S3TestServer.start()
-        defer { s3.stop() }
-        let proxy = try FaultProxy.start(upstreamPort: s3.port)
-        defer { proxy.stop() }
+        let (s3, proxy) = try FaultProxy.startInFrontOfS3()
+        defer { proxy.stop(); s3.stop() }
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         try s3Config(dir, endpoint: proxy.endpoint, server: s3)
@@ -301,10 +299,8 @@ struct S3FaultInjection {
     }
 
     @Test func aServerThatKeepsFailingFailsTheBackupWithEveryAttemptAndCommitsNothing() throws {
-        let s3 = try S3TestServer.start()
-        defer { s3.stop() }
-        let proxy = try FaultProxy.start(upstreamPort: s3.port)
-        defer { proxy.stop() }
+        let (s3, proxy) = try FaultProxy.startInFrontOfS3()
+        defer { proxy.stop(); s3.stop() }
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         try s3Config(dir, endpoint: proxy.endpoint, server: s3)
@@ -326,10 +322,8 @@ struct S3FaultInjection {
     }
 
     @Test func aPartThatKeepsFailingAbortsTheMultipartUpload() throws {
-        let s3 = try S3TestServer.start()
-        defer { s3.stop() }
-        let proxy = try FaultProxy.start(upstreamPort: s3.port)
-        defer { proxy.stop() }
+        let (s3, proxy) = try FaultProxy.startInFrontOfS3()
+        defer { proxy.stop(); s3.stop() }
         let client = try directClient(s3, endpoint: proxy.endpoint)
         let store = S3Store(client: client, prefix: "mp", partSize: 5 << 20, concurrency: 2, logger: quietLogger)
         try proxy.setRules([.status(500, code: "InternalError", match: "partNumber=3&")])

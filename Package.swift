@@ -152,7 +152,7 @@ let package = Package(
             name: "LifeboatArchiveTests",
             // CArchive and Crypto: tests craft hostile archives (and their records) directly.
             dependencies: [
-                "LifeboatCore", "LifeboatArchive", "CArchive",
+                "LifeboatCore", "LifeboatArchive", "CArchive", "TestSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict

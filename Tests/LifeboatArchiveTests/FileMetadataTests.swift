@@ -2,6 +2,7 @@ import Foundation
 import LifeboatArchive
 import LifeboatCore
 import Testing
+import TestSupport
 
 /// Builds an artifact of `source` and restores it into a new directory `restore` beside it;
 /// checks that the artifact verifies on the way.
@@ -322,18 +323,8 @@ private func deviceNumber(major: UInt32, minor: UInt32) -> dev_t {
         try FileManager.default.createDirectory(atPath: source, withIntermediateDirectories: true)
         #expect(FileManager.default.createFile(atPath: source + "/keep", contents: Data("k".utf8)))
         let socketPath = source + "/control.sock"
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        try #require(fd >= 0)
+        let fd = try bindUnixSocket(at: socketPath)
         defer { close(fd) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let pathBytes = Array(socketPath.utf8)
-        try #require(pathBytes.count < MemoryLayout.size(ofValue: address.sun_path))
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: pathBytes) }
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        try #require(bound == 0, "bind: \(String(cString: strerror(errno)))")
 
         var report = DirectoryArchiveReport()
         let artifact = try buildArtifact(compression: .zstd) { writer in

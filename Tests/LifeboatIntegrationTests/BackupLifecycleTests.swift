@@ -165,18 +165,8 @@ struct BackupLifecycle {
         try dir.write("src/app.conf", "listen = 8080\n")
         try dir.write("policies/etc.yaml", "policy: etc\nsource: { files: { path: src } }\n")
         let socketPath = dir.subpath("src/control.sock")
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        try #require(fd >= 0)
+        let fd = try bindUnixSocket(at: socketPath)
         defer { close(fd) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let pathBytes = Array(socketPath.utf8)
-        try #require(pathBytes.count < MemoryLayout.size(ofValue: address.sun_path))
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: pathBytes) }
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        try #require(bound == 0)
 
         // The backup is committed, but incomplete: the summary lists what is missing, and the
         // exit status says the operation did not fully succeed.

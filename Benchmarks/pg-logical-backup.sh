@@ -79,7 +79,7 @@ YAML
 cat > "$work/config/policies/bench.yaml" <<YAML
 policy: bench
 source:
-  postgres: { conninfo: "host=127.0.0.1 port=$port user=postgres dbname=postgres", databases: [bench], globals: false }
+  postgres: { mode: logical, conninfo: "host=127.0.0.1 port=$port user=postgres dbname=postgres", databases: [bench], globals: false }
 YAML
 
 measure() {  # measure NAME COMMAND... → prints "wall_seconds peak_rss_kib"

@@ -130,7 +130,7 @@ let validMain = """
         let policy = """
             policy: hub-postgres
             source:
-              postgres: { conninfo: "host=db" }
+              postgres: { mode: logical, conninfo: "host=db" }
             shedule: { cron: "0 2 * * *" }
             """
         #expect(errors(parse(policies: ["hub-postgres.yaml": policy]))
@@ -138,17 +138,17 @@ let validMain = """
     }
 
     @Test func unknownNestedKeyNamesItsPath() {
-        let policy = "policy: p\nsource:\n  postgres: { conninfo: \"host=db\", databse: [a] }\n"
+        let policy = "policy: p\nsource:\n  postgres: { mode: logical, conninfo: \"host=db\", databse: [a] }\n"
         #expect(errors(parse(policies: ["p.yaml": policy]))
-            == ["policies/p.yaml:3:36: unknown key 'databse' in 'source.postgres' (did you mean 'databases'?)"])
+            == ["policies/p.yaml:3:51: unknown key 'databse' in 'source.postgres' (did you mean 'databases'?)"])
     }
 
     @Test(arguments: [
-        ("policy: p\nsource: { postgres: { conninfo: host=db, databases: mcphub } }\n", "policies/p.yaml:2:53: 'source.postgres.databases' must be a list, not a scalar"),
+        ("policy: p\nsource: { postgres: { mode: logical, conninfo: host=db, databases: mcphub } }\n", "policies/p.yaml:2:68: 'source.postgres.databases' must be a list, not a scalar"),
         ("policy: p\nsource: [files]\n", "policies/p.yaml:2:9: 'source' must be a mapping (key: value), not a list"),
         ("policy: p\nsource: { files: { path: /a } }\ncompression: { level: high }\n", "policies/p.yaml:3:23: 'compression.level' must be an integer, not 'high'"),
         ("policy: p\nsource: { files: { path: /a } }\ncompression: { level: 40 }\n", "policies/p.yaml:3:23: 'compression.level' must be between 1 and 19, not 40"),
-        ("policy: p\nsource: { postgres: { conninfo: host=db, globals: maybe } }\n", "policies/p.yaml:2:51: 'source.postgres.globals' must be true or false, not 'maybe'"),
+        ("policy: p\nsource: { postgres: { mode: logical, conninfo: host=db, globals: maybe } }\n", "policies/p.yaml:2:66: 'source.postgres.globals' must be true or false, not 'maybe'"),
     ])
     func wrongTypesAreReported(yaml: String, expected: String) {
         #expect(errors(parse(policies: ["p.yaml": yaml])) == [expected])
@@ -265,9 +265,34 @@ let validMain = """
         #expect(throws: LifeboatErrors.self) { try configuration.policy(named: "etc") }
     }
 
-    @Test func physicalModeIsRefusedUntilItExists() {
-        let messages = errors(parse(policies: ["p.yaml": "policy: p\nsource: { postgres: { conninfo: host=db, mode: physical } }\n"]))
-        #expect(messages.first?.contains("mode 'physical'") == true)
+    @Test func aPostgresPolicyWithoutModeTakesPhysicalBaseBackups() throws {
+        let configuration = try parse(policies: ["p.yaml": """
+            policy: p
+            source:
+              postgres:
+                conninfo: host=db
+                checkpoint: fast
+                wal: { timeout: 2m, push_parallel: 8, prefetch: 0 }
+            """]).get()
+        let source = try #require(configuration.policies.first?.source as? PostgresConfiguration)
+        #expect(source.mode == .physical)
+        #expect(source.checkpoint == .fast)
+        #expect(source.wal.timeout == 120 && source.wal.pushParallel == 8 && source.wal.prefetch == 0)
+        #expect(source.restoreTargetKeys == ["data_dir"])
+    }
+
+    @Test(arguments: [
+        ("policy: p\nsource: { postgres: { conninfo: host=db, databases: [a] } }\n",
+         "policies/p.yaml:2:53: 'databases' belongs to 'mode: logical', and this policy's mode is 'physical'"),
+        ("policy: p\nsource: { postgres: { mode: logical, conninfo: host=db, checkpoint: fast } }\n",
+         "policies/p.yaml:2:69: 'checkpoint' belongs to 'mode: physical', and this policy's mode is 'logical'"),
+        ("policy: p\nsource: { postgres: { conninfo: host=db, checkpoint: slow } }\n",
+         "policies/p.yaml:2:54: 'slow' is not a valid value for 'source.postgres.checkpoint' (expected 'fast' or 'spread')"),
+        ("policy: p\nsource: { postgres: { conninfo: host=db, wal: { push_parallel: 0 } } }\n",
+         "policies/p.yaml:2:64: 'source.postgres.wal.push_parallel' must be between 1 and 64, not 0"),
+    ])
+    func keysOfTheOtherPostgresModeAreReported(yaml: String, expected: String) {
+        #expect(errors(parse(policies: ["p.yaml": yaml])) == [expected])
     }
 
     @Test func missingPolicyIsANotFoundErrorWithSuggestion() throws {

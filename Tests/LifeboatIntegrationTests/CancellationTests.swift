@@ -169,7 +169,7 @@ struct SignalsCancelRunsOnS3 {
                           access_key_id: "${TEST_S3_KEY}", secret_access_key: "${TEST_S3_SECRET}", concurrency: 1 }
                 default_repository: offsite
                 """)
-            try dir.write("policies/pg.yaml", "policy: pg\nsource:\n  postgres: { conninfo: \"${PG_CONNINFO}\", databases: [big], globals: false }\n")
+            try dir.write("policies/pg.yaml", "policy: pg\nsource:\n  postgres: { mode: logical, conninfo: \"${PG_CONNINFO}\", databases: [big], globals: false }\n")
             let env = s3Environment(s3).merging(["PG_CONNINFO": pg.conninfo()]) { $1 }
             try proxy.setRules([.stall(match: "partNumber=")])
 

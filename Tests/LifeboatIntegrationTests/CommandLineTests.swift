@@ -29,7 +29,7 @@ struct CommandLineBadInput {
     }
 
     @Test func wrongType() throws {
-        let dir = try config(["policies/p.yaml": "policy: p\nsource: { postgres: { conninfo: x, databases: mcphub } }\n"])
+        let dir = try config(["policies/p.yaml": "policy: p\nsource: { postgres: { mode: logical, conninfo: x, databases: mcphub } }\n"])
         defer { dir.remove() }
         let result = try LifeboatCLI.run(["check"], config: dir.path)
         #expect(result.status == 2)

@@ -15,7 +15,7 @@ struct HostileUser {
         let dir = try TemporaryDirectory()
         try dir.write("src/app.conf", "listen = 8080\n")
         try dir.write("policies/etc.yaml", "policy: etc\nsource: { files: { path: src } }\n")
-        try dir.write("policies/hub.yaml", "policy: hub\nsource:\n  postgres: { conninfo: \"${HUB_PG_CONNINFO}\" }\n")
+        try dir.write("policies/hub.yaml", "policy: hub\nsource:\n  postgres: { mode: logical, conninfo: \"${HUB_PG_CONNINFO}\" }\n")
         try dir.write("runbooks/dr.yaml", "runbook: dr\nsteps:\n  - restore: nowhere\n    target: { path: /tmp/x }\n")
         return dir
     }

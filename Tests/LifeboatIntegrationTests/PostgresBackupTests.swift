@@ -10,7 +10,7 @@ import TestSupport
 /// A configuration directory with one logical PostgreSQL policy and a local repository.
 func postgresConfig(_ dir: TemporaryDirectory, databases: [String]? = nil) throws {
     try dir.write("lifeboat.yaml", "repositories:\n  local: { path: repo }\ndefault_repository: local\n")
-    var policy = "policy: pg\nsource:\n  postgres:\n    conninfo: \"${PG_CONNINFO}\"\n"
+    var policy = "policy: pg\nsource:\n  postgres:\n    mode: logical\n    conninfo: \"${PG_CONNINFO}\"\n"
     if let databases { policy += "    databases: [\(databases.joined(separator: ", "))]\n" }
     try dir.write("policies/pg.yaml", policy)
 }

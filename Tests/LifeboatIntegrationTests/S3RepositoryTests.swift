@@ -73,7 +73,7 @@ struct PostgresToS3 {
         try seedPlatformDatabases(pg)
         before = try fingerprint(pg, database: "mcphub")
         try s3Config(dir, endpoint: s3.endpoint, server: s3)
-        try dir.write("policies/\(policy).yaml", "policy: \(policy)\nsource:\n  postgres: { conninfo: \"${PG_CONNINFO}\", databases: [mcphub] }\n")
+        try dir.write("policies/\(policy).yaml", "policy: \(policy)\nsource:\n  postgres: { mode: logical, conninfo: \"${PG_CONNINFO}\", databases: [mcphub] }\n")
         env = s3Environment(s3).merging(["PG_CONNINFO": pg.conninfo()]) { $1 }
     }
 

@@ -14,17 +14,41 @@ public struct PostgresKind: SourceKind {
 
     public var parser: SourceKindParser {
         SourceKindParser(kind: name) { node in
-            guard let map = node.mapping(allowed: ["conninfo", "mode", "databases", "globals", "bin_dir"]) else { return nil }
+            guard let map = node.mapping(allowed: ["conninfo", "mode", "databases", "globals", "bin_dir", "checkpoint", "wal"]) else { return nil }
             let conninfo = map.required("conninfo")?.string()
-            var mode = PostgresConfiguration.Mode.logical
+            var mode = PostgresConfiguration.Mode.physical
             if let modeNode = map["mode"] {
                 guard let text = modeNode.oneOf(PostgresConfiguration.Mode.allCases.map(\.rawValue)) else { return nil }
-                mode = PostgresConfiguration.Mode(rawValue: text) ?? .logical
-                if mode == .physical {
-                    modeNode.error("mode 'physical' (base backups and WAL archiving) is not available in this version",
-                                   hint: "Use 'mode: logical' for pg_dump backups.")
+                mode = PostgresConfiguration.Mode(rawValue: text) ?? .physical
+            }
+            // Keys of one mode only: a logical policy has no WAL, a physical one no database list.
+            for (key, wanted) in [("databases", PostgresConfiguration.Mode.logical), ("globals", .logical),
+                                  ("checkpoint", .physical), ("wal", .physical)] where mode != wanted {
+                if let keyNode = map[key] {
+                    keyNode.error("'\(key)' belongs to 'mode: \(wanted.rawValue)', and this policy's mode is '\(mode.rawValue)'",
+                                  hint: mode == .physical && map["mode"] == nil
+                                      ? "A postgres policy without 'mode' takes physical base backups; add 'mode: logical' for pg_dump backups."
+                                      : "Remove '\(key)', or change the mode.")
                     return nil
                 }
+            }
+            var checkpoint = PostgresConfiguration.Checkpoint.spread
+            if let checkpointNode = map["checkpoint"] {
+                guard let text = checkpointNode.oneOf(PostgresConfiguration.Checkpoint.allCases.map(\.rawValue)) else { return nil }
+                checkpoint = PostgresConfiguration.Checkpoint(rawValue: text) ?? .spread
+            }
+            var wal = PostgresConfiguration.WALSettings()
+            if let walNode = map["wal"] {
+                guard let walMap = walNode.mapping(allowed: ["timeout", "push_parallel", "prefetch"]) else { return nil }
+                let timeout = walMap["timeout"]?.positiveDuration()
+                let parallel = walMap["push_parallel"]?.int(in: 1...64)
+                let prefetch = walMap["prefetch"]?.int(in: 0...256)
+                guard walMap["timeout"] == nil || timeout != nil, walMap["push_parallel"] == nil || parallel != nil,
+                      walMap["prefetch"] == nil || prefetch != nil
+                else { return nil }
+                if let timeout { wal.timeout = TimeInterval(timeout.seconds) }
+                if let parallel { wal.pushParallel = parallel }
+                if let prefetch { wal.prefetch = prefetch }
             }
             let databases = map["databases"]?.stringList()
             if let databases, databases.isEmpty {
@@ -46,7 +70,7 @@ public struct PostgresKind: SourceKind {
                 return nil
             }
             return PostgresConfiguration(conninfo: conninfo, mode: mode, databases: databases, globals: globals ?? true,
-                                         binDir: binDir, password: password)
+                                         binDir: binDir, checkpoint: checkpoint, wal: wal, password: password)
         }
     }
 
@@ -73,6 +97,21 @@ public struct PostgresKind: SourceKind {
 /// A `postgres` source's configuration.
 public struct PostgresConfiguration: SourceConfiguration {
     public enum Mode: String, Sendable, CaseIterable { case logical, physical }
+    /// How a base backup starts: `fast` asks for an immediate checkpoint (I/O at once),
+    /// `spread` waits for one spread over `checkpoint_completion_target` (PostgreSQL's default).
+    public enum Checkpoint: String, Sendable, CaseIterable { case fast, spread }
+
+    /// `source.postgres.wal`: continuous archiving (physical mode).
+    public struct WALSettings: Sendable, Equatable {
+        /// How long a base backup waits for the WAL it needs to reach the repository.
+        public var timeout: TimeInterval = 600
+        /// `wal-push`: segments pushed at once when PostgreSQL has several waiting (`.ready`).
+        public var pushParallel: Int = 4
+        /// `wal-fetch`: segments fetched ahead during recovery (0: none).
+        public var prefetch: Int = 8
+
+        public init() {}
+    }
     /// libpq conninfo. May hold a password (after `${VAR}` interpolation): never print it.
     public var conninfo: String
     public var mode: Mode
@@ -82,16 +121,22 @@ public struct PostgresConfiguration: SourceConfiguration {
     public var globals: Bool
     /// Where pg_dump, pg_restore, … are; nil finds the ones matching the server's version.
     public var binDir: String?
+    /// Physical mode: the checkpoint a base backup starts with.
+    public var checkpoint: Checkpoint
+    /// Physical mode: WAL archiving settings.
+    public var wal: WALSettings
     /// The conninfo's password, if it holds one.
     let password: String?
 
     public init(conninfo: String, mode: Mode = .logical, databases: [String]? = nil, globals: Bool = true,
-                binDir: String? = nil, password: String? = nil) {
+                binDir: String? = nil, checkpoint: Checkpoint = .spread, wal: WALSettings = WALSettings(), password: String? = nil) {
         self.conninfo = conninfo
         self.mode = mode
         self.databases = databases
         self.globals = globals
         self.binDir = binDir
+        self.checkpoint = checkpoint
+        self.wal = wal
         self.password = password
     }
 
@@ -115,9 +160,13 @@ public struct PostgresRecord: Codable, Equatable, Sendable {
     public var systemIdentifier: String
     public var databases: [String]
     public var dumpVersion: String?
+    /// Physical mode: the base backup's position in the cluster's history.
+    public var physical: PhysicalBackupRecord?
 
     public init(mode: String, host: String, port: String, user: String, serverVersion: String,
-                serverVersionNumber: Int, systemIdentifier: String, databases: [String], dumpVersion: String?) {
+                serverVersionNumber: Int, systemIdentifier: String, databases: [String], dumpVersion: String?,
+                physical: PhysicalBackupRecord? = nil) {
+        self.physical = physical
         self.mode = mode
         self.host = host
         self.port = port
@@ -133,7 +182,65 @@ public struct PostgresRecord: Codable, Equatable, Sendable {
     public var serverMajorVersion: Int { serverVersionNumber / 10000 }
 }
 
+/// What a base backup records besides its files (`source.postgres.physical`): everything a
+/// point-in-time restore needs to choose it and to know which WAL it needs.
+public struct PhysicalBackupRecord: Codable, Equatable, Sendable {
+    /// The timeline the backup was taken on.
+    public var timeline: UInt32
+    /// Where replay starts (the backup's checkpoint redo point).
+    public var startLSN: LSN
+    /// Where the backup becomes consistent: the earliest point it can be recovered to.
+    public var stopLSN: LSN
+    /// The server's clock when the backup started and when it had stopped: every point in
+    /// time from `stopTime` on can be recovered to with this backup and the WAL after it.
+    public var startTime: Date
+    public var stopTime: Date
+    /// The cluster's WAL segment size, in bytes.
+    public var segmentSize: UInt64
+    public var checkpoint: String
+    /// The tablespaces besides the main data directory, each in an artifact of its own.
+    public var tablespaces: [TablespaceRecord]
+
+    public init(timeline: UInt32, startLSN: LSN, stopLSN: LSN, startTime: Date, stopTime: Date, segmentSize: UInt64,
+                checkpoint: String, tablespaces: [TablespaceRecord]) {
+        self.timeline = timeline
+        self.startLSN = startLSN
+        self.stopLSN = stopLSN
+        self.startTime = startTime
+        self.stopTime = stopTime
+        self.segmentSize = segmentSize
+        self.checkpoint = checkpoint
+        self.tablespaces = tablespaces
+    }
+
+    /// The WAL segments replay needs to make this backup consistent.
+    public var requiredSegments: [WALSegment] {
+        WALSegment.range(from: startLSN, to: stopLSN, timeline: timeline, segmentSize: segmentSize)
+    }
+}
+
+/// A tablespace of a base backup: its OID (the name of its link in `pg_tblspc/`), where it
+/// was on the server, and the artifact holding its files.
+public struct TablespaceRecord: Codable, Equatable, Sendable {
+    public var oid: UInt32
+    public var location: String
+    public var artifact: String
+
+    public init(oid: UInt32, location: String, artifact: String) {
+        self.oid = oid
+        self.location = location
+        self.artifact = artifact
+    }
+}
+
 extension ArtifactRole {
+    /// A base backup's main data directory, as the server's `base.tar` holds it.
+    public static let postgresBase = ArtifactRole("postgres-base")
+    /// One tablespace of a base backup (named by `PhysicalBackupRecord.tablespaces`).
+    public static let postgresTablespace = ArtifactRole("postgres-tablespace")
+    /// The server's own `backup_manifest` for a base backup.
+    public static let postgresBackupManifest = ArtifactRole("postgres-backup-manifest")
+
     /// `pg_dumpall --globals-only`: roles and tablespaces, as SQL.
     public static let postgresGlobals = ArtifactRole("postgres-globals")
     /// `pg_dump --format=custom` of one database (named in the artifact record).

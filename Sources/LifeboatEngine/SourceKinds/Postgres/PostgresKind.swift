@@ -76,7 +76,12 @@ public struct PostgresKind: SourceKind {
 
     public func backup(_ configuration: any SourceConfiguration, into sink: ArtifactSink, context: RunContext) throws -> BackupOutcome {
         let postgres = try PostgresConfiguration.of(configuration)
-        return BackupOutcome(record: try PostgresLogicalBackup(configuration: postgres).run(into: sink, context: context))
+        switch postgres.mode {
+        case .logical:
+            return BackupOutcome(record: try PostgresLogicalBackup(configuration: postgres).run(into: sink, context: context))
+        case .physical:
+            throw LifeboatError(.usage, "physical base backups are being built and not available yet", hint: "Use 'mode: logical'.")
+        }
     }
 
     public func restoreLocation(commandLine text: String, workingDirectory: String) throws -> RestoreTarget.Location {

@@ -100,7 +100,11 @@ public final class PostgresServer: Sendable {
     ///
     /// - Throws: when a PostgreSQL program is missing (the message names it and says how to
     ///   install it), or when initdb or the server fails (with its output).
-    public static func start(superuserPassword: String = "secret-pw-1") throws -> PostgresServer {
+    ///
+    /// `settings` are appended to the copy's `postgresql.auto.conf` before it starts (values
+    /// as PostgreSQL's configuration files write them: strings in single quotes), e.g.
+    /// `["archive_mode": "on", "archive_command": "'…'"]`.
+    public static func start(superuserPassword: String = "secret-pw-1", settings: [String: String] = [:]) throws -> PostgresServer {
         let binDir = try serverBinDir()
         let majorVersion = try serverMajorVersion(binDir: binDir)
         let template = try templateDirectory(binDir: binDir, password: superuserPassword)
@@ -109,6 +113,10 @@ public final class PostgresServer: Sendable {
         let directory = try makeTemporaryDirectory(prefix: "lifeboat-pg", owner: owner)
         do {
             try runChecked("/bin/cp", ["-a", "\(template)/data", "\(directory)/data"])
+            if !settings.isEmpty {
+                let lines = settings.keys.sorted().map { "\($0) = \(settings[$0]!)\n" }.joined()
+                try appendFile("\(directory)/data/postgresql.auto.conf", lines)
+            }
             var lastError: (any Error)?
             for _ in 0..<3 {
                 let port = try freeLoopbackPort()
@@ -333,6 +341,23 @@ public final class PostgresServer: Sendable {
         if let owner, fchown(fd, owner.uid, owner.gid) != 0 {
             throw LifeboatError(.io, "unable to give '\(path)' to the postgres user: \(errnoText())")
         }
+    }
+
+    private static func appendFile(_ path: String, _ text: String) throws {
+        let fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
+        guard fd >= 0 else { throw LifeboatError(.io, "unable to open '\(path)' to append to it: \(errnoText())") }
+        defer { close(fd) }
+        let bytes = Array(text.utf8)
+        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard written == bytes.count else { throw LifeboatError(.io, "unable to append to '\(path)': \(errnoText())") }
+    }
+
+    /// Gives `path` and everything under it to the `postgres` OS user when the tests run as
+    /// root, so that programs the server runs (`archive_command`) can use it. Does nothing
+    /// for another user (the server runs as that user already).
+    public static func giveToServerUser(_ path: String) throws {
+        guard let owner = try postgresOwner() else { return }
+        try runChecked("/bin/chown", ["-R", "\(owner.uid):\(owner.gid)", path])
     }
 
     /// The text of a small file, or a note saying why there is none.

@@ -34,3 +34,7 @@ unsigned int lifeboat_dev_major(dev_t device) {
 unsigned int lifeboat_dev_minor(dev_t device) {
     return minor(device);
 }
+
+int lifeboat_syncfs(int fd) {
+    return syncfs(fd);
+}

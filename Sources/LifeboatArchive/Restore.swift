@@ -45,7 +45,8 @@ private func checkStoredObject(_ reader: ArtifactReader, _ record: ArtifactRecor
 /// entry is not in the record, when a recorded entry is missing, or when the stored object's
 /// digest differs. Files written before the error stay on disk: the caller discards the
 /// restore directory. The caller closes `source`.
-public func extractArtifact(_ record: ArtifactRecord, source: any ObjectReader, to directory: String) throws {
+public func extractArtifact(_ record: ArtifactRecord, source: any ObjectReader, to directory: String,
+                            options: ExtractionOptions = ExtractionOptions()) throws {
     let artifact = "artifact '\(record.path)'"
     let isRoot = geteuid() == 0
     let devices = record.entries.filter { $0.kind == .characterDevice || $0.kind == .blockDevice }
@@ -134,20 +135,31 @@ public func extractArtifact(_ record: ArtifactRecord, source: any ObjectReader, 
             throw LifeboatError(.integrity, "\(artifact): entry '\(path)' has a path holding a NUL byte", hint: refusedHint)
         }
         archive_entry_copy_pathname(entry, rewrittenPath)
+        if header.kind == .symlink, let newTarget = options.symlinkTargets[header.rawPath] {
+            // Checked against the record as stored above; only the disk gets the new target.
+            guard let target = newTarget.cString else {
+                throw LifeboatError(.usage, "\(artifact): the new target of symbolic link '\(path)' holds a NUL byte")
+            }
+            archive_entry_copy_symlink(entry, target)
+        }
         let what = "\(artifact): extracting entry '\(path)' into '\(base)'"
-        try disk.call(
-            what,
-            hint: "If the message names a symbolic link or an unsafe path, the artifact is not trustworthy: restore from another backup; otherwise check that '\(base)' is writable and has free space."
-        ) { archive_write_header($0, entry) }
+        // An entry already on disk with the recorded content is read and checked, not written.
+        let writes = !options.unchanged.contains(header.rawPath)
+        if writes {
+            try disk.call(
+                what,
+                hint: "If the message names a symbolic link or an unsafe path, the artifact is not trustworthy: restore from another backup; otherwise check that '\(base)' is writable and has free space."
+            ) { archive_write_header($0, entry) }
+        }
 
         // Blocks are written at their offsets, so the holes of a sparse file stay holes.
         let data = try reader.readLogicalContent { block, offset in
-            guard let blockBase = block.baseAddress else { return }
+            guard writes, let blockBase = block.baseAddress else { return }
             try disk.call(what, acceptWarning: false) {
                 archive_write_data_block($0, blockBase, block.count, offset)
             }
         }
-        try disk.call(what) { archive_write_finish_entry($0) }
+        if writes { try disk.call(what) { archive_write_finish_entry($0) } }
 
         let digest = recordedDigest(header, dataDigest: data.sha256)
         guard data.size == recorded.size, digest == recorded.sha256 else {
@@ -170,6 +182,21 @@ public func extractArtifact(_ record: ArtifactRecord, source: any ObjectReader, 
             hint: damagedHint)
     }
     try checkStoredObject(reader, record)
+}
+
+/// How `extractArtifact` departs from writing every entry as stored.
+public struct ExtractionOptions: Sendable {
+    /// New targets for symbolic links, by entry path (a tablespace restored elsewhere). The
+    /// stored target is still checked against the record.
+    public var symlinkTargets: [EntryPath: EntryPath]
+    /// Entries already on disk with the recorded content (a delta restore): read and checked
+    /// like every other, but not written.
+    public var unchanged: Set<EntryPath>
+
+    public init(symlinkTargets: [EntryPath: EntryPath] = [:], unchanged: Set<EntryPath> = []) {
+        self.symlinkTargets = symlinkTargets
+        self.unchanged = unchanged
+    }
 }
 
 /// Reads the stream `stream` of an artifact (see `ArtifactWriter.addStream`) and hands its

@@ -182,33 +182,150 @@ struct Verify: ParsableCommand {
 
 struct Restore: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Restore a backup: files into an empty directory, PostgreSQL into a server (creating the databases).")
+        abstract: "Restore a backup: files into an empty directory, a logical PostgreSQL backup into a server, a base backup into a data directory (to any point in time).")
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var repository: RepositoryOptions
     @OptionGroup var lock: ReadLockOptions
     @Argument(help: "The policy.") var policy: String
     @Argument(help: "A backup id, or 'latest'.") var backup: String = "latest"
-    @Option(name: .long, help: ArgumentHelp("Where to restore: an empty directory (files) or a libpq conninfo (PostgreSQL).", valueName: "target"))
+    @Option(name: .long, help: ArgumentHelp("Where to restore: an empty directory (files), a libpq conninfo (logical PostgreSQL), a new or empty data directory (PostgreSQL base backups).", valueName: "target"))
     var to: String
-    @Option(name: .long, help: ArgumentHelp("PostgreSQL: restore only this database (repeatable).", valueName: "name"))
+    @Option(name: .long, help: ArgumentHelp("Logical PostgreSQL: restore only this database (repeatable).", valueName: "name"))
     var database: [String] = []
-    @Flag(name: .long, help: "PostgreSQL: do not create roles and tablespaces.") var noGlobals = false
+    @Flag(name: .long, help: "Logical PostgreSQL: do not create roles and tablespaces.") var noGlobals = false
+    @OptionGroup var recovery: RecoveryTargetOptions
     @Flag(name: .long, help: "Print the result as JSON.") var json = false
 
     func run() throws {
         let source = try repository.source(global, policy: policy)
-        let request = RestoreCommand.Request(to: to, databases: database.isEmpty ? nil : database, globals: !noGlobals)
+        var options = try recovery.options()
+        options.restoreCommand = try walFetchCommand()
+        let request = RestoreCommand.Request(to: to, databases: database.isEmpty ? nil : database, globals: !noGlobals,
+                                             recovery: options)
         let result = try RestoreCommand(source: source, context: global.context, lockWait: try lock.wait)
             .run(policy: policy, selector: backup, request: request)
         if json {
             try printJSON(result)
         } else {
-            print("backup \(result.backup) of \(result.policy) restored to \(result.target) in \(String(format: "%.0f", result.seconds)) s\(result.restored.isEmpty ? "" : ": " + result.restored.joined(separator: ", "))")
+            if result.next.isEmpty {
+                print("backup \(result.backup) of \(result.policy) restored to \(result.target) in \(String(format: "%.0f", result.seconds)) s\(result.restored.isEmpty ? "" : ": " + result.restored.joined(separator: ", "))")
+            } else {
+                print("backup \(result.backup) of \(result.policy) restored to \(result.target) in \(String(format: "%.0f", result.seconds)) s:")
+                for line in result.restored { print("  \(line)") }
+            }
             for kept in result.kept { print("  kept: \(kept)") }
             for warning in result.warnings { print("  warning: \(warning)") }
+            for step in result.next { print("next: \(step)") }
         }
     }
+}
+
+extension Restore {
+    /// The `restore_command` a restored cluster runs: this executable's `wal-fetch`, reading
+    /// the same configuration directory or repository this restore read.
+    func walFetchCommand() throws -> String {
+        var words = [currentExecutablePath()]
+        if let address = repository.repository {
+            words += ["--repository", address]
+            if let endpoint = repository.endpoint { words += ["--endpoint", endpoint] }
+            if let region = repository.region { words += ["--region", region] }
+            if let caBundle = repository.caBundle { words += ["--ca-bundle", caBundle] }
+            if repository.virtualHosted { words.append("--virtual-hosted") }
+        } else {
+            words += ["--config", ConfigurationLoader.directory(option: global.config, environment: global.environment)]
+        }
+        words += ["wal-fetch", policy]
+        return words.map(RecoveryOptions.shellQuoted).joined(separator: " ") + " %f %p"
+    }
+}
+
+/// `restore`'s point-in-time recovery options (base backups only).
+struct RecoveryTargetOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Recover to this time, e.g. '2026-11-29 17:30:00+01' (no zone: this machine's).", valueName: "time"))
+    var targetTime: String?
+    @Option(name: .long, help: ArgumentHelp("Recover to this WAL position, e.g. 0/3000A28.", valueName: "lsn"))
+    var targetLsn: String?
+    @Option(name: .long, help: ArgumentHelp("Recover up to this transaction id.", valueName: "xid"))
+    var targetXid: String?
+    @Option(name: .long, help: ArgumentHelp("Recover to a restore point made with pg_create_restore_point.", valueName: "name"))
+    var targetName: String?
+    @Option(name: .long, help: ArgumentHelp("'immediate': stop as soon as the base backup is consistent; 'latest': replay all archived WAL (the default).", valueName: "immediate|latest"))
+    var target: String?
+    @Option(name: .long, help: ArgumentHelp("What the server does at the target: promote (default), pause or shutdown.", valueName: "action"))
+    var targetAction: String?
+    @Option(name: .long, help: ArgumentHelp("The timeline to recover along: latest (default), current, or a number.", valueName: "timeline"))
+    var targetTimeline: String?
+    @Option(name: .long, help: ArgumentHelp("Restore the tablespace at OLD into NEW (repeatable).", valueName: "OLD=NEW"))
+    var tablespaceMap: [String] = []
+    @Flag(name: .long, help: "Restore into a data directory that is not empty: write only the files that differ from the backup, remove those it does not have.")
+    var delta = false
+
+    func options() throws -> RecoveryOptions {
+        var options = RecoveryOptions(delta: delta)
+        let given = [("--target-time", targetTime), ("--target-lsn", targetLsn), ("--target-xid", targetXid),
+                     ("--target-name", targetName), ("--target", target)].filter { $0.1 != nil }
+        if given.count > 1 {
+            throw LifeboatError(.usage, "\(given.map(\.0).joined(separator: " and ")) cannot be given together", hint: "Give one recovery target.")
+        }
+        if let targetTime {
+            guard let date = RecoveryTarget.parseTime(targetTime) else {
+                throw LifeboatError(.usage, "'\(targetTime)' is not a time for --target-time",
+                                    hint: "Write it as 2026-11-29 17:30:00, with fractions of a second and a zone if needed (2026-11-29T17:30:00.5+01:00, …Z).")
+            }
+            options.target = .time(date)
+        }
+        if let targetLsn {
+            guard let lsn = LSN(targetLsn) else { throw LifeboatError(.usage, "'\(targetLsn)' is not a WAL position for --target-lsn", hint: "Write it as PostgreSQL does: 0/3000A28.") }
+            options.target = .lsn(lsn)
+        }
+        if let targetXid {
+            guard let xid = UInt64(targetXid), xid >= 3 else { throw LifeboatError(.usage, "'\(targetXid)' is not a transaction id for --target-xid", hint: "Give a number, as txid_current() returns it.") }
+            options.target = .xid(xid)
+        }
+        if let targetName {
+            guard !targetName.isEmpty else { throw LifeboatError(.usage, "--target-name needs the name of a restore point") }
+            options.target = .name(targetName)
+        }
+        switch target {
+        case nil, "latest": break
+        case "immediate": options.target = .immediate
+        case let other?: throw LifeboatError(.usage, "'\(other)' is not a value for --target", hint: "Use 'immediate' or 'latest', or --target-time/--target-lsn/--target-xid/--target-name.")
+        }
+        if let targetAction {
+            guard let action = RecoveryTargetAction(rawValue: targetAction) else {
+                throw LifeboatError(.usage, "'\(targetAction)' is not a value for --target-action", hint: "Use promote, pause or shutdown.")
+            }
+            guard options.target != .latest else {
+                throw LifeboatError(.usage, "--target-action needs a recovery target", hint: "Without one, recovery replays all archived WAL and the server is promoted.")
+            }
+            options.action = action
+        }
+        if let targetTimeline {
+            guard let timeline = RecoveryTimeline(targetTimeline) else {
+                throw LifeboatError(.usage, "'\(targetTimeline)' is not a value for --target-timeline", hint: "Use latest, current or a timeline number.")
+            }
+            options.timeline = timeline
+        }
+        for mapping in tablespaceMap {
+            let parts = mapping.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, parts[0].hasPrefix("/"), parts[1].hasPrefix("/") else {
+                throw LifeboatError(.usage, "'\(mapping)' is not OLD=NEW for --tablespace-map", hint: "Give two absolute paths: --tablespace-map /srv/ts1=/restore/ts1.")
+            }
+            guard options.tablespaceMap[parts[0]] == nil else { throw LifeboatError(.usage, "--tablespace-map names '\(parts[0])' twice") }
+            options.tablespaceMap[parts[0]] = parts[1]
+        }
+        return options
+    }
+}
+
+/// The absolute path of this executable (`restore_command` must find it from any directory).
+func currentExecutablePath() -> String {
+    var buffer = [CChar](repeating: 0, count: 4096)
+    let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+    if n > 0 { return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+    let first = CommandLine.arguments.first ?? "lifeboat"
+    return first.hasPrefix("/") ? first : FileManager.default.currentDirectoryPath + "/" + first
 }
 
 struct Unlock: ParsableCommand {

@@ -32,4 +32,8 @@ off_t lifeboat_lseek_hole(int fd, off_t offset);
 unsigned int lifeboat_dev_major(dev_t device);
 unsigned int lifeboat_dev_minor(dev_t device);
 
+/// syncfs(2): writes out every dirty page of the file system holding `fd` (a restore syncs
+/// the data directory once instead of every file in it).
+int lifeboat_syncfs(int fd);
+
 #endif

@@ -20,6 +20,11 @@ public struct RestoreTarget: Sendable, Equatable {
             }
         }
 
+        public var isDataDirectory: Bool {
+            if case .dataDirectory = self { return true }
+            return false
+        }
+
         /// The key a runbook's `target:` uses for it.
         public var runbookKey: String {
             switch self {
@@ -37,11 +42,15 @@ public struct RestoreTarget: Sendable, Equatable {
     public var globals: Bool
     /// The point to restore to: `latest` or a time; nil means the chosen backup itself.
     public var time: String?
+    /// Physical PostgreSQL: the recovery target and how to get there.
+    public var recovery: RecoveryOptions?
 
-    public init(location: Location, databases: [String]? = nil, globals: Bool = true, time: String? = nil) {
+    public init(location: Location, databases: [String]? = nil, globals: Bool = true, time: String? = nil,
+                recovery: RecoveryOptions? = nil) {
         self.location = location
         self.databases = databases
         self.globals = globals
         self.time = time
+        self.recovery = recovery
     }
 }

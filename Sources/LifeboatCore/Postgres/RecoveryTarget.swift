@@ -121,17 +121,36 @@ public struct RecoveryOptions: Sendable, Equatable {
     public var timeline: RecoveryTimeline
     /// Tablespace locations to restore elsewhere: old location → new location.
     public var tablespaceMap: [String: String]
+    /// The shell command PostgreSQL runs to fetch archived WAL (`%f`, `%p` in it): this
+    /// Lifeboat's `wal-fetch` with the configuration or repository the restore used.
+    public var restoreCommand: String?
     /// Restore into a non-empty data directory, writing only files that differ and removing
     /// those the backup does not have.
     public var delta: Bool
 
     public init(target: RecoveryTarget = .latest, action: RecoveryTargetAction = .promote, timeline: RecoveryTimeline = .latest,
-                tablespaceMap: [String: String] = [:], delta: Bool = false) {
+                tablespaceMap: [String: String] = [:], delta: Bool = false, restoreCommand: String? = nil) {
+        self.restoreCommand = restoreCommand
         self.target = target
         self.action = action
         self.timeline = timeline
         self.tablespaceMap = tablespaceMap
         self.delta = delta
+    }
+
+    /// Whether nothing was asked for beyond the defaults (any backup kind accepts that).
+    public var isDefault: Bool {
+        target == .latest && action == .promote && timeline == .latest && tablespaceMap.isEmpty && !delta
+    }
+
+    /// Quotes a word for `/bin/sh` (which PostgreSQL runs `restore_command` with).
+    public static func shellQuoted(_ word: String) -> String {
+        if !word.isEmpty, word.utf8.allSatisfy({ c in
+            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || "/._-=:+,@".utf8.contains(c)
+        }) {
+            return word
+        }
+        return "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
     }
 
     /// The settings recovery needs, as `postgresql.auto.conf` lines (each value quoted as

@@ -23,13 +23,16 @@ public struct RestoreCommand {
         public var to: String
         public var databases: [String]?
         public var globals: Bool
+        /// Physical PostgreSQL: the recovery target, action, timeline, tablespace map, delta.
+        public var recovery: RecoveryOptions?
         public var workingDirectory: String
 
-        public init(to: String, databases: [String]? = nil, globals: Bool = true,
+        public init(to: String, databases: [String]? = nil, globals: Bool = true, recovery: RecoveryOptions? = nil,
                     workingDirectory: String = FileManager.default.currentDirectoryPath) {
             self.to = to
             self.databases = databases
             self.globals = globals
+            self.recovery = recovery
             self.workingDirectory = workingDirectory
         }
     }
@@ -40,8 +43,9 @@ public struct RestoreCommand {
         // fails first. (Text that is not a conninfo, such as a path, holds no password.)
         Secrets.register((try? PostgresConnectionParameters(conninfo: request.to))?.password)
         return try run(policy: name, selector: selector) { manifest, kind in
-            RestoreTarget(location: try kind.restoreLocation(commandLine: request.to, workingDirectory: request.workingDirectory),
-                          databases: request.databases, globals: request.globals)
+            RestoreTarget(location: try kind.restoreLocation(commandLine: request.to, workingDirectory: request.workingDirectory,
+                                                             manifest: manifest),
+                          databases: request.databases, globals: request.globals, recovery: request.recovery)
         }
     }
 
@@ -50,9 +54,16 @@ public struct RestoreCommand {
     public func run(policy name: String, selector: String,
                     target: (Manifest, any SourceKind) throws -> RestoreTarget) throws -> RestoreReport {
         try source.withBackup(policy: name, selector: selector, command: "restore", lockWait: lockWait, context: context) {
-            repository, policy, manifest, context in
-            let kind = try SourceKinds.named(manifest.source.kind, for: "backup \(manifest.id) of policy '\(name)'")
-            let target = try target(manifest, kind)
+            repository, policy, selected, context in
+            let kind = try SourceKinds.named(selected.source.kind, for: "backup \(selected.id) of policy '\(name)'")
+            let target = try target(selected, kind)
+            if let recovery = target.recovery, !recovery.isDefault, !target.location.isDataDirectory {
+                throw LifeboatError(.usage, "--target-*, --tablespace-map and --delta apply to physical PostgreSQL backups, and backup \(selected.id) of policy '\(name)' is restored into \(target.location)",
+                                    hint: "Leave these options out for this backup.")
+            }
+            let manifest = try kind.chooseBackup(selected: selected, explicit: selector != "latest", target: target,
+                                                 repository: repository, context: context)
+            let context = context.with(metadata: "backup.id", manifest.id)
             let started = context.clock()
             context.logger.info("restore started", metadata: ["restore.target": "\(target.location)"])
             var report: RestoreReport

@@ -15,8 +15,15 @@ public protocol SourceKind: Sendable {
     /// record kept in the manifest. Throwing at any point leaves no committed backup.
     func backup(_ configuration: any SourceConfiguration, into sink: ArtifactSink, context: RunContext) throws -> BackupOutcome
 
-    /// What `restore --to TEXT` means for a backup of this kind (a directory, a server, …).
-    func restoreLocation(commandLine text: String, workingDirectory: String) throws -> RestoreTarget.Location
+    /// What `restore --to TEXT` means for `manifest`, a backup of this kind (a directory, a
+    /// server, a data directory, …).
+    func restoreLocation(commandLine text: String, workingDirectory: String, manifest: Manifest) throws -> RestoreTarget.Location
+
+    /// The backup a restore to `target` uses. `selected` is the one the command named
+    /// (`explicit`) or the newest one; a kind whose restores reach points between backups
+    /// (point-in-time recovery) may choose another. The default keeps `selected`.
+    func chooseBackup(selected: Manifest, explicit: Bool, target: RestoreTarget, repository: Repository,
+                      context: RunContext) throws -> Manifest
 
     /// Restores a committed backup of this kind. `configuration` is the policy's source when a
     /// configuration is at hand (nil when restoring from the repository alone): settings such
@@ -27,6 +34,13 @@ public protocol SourceKind: Sendable {
     /// What a restore of this kind that failed or was cancelled half-way leaves in `target`,
     /// and what to do about it: a whole sentence, for the error's hint.
     func leftovers(of target: RestoreTarget) -> String
+}
+
+extension SourceKind {
+    public func chooseBackup(selected: Manifest, explicit: Bool, target: RestoreTarget, repository: Repository,
+                             context: RunContext) throws -> Manifest {
+        selected
+    }
 }
 
 extension SourceConfiguration {
@@ -67,6 +81,8 @@ public struct RestoreReport: Sendable, Encodable {
     /// Things left as they were on the target, such as roles that already existed.
     public var kept: [String]
     public var warnings: [String]
+    /// What the operator does next (start the server, …).
+    public var next: [String] = []
     public var seconds: Double
 
     public init(policy: String, backup: String, target: String, restored: [String] = [], kept: [String] = [],

@@ -21,7 +21,7 @@ public struct FilesKind: SourceKind {
         try FilesBackup(configuration: try FilesConfiguration.of(configuration)).run(into: sink, context: context)
     }
 
-    public func restoreLocation(commandLine text: String, workingDirectory: String) throws -> RestoreTarget.Location {
+    public func restoreLocation(commandLine text: String, workingDirectory: String, manifest: Manifest) throws -> RestoreTarget.Location {
         .directory(text.hasPrefix("/") ? text : URL(fileURLWithPath: workingDirectory).appendingPathComponent(text).standardizedFileURL.path)
     }
 

@@ -84,18 +84,39 @@ public struct PostgresKind: SourceKind {
         }
     }
 
-    public func restoreLocation(commandLine text: String, workingDirectory: String) throws -> RestoreTarget.Location {
-        .postgresServer(conninfo: text)
+    public func restoreLocation(commandLine text: String, workingDirectory: String, manifest: Manifest) throws -> RestoreTarget.Location {
+        guard try Self.physicalRecord(of: manifest) != nil else { return .postgresServer(conninfo: text) }
+        guard !text.isEmpty else { throw LifeboatError(.usage, "--to needs a data directory") }
+        let path = text.hasPrefix("/") ? text : workingDirectory + "/" + text
+        return .dataDirectory(URL(fileURLWithPath: path).standardizedFileURL.path)
+    }
+
+    public func chooseBackup(selected: Manifest, explicit: Bool, target: RestoreTarget, repository: Repository,
+                             context: RunContext) throws -> Manifest {
+        guard try Self.physicalRecord(of: selected) != nil else { return selected }
+        return try PostgresPhysicalRestore.choose(selected: selected, explicit: explicit, target: target,
+                                                  repository: repository, context: context).manifest
     }
 
     public func restore(_ manifest: Manifest, from repository: Repository, to target: RestoreTarget,
                         configuration: (any SourceConfiguration)?, context: RunContext) throws -> RestoreReport {
+        if try Self.physicalRecord(of: manifest) != nil {
+            return try PostgresPhysicalRestore(manifest: manifest, repository: repository, context: context).run(to: target)
+        }
         let binDir = (configuration as? PostgresConfiguration)?.binDir
         return try PostgresLogicalRestore(manifest: manifest, repository: repository, binDir: binDir, context: context).run(to: target)
     }
 
     public func leftovers(of target: RestoreTarget) -> String {
-        "The server may hold the roles and databases the restore had created: drop those databases before restoring again."
+        if case .dataDirectory(let path) = target.location {
+            return "The data directory '\(path)' may hold part of the backup, and cannot be started: restore into it again with --delta, or empty it."
+        }
+        return "The server may hold the roles and databases the restore had created: drop those databases before restoring again."
+    }
+
+    /// A base backup's record, or nil for a logical backup.
+    static func physicalRecord(of manifest: Manifest) throws -> PhysicalBackupRecord? {
+        try manifest.source.details(as: PostgresRecord.self).physical
     }
 }
 

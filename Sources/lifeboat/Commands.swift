@@ -142,8 +142,17 @@ struct List: ParsableCommand {
                         entry.sourceBytes.map(formatBytes) ?? "-", entry.repository]
             }
             printTable(header: ["POLICY", "ID", "SOURCE", "ARTIFACTS", "STORED", "SOURCE SIZE", "REPOSITORY"], rows: rows)
-            for entry in listing.backups where entry.state != .committed {
+            for entry in listing.backups where entry.state != .committed || entry.detail != nil {
                 print("  \(entry.policy) \(entry.id): \(entry.state.rawValue)\(entry.detail.map { " — \($0)" } ?? "")")
+            }
+            for ranges in listing.ranges {
+                if ranges.intervals.isEmpty {
+                    print("point-in-time recovery of \(ranges.policy): no backup has all the WAL it needs")
+                }
+                for interval in ranges.intervals {
+                    print("point-in-time recovery of \(ranges.policy): from \(RecoveryTarget.format(interval.fromTime)) (\(interval.fromLSN)) to \(RecoveryTarget.format(interval.toTime)) (\(interval.toLSN)), timeline \(interval.timeline)")
+                    if let gap = interval.gapAt { print("  then a gap: WAL segment \(gap) is missing from the repository") }
+                }
             }
         }
         for problem in listing.problems { report("error: \(problem)") }

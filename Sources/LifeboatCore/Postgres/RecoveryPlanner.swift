@@ -35,7 +35,7 @@ public struct WALInventory: Sendable {
 
 /// Points in the cluster's history that can be recovered to: from a base backup's end to the
 /// last WAL segment that follows it without a gap.
-public struct RecoverableInterval: Sendable, Equatable {
+public struct RecoverableInterval: Sendable, Equatable, Codable {
     /// The backups that start in this interval, oldest first.
     public var backups: [String]
     /// The timeline recovery ends on.

@@ -39,12 +39,23 @@ public struct ListCommand {
         public var storedBytes: Int64
         public var sourceBytes: Int64?
         public var repository: String
-        /// Why it is damaged, or who runs it, or why it counts as interrupted.
+        /// Why it is damaged, or who runs it, or why it counts as interrupted; for a backup
+        /// that cannot be restored (a base backup whose WAL is incomplete), why.
         public var detail: String?
+        /// Point-in-time recovery (base backups): the interval of points this backup starts
+        /// (merged with the backups it overlaps), or nil when it cannot be recovered.
+        public var recoverable: RecoverableInterval?
+    }
+
+    /// A policy's recoverable intervals (point-in-time recovery), for the text listing.
+    public struct PolicyRanges: Sendable, Encodable {
+        public var policy: String
+        public var intervals: [RecoverableInterval]
     }
 
     public struct Listing: Sendable, Encodable {
         public var backups: [Entry]
+        public var ranges: [PolicyRanges] = []
         /// Policies or repositories that could not be listed, each with the reason.
         public var problems: [String]
     }
@@ -63,7 +74,9 @@ public struct ListCommand {
                 }
                 for policy in try policies ?? repository.policyNames() {
                     do {
-                        listing.backups += try entries(of: policy, in: repository, includeInterrupted: includeInterrupted)
+                        var entries = try entries(of: policy, in: repository, includeInterrupted: includeInterrupted)
+                        if let ranges = try recoverability(of: policy, entries: &entries, in: repository) { listing.ranges.append(ranges) }
+                        listing.backups += entries
                     } catch let error as LifeboatError where error.code == .cancelled {
                         throw error
                     } catch {
@@ -114,13 +127,31 @@ public struct ListCommand {
         }
     }
 
+    /// Asks the policy's kind for its recoverable intervals, and notes on each backup the
+    /// interval it starts or why it cannot be recovered.
+    func recoverability(of policy: String, entries: inout [Entry], in repository: Repository) throws -> PolicyRanges? {
+        guard let kindName = entries.last(where: { $0.state == .committed })?.source,
+              let kind = try? SourceKinds.named(kindName, for: "policy '\(policy)'"),
+              let recoverability = try kind.recoverability(policy: policy, repository: repository, context: context)
+        else { return nil }
+        for index in entries.indices where entries[index].state == .committed {
+            let id = entries[index].id
+            if let reason = recoverability.unusable[id] {
+                entries[index].detail = "cannot be recovered: \(reason)"
+            } else {
+                entries[index].recoverable = recoverability.intervals.first { $0.backups.contains(id) }
+            }
+        }
+        return PolicyRanges(policy: policy, intervals: recoverability.intervals)
+    }
+
     func entries(of policy: String, in repository: Repository, includeInterrupted: Bool) throws -> [Entry] {
         var entries: [Entry] = []
         for backup in try repository.listBackups(policy: policy) {
             try context.cancellation.checkCancelled()
             var entry = Entry(policy: policy, id: backup.id, state: .committed, committed: false, source: nil, startedAt: nil,
                               finishedAt: nil, artifacts: backup.objectCount, storedBytes: backup.bytes, sourceBytes: nil,
-                              repository: repository.name, detail: nil)
+                              repository: repository.name, detail: nil, recoverable: nil)
             if backup.committed {
                 do {
                     let manifest = try repository.manifest(policy: policy, id: backup.id)

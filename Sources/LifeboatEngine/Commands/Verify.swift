@@ -88,6 +88,13 @@ public struct VerifyCommand {
             }
             report.problems += problems.map { Report.Problem(artifact: $0.artifact, entry: $0.entry, message: $0.message) }
         }
+        if let kind = try? SourceKinds.named(manifest.source.kind, for: "backup \(manifest.id)") {
+            let problems = try kind.verifyDependencies(of: manifest, in: repository, context: context)
+            for problem in problems {
+                context.logger.error("verification failed", metadata: ["object": "\(problem.artifact)", "problem": "\(problem.message)"])
+            }
+            report.problems += problems.map { Report.Problem(artifact: $0.artifact, entry: $0.entry, message: $0.message) }
+        }
         return report
     }
 }

@@ -1,3 +1,4 @@
+import LifeboatArchive
 import LifeboatCore
 
 /// One kind of thing Lifeboat backs up. Each kind lives in a folder of its own under
@@ -31,12 +32,25 @@ public protocol SourceKind: Sendable {
     func restore(_ manifest: Manifest, from repository: Repository, to target: RestoreTarget,
                  configuration: (any SourceConfiguration)?, context: RunContext) throws -> RestoreReport
 
+    /// For kinds whose restores reach any point between backups (point-in-time recovery): the
+    /// intervals of points a policy's repository can restore to, and the committed backups
+    /// that cannot be restored (with why). Nil for other kinds.
+    func recoverability(policy: String, repository: Repository, context: RunContext) throws -> Recoverability?
+
+    /// What `verify` checks besides the backup's own artifacts (a base backup: the WAL it
+    /// needs), as problems.
+    func verifyDependencies(of manifest: Manifest, in repository: Repository, context: RunContext) throws -> [VerificationProblem]
+
     /// What a restore of this kind that failed or was cancelled half-way leaves in `target`,
     /// and what to do about it: a whole sentence, for the error's hint.
     func leftovers(of target: RestoreTarget) -> String
 }
 
 extension SourceKind {
+    public func recoverability(policy: String, repository: Repository, context: RunContext) throws -> Recoverability? { nil }
+
+    public func verifyDependencies(of manifest: Manifest, in repository: Repository, context: RunContext) throws -> [VerificationProblem] { [] }
+
     public func chooseBackup(selected: Manifest, explicit: Bool, target: RestoreTarget, repository: Repository,
                              context: RunContext) throws -> Manifest {
         selected
@@ -52,6 +66,18 @@ extension SourceConfiguration {
                                 hint: "Report this as a bug in Lifeboat.")
         }
         return typed
+    }
+}
+
+/// What a policy's repository can restore to, between and beyond its backups.
+public struct Recoverability: Sendable {
+    public var intervals: [RecoverableInterval]
+    /// Committed backups that cannot be restored, by id, with the reason.
+    public var unusable: [String: String]
+
+    public init(intervals: [RecoverableInterval], unusable: [String: String]) {
+        self.intervals = intervals
+        self.unusable = unusable
     }
 }
 

@@ -53,7 +53,7 @@ struct PhysicalRecoveryInventory {
             return true
         }
         for (timeline, key) in historyKeys {
-            let text = try readArchivedText(key: key, repository: repository)
+            let text = String(decoding: try readArchivedWALFile(key: key, repository: repository), as: UTF8.self)
             guard let history = TimelineHistory(timeline: timeline, text: text) else {
                 throw LifeboatError(.integrity, "the archived history file of timeline \(timeline) of policy '\(policy)' (\(repository.locate(key))) cannot be read as a timeline history",
                                     hint: "Run 'lifeboat verify \(policy)'; push the file again from the server's pg_wal if it still has it.")
@@ -64,23 +64,23 @@ struct PhysicalRecoveryInventory {
     }
 }
 
-/// The first entry of a small archived WAL object (a timeline history file) as text, checked
-/// against the SHA-256 the object carries in its second entry.
-func readArchivedText(key: String, repository: Repository) throws -> String {
+/// The file an archived WAL object holds (its first entry), checked against the SHA-256 the
+/// object carries in its second entry.
+func readArchivedWALFile(key: String, repository: Repository) throws -> [UInt8] {
     let source = try repository.store.openReader(key: key)
     defer { source.close() }
     let reader = try ArtifactReader(source: source, artifactPath: repository.locate(key))
     var entries: [(String, [UInt8])] = []
-    while let header = try reader.nextEntry(), entries.count < 2 {
+    while entries.count < 2, try reader.nextEntry() != nil {
         var bytes: [UInt8] = []
         _ = try reader.readLogicalContent { block, _ in bytes += block }
-        entries.append((header.path, bytes))
+        entries.append(("", bytes))
     }
     guard entries.count == 2, let recorded = String(decoding: entries[1].1, as: UTF8.self).split(separator: " ").first,
           recorded == SigV4.sha256Hex(entries[0].1)
     else {
         throw LifeboatError(.integrity, "archived WAL file \(repository.locate(key)) is damaged: its content does not match its SHA-256",
-                            hint: "Push the file again from the server's pg_wal if it still has it.")
+                            hint: "Push the file again from the server's pg_wal if it still has it, and take a new base backup.")
     }
-    return String(decoding: entries[0].1, as: UTF8.self)
+    return entries[0].1
 }

@@ -1,4 +1,5 @@
 import Foundation
+import LifeboatArchive
 import LifeboatCore
 import LifeboatPostgres
 
@@ -112,6 +113,39 @@ public struct PostgresKind: SourceKind {
             return "The data directory '\(path)' may hold part of the backup, and cannot be started: restore into it again with --delta, or empty it."
         }
         return "The server may hold the roles and databases the restore had created: drop those databases before restoring again."
+    }
+
+    public func recoverability(policy: String, repository: Repository, context: RunContext) throws -> Recoverability? {
+        let inventory = try PhysicalRecoveryInventory.load(repository: repository, policy: policy, context: context)
+        guard !inventory.backups.isEmpty else { return nil }
+        var unusable: [String: String] = [:]
+        for backup in inventory.backups {
+            let (interval, missing) = RecoveryPlanner.interval(for: backup, timeline: .latest, wal: inventory.wal)
+            if interval == nil { unusable[backup.id] = missing ?? "its WAL is incomplete" }
+        }
+        return Recoverability(intervals: RecoveryPlanner.intervals(backups: inventory.backups, wal: inventory.wal), unusable: unusable)
+    }
+
+    public func verifyDependencies(of manifest: Manifest, in repository: Repository, context: RunContext) throws -> [VerificationProblem] {
+        guard let record = try Self.physicalRecord(of: manifest) else { return [] }
+        var problems: [VerificationProblem] = []
+        for segment in record.requiredSegments {
+            try context.cancellation.checkCancelled()
+            let key = WALArchiveLayout.key(policy: manifest.policy, file: .segment(segment))
+            let what = "WAL segment \(segment.name)"
+            do {
+                _ = try readArchivedWALFile(key: key, repository: repository)
+                context.logger.info("WAL segment verified", metadata: ["wal.segment": "\(segment.name)"])
+            } catch let error as LifeboatError where error.code == .notFound {
+                problems.append(VerificationProblem(artifact: what, entry: nil,
+                                                    message: "the base backup needs it and it is not in the repository (\(repository.locate(key)))"))
+            } catch let error as LifeboatError where error.code == .cancelled {
+                throw error
+            } catch {
+                problems.append(VerificationProblem(artifact: what, entry: nil, message: "\(error)"))
+            }
+        }
+        return problems
     }
 
     /// A base backup's record, or nil for a logical backup.

@@ -29,18 +29,29 @@ public enum LifeboatCLI {
 
     /// Runs `lifeboat ARGS --config DIR` with the given extra environment. `LOG_LEVEL` is
     /// `info` unless given, and standard error is a pipe, so logs are JSON lines.
-    public static func run(_ arguments: [String], config: String? = nil, environment: [String: String] = [:]) throws -> Output {
-        try start(arguments, config: config, environment: environment).wait()
+    ///
+    /// `user`: when the tests run as root, run it as that OS user (through `runuser`), as the
+    /// programs a PostgreSQL server starts (`archive_command`) run as the server's user.
+    public static func run(_ arguments: [String], config: String? = nil, environment: [String: String] = [:],
+                           user: String? = nil) throws -> Output {
+        try start(arguments, config: config, environment: environment, user: user).wait()
     }
 
     /// Starts `lifeboat ARGS --config DIR` and returns at once, so that several can run at
     /// the same time (as a CronJob firing twice would start them); `wait()` collects each.
-    public static func start(_ arguments: [String], config: String? = nil, environment: [String: String] = [:]) throws -> Running {
+    public static func start(_ arguments: [String], config: String? = nil, environment: [String: String] = [:],
+                             user: String? = nil) throws -> Running {
         var args = arguments
         if let config { args += ["--config", config] }
         var env = ["LOG_LEVEL": "info"]
         env.merge(environment) { _, new in new }
-        return try Running(child: ChildProcess.spawn(try executable, args, environment: env, stdin: .null, stdout: .pipe))
+        var program = try executable
+        if let user, geteuid() == 0 {
+            args = ["-u", user, "--", program] + args
+            program = try requireProgram("runuser", in: ["/usr/sbin", "/sbin", "/usr/bin", "/bin"],
+                                         hint: "Install util-linux (it provides runuser).")
+        }
+        return try Running(child: ChildProcess.spawn(program, args, environment: env, stdin: .null, stdout: .pipe))
     }
 
     /// A `lifeboat` process started by `start`. Its standard output is read on a thread of

@@ -117,29 +117,54 @@ public final class PostgresServer: Sendable {
                 let lines = settings.keys.sorted().map { "\($0) = \(settings[$0]!)\n" }.joined()
                 try appendFile("\(directory)/data/postgresql.auto.conf", lines)
             }
-            var lastError: (any Error)?
-            for _ in 0..<3 {
-                let port = try freeLoopbackPort()
-                let options = "-p \(port) -k \(directory) -c listen_addresses=127.0.0.1 -c fsync=off"
-                    + " -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=32MB"
-                do {
-                    try runAsPostgres("\(binDir)/pg_ctl",
-                                      ["-D", "\(directory)/data", "-o", options, "-l", "\(directory)/log", "-w", "start"],
-                                      in: directory)
-                    return PostgresServer(port: port, superuserPassword: superuserPassword, directory: directory,
-                                          binDir: binDir, majorVersion: majorVersion)
-                } catch {
-                    // Most likely the port was taken in between; try another one.
-                    lastError = error
-                }
-            }
-            let log = readFile("\(directory)/log")
-            throw LifeboatError(
-                .process, "unable to start the PostgreSQL test server in \(directory): \(lastError.map { "\($0)" } ?? "unknown error")\nserver log:\n\(log)")
+            return try launch(directory: directory, superuserPassword: superuserPassword, binDir: binDir, majorVersion: majorVersion)
         } catch {
             removeDirectory(directory)
             throw error
         }
+    }
+
+    /// A new directory for a server whose data directory the test makes itself (a restore
+    /// writes `data/` in it), given to the server's user; start it with `start(existing:)`.
+    public static func makeServerDirectory() throws -> String {
+        try makeTemporaryDirectory(prefix: "lifeboat-pg", owner: try postgresOwner())
+    }
+
+    /// Starts a server on `directory/data` (made by the test, e.g. restored by Lifeboat; owned
+    /// by the server's user). A data directory set up for recovery replays first; this returns
+    /// once the server accepts connections (`timeout` seconds at most). The server and the
+    /// directory go away with `stop()`.
+    public static func start(existing directory: String, superuserPassword: String = "secret-pw-1",
+                             timeout: Int = 300) throws -> PostgresServer {
+        let binDir = try serverBinDir()
+        let majorVersion = try serverMajorVersion(binDir: binDir)
+        return try launch(directory: directory, superuserPassword: superuserPassword, binDir: binDir,
+                          majorVersion: majorVersion, timeout: timeout)
+    }
+
+    /// `pg_ctl start` on a free port (another one if the port was taken in between).
+    private static func launch(directory: String, superuserPassword: String, binDir: String, majorVersion: Int,
+                               timeout: Int = 60) throws -> PostgresServer {
+        var lastError: (any Error)?
+        for _ in 0..<3 {
+            let port = try freeLoopbackPort()
+            let options = "-p \(port) -k \(directory) -c listen_addresses=127.0.0.1 -c fsync=off"
+                + " -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=32MB"
+            do {
+                try runAsPostgres("\(binDir)/pg_ctl",
+                                  ["-D", "\(directory)/data", "-o", options, "-l", "\(directory)/log", "-t", "\(timeout)", "-w", "start"],
+                                  in: directory)
+                return PostgresServer(port: port, superuserPassword: superuserPassword, directory: directory,
+                                      binDir: binDir, majorVersion: majorVersion)
+            } catch {
+                // Most likely the port was taken in between; try another one.
+                lastError = error
+                if pathExists("\(directory)/data/postmaster.pid") { break }
+            }
+        }
+        let log = readFile("\(directory)/log")
+        throw LifeboatError(
+            .process, "unable to start the PostgreSQL test server in \(directory): \(lastError.map { "\($0)" } ?? "unknown error")\nserver log:\n\(log)")
     }
 
     /// A conninfo for this server as `postgres`: host, port, user, dbname and password

@@ -3,7 +3,7 @@
 # `pgbackrest archive-push` on the same segments, each into a local repository of its own.
 #
 # It starts a throwaway PostgreSQL 15 on a free loopback port whose archive_command copies
-# every completed segment aside, writes with pgbench (and pg_switch_wal) until at least
+# every completed segment aside, writes with pgbench, bulk inserts and pg_switch_wal until at least
 # --segments segments are there, then pushes each of them once with each tool, alternating
 # (lifeboat, pgbackrest, lifeboat, …) so that both meet the same machine noise. Both compress
 # with zstd level 3 and checksum; pgbackrest runs synchronously (archive-async=n). Prints
@@ -12,7 +12,8 @@
 #   Benchmarks/wal-push.sh [--segments N] [--keep]
 #
 # Needs: PostgreSQL 15 server programs (postgresql-15), pgbackrest (Debian package), python3,
-# root (the server runs as the `postgres` user), and a release build (made here).
+# root (the server runs as the `postgres` user), and a release build with the Swift runtime
+# linked statically (made here, in .build/static).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,9 +31,11 @@ pgbin=/usr/lib/postgresql/15/bin
 [[ -x $pgbin/initdb ]] || { echo "PostgreSQL 15 not found in $pgbin (apt-get install postgresql-15)" >&2; exit 1; }
 command -v pgbackrest >/dev/null || { echo "pgbackrest not found (apt-get install pgbackrest)" >&2; exit 1; }
 
-echo "== building lifeboat (release)"
-swift build -c release --product lifeboat >/dev/null
-lifeboat=$(swift build -c release --show-bin-path)/lifeboat
+# wal-push runs once per segment, so its start-up counts: the build to install links the
+# Swift runtime statically (a dynamically linked one spends ~20 ms resolving symbols).
+echo "== building lifeboat (release, Swift runtime linked statically)"
+swift build -c release --static-swift-stdlib --product lifeboat --scratch-path .build/static >/dev/null
+lifeboat=$(swift build -c release --static-swift-stdlib --scratch-path .build/static --show-bin-path)/lifeboat
 
 work=$(mktemp -d /tmp/lifeboat-walbench-XXXXXX)
 chmod 755 "$work"
@@ -54,11 +57,15 @@ as_pg "$pgbin/pg_ctl" -D "$work/data" -l "$work/postgres.log" -w \
 psql_() { "$pgbin/psql" -h 127.0.0.1 -p "$port" -U postgres -v ON_ERROR_STOP=1 -qAt "$@"; }
 
 echo "== writing WAL until $segments segments are archived aside"
-"$pgbin/pgbench" -h 127.0.0.1 -p "$port" -U postgres -i -q -s 20 postgres >/dev/null 2>&1
+# pgbench's own WAL (its initialisation, then transactions), with bulk inserts of text rows
+# between rounds so that the segments come quickly enough.
+"$pgbin/pgbench" -h 127.0.0.1 -p "$port" -U postgres -i -q -s 10 postgres >/dev/null 2>&1
+psql_ -c "create table filler (id int, v text)"
 while (($(ls "$work/segments" | grep -cE '^[0-9A-F]{24}$') < segments)); do
-    "$pgbin/pgbench" -h 127.0.0.1 -p "$port" -U postgres -n -c 2 -T 5 postgres >/dev/null 2>&1
+    "$pgbin/pgbench" -h 127.0.0.1 -p "$port" -U postgres -n -c 2 -T 2 postgres >/dev/null 2>&1
+    psql_ -c "insert into filler select g, md5(g::text) || md5((g * 7)::text) from generate_series(1, 200000) g"
     psql_ -c "select pg_switch_wal()" >/dev/null
-    sleep 1
+    sleep 0.5
 done
 ls "$work/segments" | grep -E '^[0-9A-F]{24}$' | sort | head -n "$segments" > "$work/names"
 echo "segments: $(wc -l < "$work/names") of $(stat -c %s "$work/segments/$(head -1 "$work/names")") bytes"

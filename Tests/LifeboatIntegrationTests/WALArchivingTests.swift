@@ -162,6 +162,8 @@ struct WALArchiving {
             let fetched = try LifeboatCLI.run(["wal-fetch", "pg", "00000002.history", target.subpath("fetched.history")], config: setup.dir.path)
             #expect(fetched.status == 0, "\(fetched.all)")
             #expect(try target.read("fetched.history") == Array(history.utf8))
+            // The repository's secret never reaches the server's log through what wal-push printed.
+            if let s3 = setup.s3 { #expect(!server.serverLog().contains(s3.secretAccessKey)) }
         }
     }
 

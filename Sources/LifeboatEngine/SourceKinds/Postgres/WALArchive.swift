@@ -84,6 +84,9 @@ public struct WALArchive: Sendable {
     public func record(forCluster systemIdentifier: UInt64, segmentSize: UInt64) throws -> WALArchiveRecord {
         var record = try readRecord()
         if record == nil {
+            // The first push of the policy: the repository's format marker too, as a backup
+            // writes it (and the store must be able to create objects conditionally).
+            try repository.prepareForWriting(now: context.clock())
             let created = WALArchiveRecord(systemIdentifier: String(systemIdentifier), segmentSize: segmentSize, created: context.clock())
             do {
                 try repository.store.put(key: recordKey, bytes: Array(try JSON.encode(created)), ifAbsent: true)

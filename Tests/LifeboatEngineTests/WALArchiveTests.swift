@@ -42,6 +42,8 @@ func fakeSegment(_ segment: WALSegment, systemIdentifier: UInt64, fill: UInt8 = 
         #expect(try wal.readRecord() == nil)
         let record = try wal.record(forCluster: systemIdentifier, segmentSize: size)
         #expect(record.systemIdentifier == String(systemIdentifier) && record.segmentSize == size)
+        // The first push marks the repository's format, as a first backup does.
+        #expect(try store.stat(key: Repository.formatKey) != nil)
         let result = try wal.push(path: path, as: .segment(segment), systemIdentifier: systemIdentifier, record: record)
         guard case .archived(let pushedSize, let sha256, let stored) = result else {
             Issue.record("expected a new object, got \(result)")

@@ -54,26 +54,17 @@ public struct WALArchive: Sendable {
 
     /// The archive's record, or nil when nothing was ever pushed for this policy.
     public func readRecord() throws -> WALArchiveRecord? {
-        let bytes: [UInt8]
-        do {
-            bytes = try repository.store.readAll(key: recordKey, limit: 1 << 20)
-        } catch let error as LifeboatError where error.code == .notFound {
-            return nil
-        }
-        let record: WALArchiveRecord
-        do {
-            record = try JSON.decode(WALArchiveRecord.self, from: Data(bytes))
-        } catch {
-            throw LifeboatError(.integrity, "\(repository.locate(recordKey)) is not a valid WAL archive record: \(Repository.describe(decodingError: error))",
-                                hint: "Check that nothing but Lifeboat writes under '\(WALArchiveLayout.prefix(policy: policy))' in this repository.")
-        }
+        let hint = "Check that nothing but Lifeboat writes under '\(WALArchiveLayout.prefix(policy: policy))' in this repository."
+        guard let record = try repository.readJSON(WALArchiveRecord.self, key: recordKey,
+                                                   invalid: "\(repository.locate(recordKey)) is not a valid WAL archive record", hint: hint)
+        else { return nil }
         guard record.format <= WALArchiveRecord.currentFormat else {
             throw LifeboatError(.usage, "\(repository.locate(recordKey)) has format \(record.format); this Lifeboat (\(LifeboatVersion.current)) reads format \(WALArchiveRecord.currentFormat)",
                                 hint: "Upgrade Lifeboat on this server.")
         }
         guard WALSegment.isValidSize(record.segmentSize), UInt64(record.systemIdentifier) != nil else {
             throw LifeboatError(.integrity, "\(repository.locate(recordKey)) names segment size \(record.segmentSize) and system identifier '\(record.systemIdentifier)', which are not valid",
-                                hint: "Check that nothing but Lifeboat writes under '\(WALArchiveLayout.prefix(policy: policy))' in this repository.")
+                                hint: hint)
         }
         return record
     }

@@ -115,11 +115,12 @@ public final class ArtifactWriter {
     /// buffer it is given and returns the count, 0 at the end).
     ///
     /// Throws when `read` does not deliver exactly `size` bytes (the file changed while being
-    /// backed up); the writer is then unusable.
+    /// backed up); the writer is then unusable. Returns the entry's record (its SHA-256).
+    @discardableResult
     public func addFile(
         path: EntryPath, size: Int64, mode: UInt32, modificationTime: Int64, owner: EntryOwner? = nil,
         read: (UnsafeMutableRawBufferPointer) throws -> Int
-    ) throws {
+    ) throws -> EntryRecord {
         try perform { handle in
             try checkSize(size, path)
             try writeHeader(handle, Header(path: path, type: ArchiveFileType.regular, mode: mode, size: size,
@@ -144,6 +145,7 @@ public final class ArtifactWriter {
             entries.append(record(path, kind: .file, size: size, sha256: hasher.finalize().hex, mode: mode,
                                   modificationTime: modificationTime, owner: owner))
         }
+        return entries[entries.count - 1]
     }
 
     /// Adds a sparse file of logical size `size` whose data lies in `dataRegions` (sorted, not

@@ -125,10 +125,21 @@ public final class TemporaryDirectory: Sendable {
     /// Writes a file (creating parent directories) and returns its path.
     @discardableResult
     public func write(_ relativePath: String, _ text: String) throws -> String {
+        try write(relativePath, bytes: Array(text.utf8))
+    }
+
+    /// Writes bytes to a file (creating parent directories) and returns its path.
+    @discardableResult
+    public func write(_ relativePath: String, bytes: [UInt8]) throws -> String {
         let url = URL(fileURLWithPath: path).appendingPathComponent(relativePath)
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        try Data(text.utf8).write(to: url)
+        try Data(bytes).write(to: url)
         return url.path
+    }
+
+    /// The bytes of a file under the directory.
+    public func read(_ relativePath: String) throws -> [UInt8] {
+        Array(try Data(contentsOf: URL(fileURLWithPath: subpath(relativePath))))
     }
 
     public func subpath(_ relativePath: String) -> String { path + "/" + relativePath }

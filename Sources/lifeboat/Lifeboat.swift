@@ -13,10 +13,11 @@ struct Lifeboat: ParsableCommand {
         discussion: """
             Exit status: 0 done; 1 the operation failed (or a backup was committed without some \
             entries, which it lists); 2 bad input (arguments, configuration, an unusable restore \
-            target); 130 / 143 cancelled by SIGINT / SIGTERM (nothing was committed).
+            target); 130 / 143 cancelled by SIGINT / SIGTERM (nothing was committed). wal-fetch \
+            exits 126 when it cannot deliver a file intact (see 'lifeboat help wal-fetch').
             """,
         version: LifeboatVersion.current,
-        subcommands: [Check.self, Backup.self, List.self, Verify.self, Restore.self, Unlock.self]
+        subcommands: [Check.self, Backup.self, List.self, Verify.self, Restore.self, Unlock.self, WALPush.self, WALFetch.self]
     )
 }
 

@@ -33,9 +33,30 @@ func reportJSON(_ errors: [LifeboatError], status: Int32) {
     }
 }
 
+/// `lifeboat --config DIR wal-push …`, as archive_command is usually written: the options
+/// every command takes may come before the command's name, where ArgumentParser does not
+/// look for them; they are moved behind it.
+func movingGlobalOptions(_ arguments: [String]) -> [String] {
+    var leading: [String] = []
+    var rest = arguments[...]
+    while let first = rest.first {
+        if first == "--verbose" || first.hasPrefix("--config=") {
+            leading.append(first)
+            rest = rest.dropFirst()
+        } else if first == "--config", rest.count >= 2 {
+            leading += rest.prefix(2)
+            rest = rest.dropFirst(2)
+        } else {
+            break
+        }
+    }
+    guard !leading.isEmpty, let command = rest.first, !command.hasPrefix("-") else { return arguments }
+    return [command] + leading + rest.dropFirst()
+}
+
 Signals.install()
 do {
-    var command = try Lifeboat.parseAsRoot()
+    var command = try Lifeboat.parseAsRoot(movingGlobalOptions(Array(CommandLine.arguments.dropFirst())))
     try command.run()
     exit(0)
 } catch let error as LifeboatError {
@@ -59,8 +80,10 @@ do {
         print(Lifeboat.fullMessage(for: error))
         exit(0)
     }
-    // ArgumentParser reports bad arguments as EX_USAGE (64): that is bad input, status 2.
-    let status = code == .validationFailure ? 2 : code.rawValue
+    // ArgumentParser reports bad arguments as EX_USAGE (64): that is bad input, status 2 —
+    // except for wal-fetch, whose every failure but "not archived" must stop recovery (126).
+    var status = code == .validationFailure ? 2 : code.rawValue
+    if CommandLine.arguments.contains("wal-fetch") { status = WALFetch.cannotDeliver }
     reportJSON([LifeboatError(.usage, Lifeboat.message(for: error), hint: "Run 'lifeboat help' for the commands and their options.")], status: status)
     report(Lifeboat.fullMessage(for: error))
     exit(status)

@@ -219,7 +219,9 @@ public struct ConfigMapping {
     }
 }
 
-func isValidName(_ text: String) -> Bool {
+/// Whether `text` may name a policy, repository or runbook: letters, digits, `.`, `_` and `-`,
+/// starting with a letter or digit, at most 100 characters (so it is safe in a path or a key).
+public func isValidName(_ text: String) -> Bool {
     func isAlphanumeric(_ c: Unicode.Scalar) -> Bool {
         ("a"..."z").contains(c) || ("A"..."Z").contains(c) || ("0"..."9").contains(c)
     }

@@ -66,24 +66,31 @@ public struct Repository: Sendable {
     /// The repository's format marker, checked to be a format this version understands; nil
     /// when the store holds no repository (yet). One read: no `stat` before it.
     public func format() throws -> FormatRecord? {
-        let bytes: [UInt8]
-        do {
-            bytes = try store.readAll(key: Self.formatKey, limit: 1 << 20)
-        } catch let error as LifeboatError where error.code == .notFound {
-            return nil
-        }
-        let record: FormatRecord
-        do {
-            record = try JSON.decode(FormatRecord.self, from: Data(bytes))
-        } catch {
-            throw LifeboatError(.integrity, "\(Self.formatKey) in \(store.location) is not a valid repository marker: \(Self.describe(decodingError: error))",
-                                hint: "Check that \(store.location) is a Lifeboat repository; the marker is written by the first backup.")
-        }
+        guard let record = try readJSON(FormatRecord.self, key: Self.formatKey,
+                                        invalid: "\(Self.formatKey) in \(store.location) is not a valid repository marker",
+                                        hint: "Check that \(store.location) is a Lifeboat repository; the marker is written by the first backup.")
+        else { return nil }
         if record.format > Self.currentFormat {
             throw LifeboatError(.usage, "repository \(store.location) has format \(record.format); this Lifeboat (\(LifeboatVersion.current)) reads format \(Self.currentFormat) and older",
                                 hint: "Upgrade Lifeboat to read this repository.")
         }
         return record
+    }
+
+    /// A small JSON record (at most 1 MiB), or nil when the object does not exist. One read, no
+    /// `stat` before it. One that does not decode is `.integrity`: `invalid`, the reason, `hint`.
+    public func readJSON<T: Decodable>(_ type: T.Type, key: String, invalid: String, hint: String) throws -> T? {
+        let bytes: [UInt8]
+        do {
+            bytes = try store.readAll(key: key, limit: 1 << 20)
+        } catch let error as LifeboatError where error.code == .notFound {
+            return nil
+        }
+        do {
+            return try JSON.decode(T.self, from: Data(bytes))
+        } catch {
+            throw LifeboatError(.integrity, "\(invalid): \(Self.describe(decodingError: error))", hint: hint)
+        }
     }
 
     /// Checks that the store holds a repository of a format this version understands.

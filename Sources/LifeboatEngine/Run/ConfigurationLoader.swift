@@ -31,6 +31,39 @@ public enum ConfigurationLoader {
                                          sources: SourceKinds.parsers, environment: environment)
     }
 
+    /// Loads `lifeboat.yaml` and one policy's file (`policies/<policy>.yaml` or `.yml`), and
+    /// nothing else: no other policy and no runbook is read, so that a mistake in one of them
+    /// cannot stop what runs for this policy alone, once per WAL segment (`wal-push`,
+    /// `wal-fetch`). Throws `.notFound` when the policy has no file.
+    public static func load(directory: String, environment: [String: String], onlyPolicy policy: String) throws -> Configuration {
+        guard isValidName(policy) else {
+            throw LifeboatError(.usage, "'\(policy)' is not a policy name",
+                                hint: "Policy names use letters, digits, '.', '_' and '-', starting with a letter or digit.")
+        }
+        guard isDirectory(directory) else {
+            throw LifeboatError(.configuration, "configuration directory '\(directory)' does not exist",
+                                hint: "Pass --config DIR or set LIFEBOAT_CONFIG to the directory holding lifeboat.yaml and policies/.")
+        }
+        let mainPath = directory + "/lifeboat.yaml"
+        let main = pathExists(mainPath) ? ConfigFile(name: "lifeboat.yaml", text: try readTextFile(mainPath)) : nil
+        var policies: [ConfigFile] = []
+        for suffix in [".yaml", ".yml"] {
+            let file = "policies/\(policy)\(suffix)"
+            guard pathExists("\(directory)/\(file)") else { continue }
+            do {
+                policies.append(ConfigFile(name: file, text: try readTextFile("\(directory)/\(file)")))
+            } catch let error as LifeboatError {
+                policies.append(ConfigFile(name: file, unreadable: error.message))
+            }
+        }
+        guard !policies.isEmpty else {
+            throw LifeboatError(.notFound, "no policy named '\(policy)': neither policies/\(policy).yaml nor policies/\(policy).yml exists in \(directory)",
+                                hint: "Check the policy name in the command (archive_command / restore_command) and --config.")
+        }
+        return ConfigurationParser.parse(directory: directory, main: main, policies: policies, runbooks: [],
+                                         sources: SourceKinds.parsers, environment: environment)
+    }
+
     /// The YAML files of `policies/` or `runbooks/`. One that cannot be read is kept as such,
     /// so that it blocks only its own policy or runbook.
     static func yamlFiles(in directory: String, subdirectory: String) throws -> [ConfigFile] {

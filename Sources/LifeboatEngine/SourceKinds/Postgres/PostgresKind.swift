@@ -129,16 +129,16 @@ public struct PostgresKind: SourceKind {
     public func verifyDependencies(of manifest: Manifest, in repository: Repository, context: RunContext) throws -> [VerificationProblem] {
         guard let record = try Self.physicalRecord(of: manifest) else { return [] }
         var problems: [VerificationProblem] = []
+        let archive = WALArchive(repository: repository, policy: manifest.policy, context: context)
         for segment in record.requiredSegments {
             try context.cancellation.checkCancelled()
-            let key = WALArchiveLayout.key(policy: manifest.policy, file: .segment(segment))
             let what = "WAL segment \(segment.name)"
             do {
-                _ = try readArchivedWALFile(key: key, repository: repository)
+                try archive.verify(.segment(segment))
                 context.logger.info("WAL segment verified", metadata: ["wal.segment": "\(segment.name)"])
             } catch let error as LifeboatError where error.code == .notFound {
                 problems.append(VerificationProblem(artifact: what, entry: nil,
-                                                    message: "the base backup needs it and it is not in the repository (\(repository.locate(key)))"))
+                                                    message: "the base backup needs it and it is not in the repository (\(repository.locate(archive.key(for: .segment(segment)))))"))
             } catch let error as LifeboatError where error.code == .cancelled {
                 throw error
             } catch {

@@ -56,6 +56,9 @@ struct WALFetch: ParsableCommand {
             """)
 
     @OptionGroup var global: GlobalOptions
+    @OptionGroup var repository: RepositoryOptions
+    @Option(name: .long, help: ArgumentHelp("With --repository: segments to fetch ahead (default 8; with a configuration, the policy's wal.prefetch).", valueName: "n"))
+    var prefetch: Int?
     @Argument(help: "The cluster's physical PostgreSQL policy.") var policy: String
     @Argument(help: "The WAL file's name (%f).") var name: String
     @Argument(help: "Where to write it (%p).") var destination: String
@@ -65,9 +68,20 @@ struct WALFetch: ParsableCommand {
 
     func run() throws {
         do {
-            let configuration = try walConfiguration(global, policy: policy)
-            let outcome = try WALFetchCommand(configuration: configuration, context: walContext(global, policy: policy))
-                .run(policy: policy, file: name, destination: destination)
+            let command: WALFetchCommand
+            if self.repository.repository != nil {
+                if let prefetch, !(0...256).contains(prefetch) {
+                    throw LifeboatError(.usage, "--prefetch must be between 0 and 256, not \(prefetch)")
+                }
+                command = WALFetchCommand(source: try self.repository.source(global), context: walContext(global, policy: policy),
+                                          prefetch: prefetch ?? PostgresConfiguration.WALSettings().prefetch)
+            } else {
+                if prefetch != nil {
+                    throw LifeboatError(.usage, "--prefetch goes with --repository", hint: "With a configuration, set the policy's wal.prefetch.")
+                }
+                command = WALFetchCommand(configuration: try walConfiguration(global, policy: policy), context: walContext(global, policy: policy))
+            }
+            let outcome = try command.run(policy: policy, file: name, destination: destination)
             if outcome == .notArchived { throw ExitCode(1) }
         } catch let exit as ExitCode {
             throw exit

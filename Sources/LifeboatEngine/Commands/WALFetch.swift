@@ -12,12 +12,22 @@ import Logging
 /// fetch), so that the calls for them are served from there and replay does not wait for one
 /// round trip per segment. The spool is refilled when it runs below half.
 public struct WALFetchCommand {
-    public let configuration: Configuration
+    /// The configuration (the policy's repository and `wal.prefetch`), or a repository given
+    /// by its address alone — a restore made on a machine that has nothing but the
+    /// repository configures `restore_command` that way.
+    public let source: RepositorySource
     public let context: RunContext
+    /// Segments fetched ahead when the repository is given by its address (no policy to say).
+    public var prefetchWithoutConfiguration: Int
+
+    public init(source: RepositorySource, context: RunContext, prefetch: Int = PostgresConfiguration.WALSettings().prefetch) {
+        self.source = source
+        self.context = context
+        prefetchWithoutConfiguration = prefetch
+    }
 
     public init(configuration: Configuration, context: RunContext) {
-        self.configuration = configuration
-        self.context = context
+        self.init(source: .configuration(configuration), context: context)
     }
 
     public enum Outcome: Sendable, Equatable {
@@ -26,24 +36,33 @@ public struct WALFetchCommand {
     }
 
     public func run(policy name: String, file fileName: String, destination: String) throws -> Outcome {
-        let (policy, postgres) = try walPolicy(configuration, named: name, command: "wal-fetch")
+        let repositoryConfig: RepositoryConfig
+        let prefetch: Int
+        switch source {
+        case .configuration(let configuration):
+            let (policy, postgres) = try walPolicy(configuration, named: name, command: "wal-fetch")
+            repositoryConfig = try configuration.repository(for: policy)
+            prefetch = postgres.wal.prefetch
+        case .address(let config):
+            repositoryConfig = config
+            prefetch = prefetchWithoutConfiguration
+        }
         let context = self.context.with(metadata: "wal.file", fileName)
         guard !fileName.contains("/"), WALFileName(fileName, segmentSize: 1 << 20) != nil else {
             throw LifeboatError(.usage, "'\(fileName)' is not a WAL file name",
-                                hint: "Use 'lifeboat wal-fetch \(policy.name) %f %p' as restore_command: PostgreSQL replaces %f with the file's name and %p with where it goes.")
+                                hint: "Use 'lifeboat wal-fetch \(name) %f %p' as restore_command: PostgreSQL replaces %f with the file's name and %p with where it goes.")
         }
-        let prefetch = postgres.wal.prefetch
         let isSegment = WALSegment(name: fileName, segmentSize: 1 << 20) != nil
         let spool = PrefetchSpool(destinationDirectory: directoryName(of: destination))
         var cachedArchive: WALArchive?
         func openArchive() throws -> (WALArchive, WALArchiveRecord) {
             let opened = try cachedArchive ?? WALArchive(
-                repository: try Repository.open(try configuration.repository(for: policy), context: context),
-                policy: policy.name, context: context)
+                repository: try Repository.open(repositoryConfig, context: context),
+                policy: name, context: context)
             cachedArchive = opened
             guard let record = try opened.readRecord() else {
-                throw LifeboatError(.notFound, "policy '\(policy.name)' has no WAL archive in \(opened.repository.locate(WALArchiveLayout.prefix(policy: policy.name))): no WAL was ever archived for it",
-                                    hint: "Check the policy named in restore_command, and that archive_command pushed WAL with 'lifeboat wal-push \(policy.name) %p'.")
+                throw LifeboatError(.notFound, "policy '\(name)' has no WAL archive in \(opened.repository.locate(WALArchiveLayout.prefix(policy: name))): no WAL was ever archived for it",
+                                    hint: "Check the policy named in restore_command, and that archive_command pushed WAL with 'lifeboat wal-push \(name) %p'.")
             }
             return (opened, record)
         }

@@ -173,14 +173,14 @@ public final class PostgresConnection: Sendable {
     }
 
     /// `PQerrorMessage`, trimmed. Call it right after the failing call.
-    private static func errorMessage(_ handle: OpaquePointer) -> String {
+    static func errorMessage(_ handle: OpaquePointer) -> String {
         guard let pointer = PQerrorMessage(handle) else { return "unknown libpq error" }
         let message = String(cString: pointer).trimmedOfWhitespace()
         return message.isEmpty ? "unknown libpq error" : message
     }
 
     /// The SQLSTATE and primary message of a failed result.
-    private static func serverError(_ result: OpaquePointer, _ handle: OpaquePointer) -> PostgresServerError {
+    static func serverError(_ result: OpaquePointer, _ handle: OpaquePointer) -> PostgresServerError {
         let sqlState = PQresultErrorField(result, diagnosticField("C")).map { String(cString: $0) }
         var message = PQresultErrorField(result, diagnosticField("M")).map { String(cString: $0) } ?? ""
         if message.isEmpty {
@@ -244,7 +244,7 @@ public final class PostgresConnection: Sendable {
 
     /// The reason in libpq's first line: what follows "connection to server at … failed: ",
     /// without the "FATAL:" severity.
-    private static func firstReason(_ message: String) -> String {
+    static func firstReason(_ message: String) -> String {
         reasonLines(message).first ?? "unknown libpq error"
     }
 
@@ -268,7 +268,7 @@ public final class PostgresConnection: Sendable {
     }
 
     /// libpq does not put the password in its messages; make sure of it anyway.
-    private static func redacted(_ text: String, _ parameters: PostgresConnectionParameters) -> String {
+    static func redacted(_ text: String, _ parameters: PostgresConnectionParameters) -> String {
         guard let password = parameters.password, !password.isEmpty else { return text }
         return text.replacingAll(password, with: "********")
     }

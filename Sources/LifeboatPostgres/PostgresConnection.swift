@@ -64,7 +64,15 @@ public final class PostgresConnection: Sendable {
     ///   could not be reached, or the database or role does not exist. The password never
     ///   appears in the error.
     public static func connect(_ parameters: PostgresConnectionParameters) throws -> PostgresConnection {
-        let pairs = parameters.connectionPairs()
+        let handle = try openHandle(parameters, failure: { connectionError($0, parameters) })
+        return PostgresConnection(parameters: parameters, connection: handle)
+    }
+
+    /// `PQconnectdbParams` with the parameters' keyword/value pairs and `extra`: the handle of
+    /// an established connection, or the error `failure` makes of libpq's message.
+    static func openHandle(_ parameters: PostgresConnectionParameters, extra: [PostgresConnectionParameters.Setting] = [],
+                           failure: (String) -> LifeboatError) throws -> OpaquePointer {
+        let pairs = parameters.connectionPairs() + extra
         let handle = withCStringPointers(pairs.map(\.keyword)) { keywords in
             withCStringPointers(pairs.map(\.value)) { values in
                 PQconnectdbParams(keywords, values, 0)
@@ -77,9 +85,9 @@ public final class PostgresConnection: Sendable {
             // Read libpq's message at once, before PQfinish frees it.
             let message = errorMessage(handle)
             PQfinish(handle)
-            throw connectionError(message, parameters)
+            throw failure(message)
         }
-        return PostgresConnection(parameters: parameters, connection: handle)
+        return handle
     }
 
     // MARK: Statements

@@ -117,20 +117,9 @@ public final class PostgresReplicationConnection {
     ///   `REPLICATION` attribute, `pg_hba.conf` has no `replication` entry for it, the server
     ///   has no free WAL sender, or it is older than PostgreSQL 15.
     public static func connect(_ parameters: PostgresConnectionParameters) throws -> PostgresReplicationConnection {
-        let pairs = parameters.connectionPairs() + [PostgresConnectionParameters.Setting(keyword: "replication", value: "true")]
-        let handle = withCStringPointers(pairs.map(\.keyword)) { keywords in
-            withCStringPointers(pairs.map(\.value)) { values in
-                PQconnectdbParams(keywords, values, 0)
-            }
-        }
-        guard let handle else {
-            throw LifeboatError(.postgres, "could not open a replication connection to PostgreSQL at \(parameters.endpoint): libpq could not allocate a connection (out of memory)")
-        }
-        if PQstatus(handle) != CONNECTION_OK {
-            let message = PostgresConnection.errorMessage(handle)
-            PQfinish(handle)
-            throw replicationConnectionError(message, parameters)
-        }
+        let handle = try PostgresConnection.openHandle(
+            parameters, extra: [PostgresConnectionParameters.Setting(keyword: "replication", value: "true")],
+            failure: { replicationConnectionError($0, parameters) })
         let version = Int(PQserverVersion(handle))
         guard version >= minimumServerVersion else {
             PQfinish(handle)

@@ -70,6 +70,65 @@ private func artifactReadCallback(
     }
 }
 
+/// Where the bytes of an archive that is not a stored object come from: a stream received
+/// block by block (a PostgreSQL base backup's tar), handed to libarchive without a copy.
+public protocol ArchiveBlockSource: AnyObject {
+    /// The next bytes of the archive, valid until the next call; nil at its end.
+    func nextBlock() throws -> UnsafeRawBufferPointer?
+}
+
+/// Read-callback state for an `ArchiveBlockSource`: counts the bytes, hashes nothing.
+final class BlockReadContext: ArchiveCallbackContext {
+    let source: any ArchiveBlockSource
+    var byteCount: Int64 = 0
+    var reachedEnd = false
+
+    init(source: any ArchiveBlockSource) {
+        self.source = source
+    }
+
+    func pull() throws -> UnsafeRawBufferPointer? {
+        if reachedEnd { return nil }
+        guard let block = try source.nextBlock() else {
+            reachedEnd = true
+            return nil
+        }
+        byteCount += Int64(block.count)
+        return block
+    }
+
+    /// Pulls the rest of the archive (what follows the end-of-archive blocks) and returns how
+    /// many bytes the source gave in all.
+    func drain() throws -> Int64 {
+        if let firstError { throw firstError }
+        while try pull() != nil {}
+        return byteCount
+    }
+}
+
+/// libarchive's read callback for a block source; the client data is an unretained
+/// `BlockReadContext`.
+private func blockReadCallback(
+    _ archive: OpaquePointer?, _ clientData: UnsafeMutableRawPointer?,
+    _ output: UnsafeMutablePointer<UnsafeRawPointer?>?
+) -> Int {
+    guard let clientData, let output else { return -1 }
+    let context = Unmanaged<BlockReadContext>.fromOpaque(clientData).takeUnretainedValue()
+    if context.firstError != nil { return -1 }
+    do {
+        // An empty block would read as the end: skip them.
+        while let block = try context.pull() {
+            guard block.count > 0 else { continue }
+            output.pointee = block.baseAddress
+            return block.count
+        }
+        return 0
+    } catch {
+        context.record(error)
+        return -1
+    }
+}
+
 /// The header of an entry read from an artifact.
 public struct ArchiveEntryHeader: Sendable, Equatable {
     /// Path inside the archive, exactly, without the trailing `/` tar adds to directories.
@@ -120,7 +179,8 @@ public final class ArtifactReader {
     /// The artifact's path, for messages.
     public let artifactPath: String
     private let handle: ArchiveHandle
-    private let context: ReadContext
+    /// A `ReadContext` (a stored object) or a `BlockReadContext` (a stream).
+    private let context: ArchiveCallbackContext
     /// The libarchive entry of the current header; valid until the next `nextEntry()`.
     private(set) var currentEntry: OpaquePointer?
     /// Path of the current entry, for messages.
@@ -136,9 +196,24 @@ public final class ArtifactReader {
     init(context: ReadContext, artifactPath: String) throws {
         self.artifactPath = artifactPath
         self.context = context
-        handle = try ArchiveHandle(
-            kind: .read,
-            hint: "The artifact may be damaged: run 'lifeboat verify' on this backup, and restore from another backup if it fails.")
+        handle = try Self.open(context: context, artifactPath: artifactPath, hint:
+            "The artifact may be damaged: run 'lifeboat verify' on this backup, and restore from another backup if it fails.")
+    }
+
+    /// Opens a tar archive (compressed with zstd or not) whose bytes come from `source`, such
+    /// as an archive received over the network. Nothing is hashed but the entries' data.
+    /// `name` names the archive in messages; call `drain()` at the end, not `finish()`.
+    public init(blocks source: any ArchiveBlockSource, name: String) throws {
+        artifactPath = name
+        let context = BlockReadContext(source: source)
+        self.context = context
+        handle = try Self.open(context: context, artifactPath: name, hint:
+            "The archive received was not a valid tar archive; run the backup again, and report this as a bug if it persists.")
+    }
+
+    private static func open(context: ArchiveCallbackContext, artifactPath: String,
+                             hint: String) throws -> ArchiveHandle {
+        let handle = try ArchiveHandle(kind: .read, hint: hint)
         handle.context = context
         let what = "artifact '\(artifactPath)': setting up the tar reader"
         try handle.call(what) { archive_read_support_filter_zstd($0) }
@@ -146,8 +221,11 @@ public final class ArtifactReader {
         try handle.call(what) { archive_read_support_format_tar($0) }
         let clientData = Unmanaged.passUnretained(context).toOpaque()
         try handle.call("artifact '\(artifactPath)': opening") {
-            archive_read_open2($0, clientData, nil, artifactReadCallback, nil, nil)
+            context is BlockReadContext
+                ? archive_read_open2($0, clientData, nil, blockReadCallback, nil, nil)
+                : archive_read_open2($0, clientData, nil, artifactReadCallback, nil, nil)
         }
+        return handle
     }
 
     /// True once libarchive met an error it cannot recover from: nothing more can be read.
@@ -305,6 +383,19 @@ public final class ArtifactReader {
     /// digest covers all of it, and returns its size and SHA-256 (lowercase hex). Errors of the
     /// source are rethrown.
     public func finish() throws -> (size: Int64, sha256: String) {
-        try context.finish()
+        guard let context = context as? ReadContext else {
+            throw LifeboatError(.internalError, "archive '\(artifactPath)' is a stream, not a stored object: it has no digest",
+                                hint: "Report this as a bug in Lifeboat.")
+        }
+        return try context.finish()
+    }
+
+    /// For an archive read from an `ArchiveBlockSource`: reads the rest of the source (what
+    /// libarchive did not need) and returns the count of bytes it gave in all.
+    public func drain() throws -> Int64 {
+        guard let context = context as? BlockReadContext else {
+            return try finish().size
+        }
+        return try context.drain()
     }
 }

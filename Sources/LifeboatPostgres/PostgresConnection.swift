@@ -64,7 +64,15 @@ public final class PostgresConnection: Sendable {
     ///   could not be reached, or the database or role does not exist. The password never
     ///   appears in the error.
     public static func connect(_ parameters: PostgresConnectionParameters) throws -> PostgresConnection {
-        let pairs = parameters.connectionPairs()
+        let handle = try openHandle(parameters, failure: { connectionError($0, parameters) })
+        return PostgresConnection(parameters: parameters, connection: handle)
+    }
+
+    /// `PQconnectdbParams` with the parameters' keyword/value pairs and `extra`: the handle of
+    /// an established connection, or the error `failure` makes of libpq's message.
+    static func openHandle(_ parameters: PostgresConnectionParameters, extra: [PostgresConnectionParameters.Setting] = [],
+                           failure: (String) -> LifeboatError) throws -> OpaquePointer {
+        let pairs = parameters.connectionPairs() + extra
         let handle = withCStringPointers(pairs.map(\.keyword)) { keywords in
             withCStringPointers(pairs.map(\.value)) { values in
                 PQconnectdbParams(keywords, values, 0)
@@ -77,9 +85,9 @@ public final class PostgresConnection: Sendable {
             // Read libpq's message at once, before PQfinish frees it.
             let message = errorMessage(handle)
             PQfinish(handle)
-            throw connectionError(message, parameters)
+            throw failure(message)
         }
-        return PostgresConnection(parameters: parameters, connection: handle)
+        return handle
     }
 
     // MARK: Statements
@@ -173,14 +181,14 @@ public final class PostgresConnection: Sendable {
     }
 
     /// `PQerrorMessage`, trimmed. Call it right after the failing call.
-    private static func errorMessage(_ handle: OpaquePointer) -> String {
+    static func errorMessage(_ handle: OpaquePointer) -> String {
         guard let pointer = PQerrorMessage(handle) else { return "unknown libpq error" }
         let message = String(cString: pointer).trimmedOfWhitespace()
         return message.isEmpty ? "unknown libpq error" : message
     }
 
     /// The SQLSTATE and primary message of a failed result.
-    private static func serverError(_ result: OpaquePointer, _ handle: OpaquePointer) -> PostgresServerError {
+    static func serverError(_ result: OpaquePointer, _ handle: OpaquePointer) -> PostgresServerError {
         let sqlState = PQresultErrorField(result, diagnosticField("C")).map { String(cString: $0) }
         var message = PQresultErrorField(result, diagnosticField("M")).map { String(cString: $0) } ?? ""
         if message.isEmpty {
@@ -244,7 +252,7 @@ public final class PostgresConnection: Sendable {
 
     /// The reason in libpq's first line: what follows "connection to server at … failed: ",
     /// without the "FATAL:" severity.
-    private static func firstReason(_ message: String) -> String {
+    static func firstReason(_ message: String) -> String {
         reasonLines(message).first ?? "unknown libpq error"
     }
 
@@ -268,7 +276,7 @@ public final class PostgresConnection: Sendable {
     }
 
     /// libpq does not put the password in its messages; make sure of it anyway.
-    private static func redacted(_ text: String, _ parameters: PostgresConnectionParameters) -> String {
+    static func redacted(_ text: String, _ parameters: PostgresConnectionParameters) -> String {
         guard let password = parameters.password, !password.isEmpty else { return text }
         return text.replacingAll(password, with: "********")
     }

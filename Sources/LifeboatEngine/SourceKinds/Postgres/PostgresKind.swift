@@ -8,6 +8,10 @@ import LifeboatPostgres
 /// `mode: logical`: `pg_dumpall --globals-only` and `pg_dump --format=custom` of each database,
 /// each streamed into an artifact of its own; restored into a server with `psql` and
 /// `pg_restore --create`.
+///
+/// `mode: physical` (the default): a base backup over the replication protocol, one artifact
+/// per tablespace and one for the data directory, plus the server's `backup_manifest`;
+/// committed once the WAL it needs is in the policy's WAL archive (`PostgresPhysicalBackup`).
 public struct PostgresKind: SourceKind {
     public init() {}
 
@@ -81,7 +85,7 @@ public struct PostgresKind: SourceKind {
         case .logical:
             return BackupOutcome(record: try PostgresLogicalBackup(configuration: postgres).run(into: sink, context: context))
         case .physical:
-            throw LifeboatError(.usage, "physical base backups are being built and not available yet", hint: "Use 'mode: logical'.")
+            return BackupOutcome(record: try PostgresPhysicalBackup(configuration: postgres).run(into: sink, context: context))
         }
     }
 

@@ -1,0 +1,387 @@
+import Crypto
+import Foundation
+import Glibc
+import LifeboatArchive
+import LifeboatCore
+import LifeboatEngine
+import LifeboatIO
+import LifeboatPostgres
+import Synchronization
+import Testing
+import TestSupport
+
+/// A configuration directory with one physical PostgreSQL policy `pg` and a local repository
+/// in `repo/`.
+func physicalConfig(_ dir: TemporaryDirectory, walTimeout: String = "2m") throws {
+    try dir.write("lifeboat.yaml", "repositories:\n  local: { path: repo }\ndefault_repository: local\n")
+    try dir.write("policies/pg.yaml", """
+        policy: pg
+        source:
+          postgres:
+            conninfo: "${PG_CONNINFO}"
+            checkpoint: fast
+            wal: { timeout: \(walTimeout) }
+
+        """)
+}
+
+/// Gets the WAL a PostgreSQL test server archives into a policy's WAL archive.
+///
+/// With `lifeboat wal-push` available, the server's `archive_command` runs it. Until then
+/// (WAL archiving is being built elsewhere) the server copies each file into a spool directory
+/// (`cp %p <spool>/%f`) and a thread of this helper stores it under `WALArchiveLayout.key`
+/// as `wal-push` will: a tar.zst whose first entry is the file and whose second is
+/// `<name>.sha256` (`<hex>  <name>\n`). Replace this helper by `wal-push` once it exists.
+final class WALShipper: Sendable {
+    let spool: String
+    let settings: [String: String]
+    private let stopped = Mutex(false)
+    private let done = DispatchSemaphore(value: 0)
+    private let usesWalPush: Bool
+
+    /// The server settings to start the server with (`PostgresServer.start(settings:)`).
+    init(directory: TemporaryDirectory, policy: String = "pg") throws {
+        spool = directory.subpath("wal-spool")
+        try FileManager.default.createDirectory(atPath: spool, withIntermediateDirectories: true)
+        usesWalPush = (try? LifeboatCLI.run(["--help"]).stdout.contains("  wal-push ")) == true
+        // The server (the postgres OS user, when the tests run as root) must reach the spool,
+        // or the configuration and repository for wal-push.
+        try PostgresServer.giveToServerUser(directory.path)
+        if usesWalPush {
+            let command = "\(try LifeboatCLI.executable) wal-push \(policy) %p --config \(directory.path)"
+            settings = ["archive_mode": "on", "archive_command": "'\(command)'"]
+        } else {
+            settings = ["archive_mode": "on", "archive_command": "'cp %p \(spool)/%f'"]
+        }
+    }
+
+    /// Starts shipping what the server archives into `repository` (a local repository's
+    /// root), every 100 ms, until `stop()`.
+    func start(repository: String, policy: String = "pg") {
+        if usesWalPush {
+            done.signal()
+            return
+        }
+        let store = LocalStore(root: repository)
+        let thread = Thread { [self] in
+            defer { done.signal() }
+            var shipped: Set<String> = []
+            while !stopped.withLock({ $0 }) {
+                for name in ((try? FileManager.default.contentsOfDirectory(atPath: spool)) ?? []).sorted() where !shipped.contains(name) {
+                    guard let file = WALFileName(name, segmentSize: WALSegment.defaultSize),
+                          let bytes = FileManager.default.contents(atPath: "\(spool)/\(name)") else { continue }
+                    do {
+                        try Self.store(Array(bytes), as: file, in: store, policy: policy)
+                        shipped.insert(name)
+                    } catch {
+                        FileHandle.standardError.write(Data("WALShipper: \(name): \(error)\n".utf8))
+                    }
+                }
+                usleep(100_000)
+            }
+        }
+        thread.name = "test-wal-shipper"
+        thread.start()
+    }
+
+    func stop() {
+        stopped.withLock { $0 = true }
+        done.wait()
+    }
+
+    static func store(_ bytes: [UInt8], as file: WALFileName, in store: LocalStore, policy: String) throws {
+        let object = try store.openWriter(key: WALArchiveLayout.key(policy: policy, file: file), ifAbsent: true)
+        do {
+            let writer = try ArtifactWriter(sink: object, compression: .zstd)
+            for (name, content) in [(file.description, bytes),
+                                    (WALArchiveLayout.checksumEntryName(for: file), Array("\(SHA256.hash(data: bytes).lowercaseHex)  \(file.description)\n".utf8))] {
+                var offset = 0
+                try writer.addFile(path: EntryPath(name), size: Int64(content.count), mode: 0o600, modificationTime: 0) { buffer in
+                    let n = min(buffer.count, content.count - offset)
+                    content.withUnsafeBytes { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[offset..<offset + n])) }
+                    offset += n
+                    return n
+                }
+            }
+            _ = try writer.finish()
+            try object.commit()
+        } catch {
+            object.abort()
+            throw error
+        }
+    }
+}
+
+extension Digest {
+    var lowercaseHex: String { map { String(format: "%02x", $0) }.joined() }
+}
+
+/// Runs a program and requires exit status 0; returns its standard output.
+@discardableResult
+func runProgram(_ program: String, _ arguments: [String]) throws -> String {
+    let result = try ChildProcess.run(program, arguments)
+    guard result.status.isSuccess else {
+        throw TestSupportError("'\(([program] + arguments).joined(separator: " "))' \(result.status): \(result.stdout)\(result.stderr)")
+    }
+    return result.stdout
+}
+
+/// The repository path of an artifact of a committed backup of policy `pg`.
+func artifactFile(_ dir: TemporaryDirectory, _ manifest: Manifest, _ artifact: ArtifactRecord) -> String {
+    dir.subpath("repo/pg/backups/\(manifest.id)/\(artifact.path)")
+}
+
+/// Objects under the repository's backups of policy `pg` (none after a failed run).
+func backupObjects(_ dir: TemporaryDirectory) -> [String] {
+    let root = dir.subpath("repo/pg/backups")
+    return ((try? FileManager.default.subpathsOfDirectory(atPath: root)) ?? []).filter { !isDirectory("\(root)/\($0)") }
+}
+
+/// Extracts a physical backup the way a person would with GNU tar: the base artifact into
+/// `target`, each tablespace's artifact into `pg_tblspc/<oid>` (in place of the link to the
+/// server's directory), and the backup_manifest.
+func extractWithTar(_ dir: TemporaryDirectory, _ manifest: Manifest, into target: String) throws {
+    let record = try #require(try manifest.source.details(as: PostgresRecord.self).physical)
+    try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
+    for artifact in manifest.artifacts where artifact.role != .postgresTablespace {
+        try runProgram("/usr/bin/tar", ["--zstd", "-xf", artifactFile(dir, manifest, artifact), "-C", target])
+    }
+    for tablespace in record.tablespaces {
+        let link = "\(target)/pg_tblspc/\(tablespace.oid)"
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: link) == tablespace.location)
+        try FileManager.default.removeItem(atPath: link)
+        try FileManager.default.createDirectory(atPath: link, withIntermediateDirectories: false)
+        let artifact = try #require(manifest.artifacts.first { $0.path == tablespace.artifact })
+        try runProgram("/usr/bin/tar", ["--zstd", "-xf", artifactFile(dir, manifest, artifact), "-C", link])
+    }
+}
+
+func pgVerifyBackup(_ server: PostgresServer, _ directory: String) throws -> String {
+    try runProgram("\(server.binDir)/pg_verifybackup", ["-n", directory])
+}
+
+/// A PostgreSQL server, and a configuration directory with a physical policy `pg` for it.
+struct PhysicalFixture {
+    let dir: TemporaryDirectory
+    let server: PostgresServer
+    /// Nil when the server does not archive WAL.
+    let shipper: WALShipper?
+
+    var environment: [String: String] { ["PG_CONNINFO": server.conninfo()] }
+
+    /// Runs `body` with a fresh server (archiving its WAL unless `archiving` is false) and
+    /// policy, then removes both.
+    static func with(archiving: Bool = true, walTimeout: String = "2m", _ body: (PhysicalFixture) throws -> Void) throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let shipper = archiving ? try WALShipper(directory: dir) : nil
+        let server = try PostgresServer.start(settings: shipper?.settings ?? [:])
+        defer { server.stop() }
+        try physicalConfig(dir, walTimeout: walTimeout)
+        try body(PhysicalFixture(dir: dir, server: server, shipper: shipper))
+    }
+
+    /// Runs a backup of policy `pg` in this process while the shipper stores the WAL.
+    func backup() throws -> Manifest {
+        let shipper = try #require(shipper)
+        shipper.start(repository: dir.subpath("repo"))
+        defer { shipper.stop() }
+        let configuration = try ConfigurationLoader.load(directory: dir.path, environment: environment)
+        return try BackupCommand(configuration: configuration, context: RunContext(logger: quietLogger)).run(policy: "pg").manifest
+    }
+}
+
+@Suite(.timeLimit(.minutes(10)))
+struct PostgresBaseBackup {
+    @Test func aBaseBackupCommitsAndRecordsItsPlaceInTheClustersHistory() async throws {
+        try await offThePool {
+            try PhysicalFixture.with { fixture in
+                let (dir, server) = (fixture.dir, fixture.server)
+                try seedPlatformDatabases(server)
+                let before = Date()
+                let manifest = try fixture.backup()
+                let after = Date()
+
+                let pg = try manifest.source.details(as: PostgresRecord.self)
+                let physical = try #require(pg.physical)
+                #expect(pg.mode == "physical")
+                #expect(pg.systemIdentifier == (try server.psql("select system_identifier from pg_control_system()")))
+                #expect(pg.serverVersionNumber / 10000 == 15)
+                #expect(pg.databases == ["mcp_registry", "mcphub", "postgres"])
+                #expect(physical.timeline == 1)
+                #expect(physical.startLSN < physical.stopLSN)
+                // The server's own record of the backup: its history file names the same start.
+                let history = try server.psql("select name from pg_ls_dir('pg_wal') name where name like '%.backup'")
+                #expect(history.hasPrefix(physical.requiredSegments[0].name), "\(history)")
+                #expect(physical.segmentSize == 16 << 20)
+                #expect(physical.checkpoint == "fast")
+                #expect(physical.tablespaces.isEmpty)
+                #expect(before.addingTimeInterval(-1) < physical.startTime && physical.startTime < physical.stopTime)
+                #expect(physical.stopTime < after.addingTimeInterval(1))
+
+                #expect(manifest.artifacts.map(\.role) == [.postgresBase, .postgresBackupManifest])
+                let base = manifest.artifacts[0]
+                let pgVersion = try #require(base.entries.first { $0.path == "PG_VERSION" })
+                #expect(pgVersion.kind == .file && pgVersion.size == 3 && pgVersion.sha256.count == 64)
+                #expect(pgVersion.mode == 0o600 && pgVersion.user == "postgres")
+                #expect(base.entries.contains { $0.path == "global/pg_control" && $0.kind == .file })
+                #expect(base.entries.contains { $0.path == "backup_label" && $0.kind == .file })
+                #expect(base.entries.contains { $0.path == "base" && $0.kind == .directory && $0.mode == 0o700 })
+                #expect(manifest.artifacts[1].entries.map(\.path) == ["backup_manifest"])
+
+                // Listed and verified like any backup.
+                let env = fixture.environment
+                #expect(try LifeboatCLI.run(["list", "pg"], config: dir.path, environment: env).stdout.contains(manifest.id))
+                let verify = try LifeboatCLI.run(["verify", "pg", "latest"], config: dir.path, environment: env)
+                #expect(verify.status == 0, "\(verify.stderr)")
+            }
+        }
+    }
+
+    @Test func pgVerifybackupAcceptsTheArtifactsExtractedWithGNUTar() async throws {
+        try await offThePool {
+            try PhysicalFixture.with { fixture in
+                let (dir, server) = (fixture.dir, fixture.server)
+                try seedPlatformDatabases(server)
+                let manifest = try fixture.backup()
+                let target = dir.subpath("extracted")
+                try extractWithTar(dir, manifest, into: target)
+                #expect(FileManager.default.fileExists(atPath: "\(target)/backup_manifest"))
+                let output = try pgVerifyBackup(server, target)
+                #expect(output.contains("backup successfully verified"), "\(output)")
+
+                // And the verifier is not a rubber stamp: one changed byte fails it.
+                let file = "\(target)/PG_VERSION"
+                try Data("14\n".utf8).write(to: URL(fileURLWithPath: file))
+                #expect(throws: (any Error).self) { try pgVerifyBackup(server, target) }
+            }
+        }
+    }
+
+    @Test func aTablespaceLandsInAnArtifactOfItsOwn() async throws {
+        try await offThePool {
+            try PhysicalFixture.with { fixture in
+                let (dir, server) = (fixture.dir, fixture.server)
+                let location = dir.subpath("tablespace")
+                try FileManager.default.createDirectory(atPath: location, withIntermediateDirectories: true)
+                try PostgresServer.giveToServerUser(dir.path)
+                _ = try server.psql("create tablespace archive_space location '\(location)'")
+                _ = try server.psql("create table cold (id int, note text) tablespace archive_space")
+                _ = try server.psql("insert into cold select g, 'row ' || g from generate_series(1, 20000) g")
+                let oid = try #require(UInt32(try server.psql("select oid from pg_tablespace where spcname = 'archive_space'")))
+                let relation = try server.psql("select pg_relation_filepath('cold')")  // pg_tblspc/<oid>/PG_15_…/<db>/<file>
+                let manifest = try fixture.backup()
+
+                let physical = try #require(try manifest.source.details(as: PostgresRecord.self).physical)
+                // PostgreSQL 15 sends the tablespaces first and the main data directory last.
+                #expect(manifest.artifacts.map(\.role) == [.postgresTablespace, .postgresBase, .postgresBackupManifest])
+                #expect(physical.tablespaces == [TablespaceRecord(oid: oid, location: location, artifact: manifest.artifacts[0].path)])
+                let inTablespace = String(relation.dropFirst("pg_tblspc/\(oid)/".count))
+                #expect(manifest.artifacts[0].entries.contains { $0.path == inTablespace && $0.kind == .file && $0.size > 0 },
+                        "\(manifest.artifacts[0].entries.map(\.path))")
+                // PostgreSQL names the link `pg_tblspc/<oid>/`: stored without the slash.
+                let link = try #require(manifest.artifacts[1].entries.first { $0.path == "pg_tblspc/\(oid)" })
+                #expect(link.kind == .symlink && link.linkTarget == location)
+                #expect(!manifest.artifacts[1].entries.contains { $0.path == inTablespace })
+
+                let target = dir.subpath("extracted")
+                try extractWithTar(dir, manifest, into: target)
+                let output = try pgVerifyBackup(server, target)
+                #expect(output.contains("backup successfully verified"), "\(output)")
+            }
+        }
+    }
+
+    @Test func aBackupWhoseWALNeverArrivesFailsNamingTheMissingSegment() async throws {
+        try await offThePool {
+            // archive_mode off: nothing ever arrives.
+            try PhysicalFixture.with(archiving: false, walTimeout: "2s") { fixture in
+                let (dir, server) = (fixture.dir, fixture.server)
+                let env = fixture.environment
+                let started = Date()
+                let result = try LifeboatCLI.run(["backup", "pg"], config: dir.path, environment: env)
+                #expect(result.status == 1)
+                #expect(Date().timeIntervalSince(started) < 60)
+                // The backup's own (fast) checkpoint is the server's last one: its redo point is where the backup starts.
+                let firstSegment = try server.psql("select redo_wal_file from pg_control_checkpoint()")
+                #expect(firstSegment.count == 24)
+                #expect(result.stderr.contains("WAL segment \(firstSegment)"), "\(result.stderr)")
+                #expect(result.stderr.contains("did not reach the repository within 2 s"))
+                #expect(result.stderr.contains("archive_mode = off"))
+                #expect(result.stderr.contains("wal-push pg %p"))
+                #expect(!result.all.contains(server.superuserPassword))
+                // Nothing listed, nothing left.
+                #expect(try LifeboatCLI.run(["list", "pg"], config: dir.path, environment: env).stdout.contains("policy pg has no backups"))
+                #expect(backupObjects(dir).isEmpty, "\(backupObjects(dir))")
+            }
+        }
+    }
+
+    @Test func aWALArchiveOfAnotherClusterFailsAtOnce() async throws {
+        try await offThePool {
+            try PhysicalFixture.with(archiving: false) { fixture in
+                let (dir, server) = (fixture.dir, fixture.server)
+                let record = WALArchiveRecord(systemIdentifier: "7000000000000000001", segmentSize: 16 << 20, created: Date())
+                try LocalStore(root: dir.subpath("repo")).put(key: WALArchiveLayout.recordKey(policy: "pg"), bytes: Array(try JSON.encode(record)), ifAbsent: true)
+                let result = try LifeboatCLI.run(["backup", "pg"], config: dir.path, environment: fixture.environment)
+                #expect(result.status == 1)
+                #expect(result.stderr.contains("policy 'pg' archives the WAL of cluster 7000000000000000001"), "\(result.stderr)")
+                #expect(try server.psql("select count(*) from pg_stat_activity where backend_type = 'walsender'") == "0")
+                #expect(backupObjects(dir).isEmpty)
+            }
+        }
+    }
+
+    @Test func aRoleWithoutReplicationIsToldWhatToGrant() async throws {
+        try await offThePool {
+            try PhysicalFixture.with(archiving: false) { fixture in
+                let (dir, server) = (fixture.dir, fixture.server)
+                _ = try server.psql("create role plain login password 'plain-Secret-9'")
+                let conninfo = "host=127.0.0.1 port=\(server.port) user=plain dbname=postgres password=plain-Secret-9"
+                let result = try LifeboatCLI.run(["backup", "pg"], config: dir.path, environment: ["PG_CONNINFO": conninfo])
+                #expect(result.status == 1)
+                #expect(result.stderr.contains("PostgreSQL role 'plain' at 127.0.0.1:\(server.port) may not open a replication connection"), "\(result.stderr)")
+                #expect(result.stderr.contains("ALTER ROLE \"plain\" REPLICATION"))
+                #expect(!result.all.contains("plain-Secret-9"))
+                #expect(backupObjects(dir).isEmpty)
+            }
+        }
+    }
+
+    @Test func sigtermHalfWayCommitsNothingAndLeavesNoWALSender() async throws {
+        try await offThePool {
+            try PhysicalFixture.with(archiving: false) { fixture in
+                let (dir, server) = (fixture.dir, fixture.server)
+                // 80 MiB that zstd cannot shrink, so that the base artifact is being written for a while.
+                _ = try server.psql("""
+                    create table noise (id int primary key, data bytea);
+                    insert into noise select g, decode(string_agg(md5(g::text || ':' || s::text), ''), 'hex')
+                      from generate_series(1, 5120) g, generate_series(1, 1024) s group by g;
+                    """)
+                let watcher = try PostgresConnection.connect(try server.parameters())
+                func walSenders() throws -> [Int32] {
+                    try watcher.query("select pid from pg_stat_activity where backend_type = 'walsender'").compactMap { $0.first.flatMap { $0.flatMap { Int32($0) } } }
+                }
+                let run = try RunningLifeboat.start(["backup", "pg"], config: dir.path, environment: fixture.environment)
+                // Half-way: the base artifact is being written. Then the WAL sender is frozen, so that
+                // the run cannot simply finish first, and cannot count on the server to answer.
+                var sender: Int32?
+                #expect(try eventually {
+                    sender = try walSenders().first
+                    return sender != nil && backupObjects(dir).contains { $0.contains(".tmp-") }
+                })
+                let pid = try #require(sender)
+                kill(pid, SIGSTOP)
+                let (status, seconds, stderr) = try run.interrupt(with: SIGTERM)
+                kill(pid, SIGCONT)
+                #expect(status == 143, "\(stderr)")
+                #expect(seconds < 2, "took \(seconds) s")
+                #expect(stderr.contains("of policy 'pg' was cancelled (SIGTERM); nothing was committed"))
+                #expect(try eventually(timeout: 10) { try walSenders().isEmpty })
+                #expect(backupObjects(dir).isEmpty, "\(backupObjects(dir))")
+                let list = try LifeboatCLI.run(["list", "pg", "--all"], config: dir.path, environment: fixture.environment)
+                #expect(list.stdout.contains("policy pg has no backups"), "\(list.stdout)")
+            }
+        }
+    }
+}

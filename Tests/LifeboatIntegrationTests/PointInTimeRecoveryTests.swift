@@ -1,0 +1,195 @@
+import Foundation
+import LifeboatCore
+import LifeboatIO
+import Testing
+import TestSupport
+
+/// A PostgreSQL cluster archiving its WAL with `lifeboat wal-push` into a repository, and the
+/// configuration directory that says so. Everything the server's programs read is given to
+/// the server's OS user; Lifeboat runs as that user too, as it would beside a real server.
+struct ArchivingCluster {
+    let dir: TemporaryDirectory
+    let pg: PostgresServer
+    let env: [String: String]
+
+    /// `repository`: the lifeboat.yaml `repositories:` entry (nil: a local one in the directory).
+    init(repository: String? = nil) throws {
+        dir = try TemporaryDirectory("lifeboat-pitr")
+        let exe = try LifeboatCLI.executable
+        try dir.write("lifeboat.yaml", "repositories:\n  main: \(repository ?? "{ path: repo }")\ndefault_repository: main\n")
+        // The port comes from the environment of the command that needs it (backup); wal-push
+        // and wal-fetch read the policy without it.
+        try dir.write("policies/pg.yaml", """
+            policy: pg
+            source:
+              postgres:
+                conninfo: "host=127.0.0.1 port=${PG_PORT:-1} user=postgres dbname=postgres"
+                checkpoint: fast
+                wal: { timeout: 2m, prefetch: 4 }
+            """)
+        try PostgresServer.giveToServerUser(dir.path)
+        pg = try PostgresServer.start(settings: [
+            "archive_mode": "on",
+            "archive_command": "'\(exe) --config \(dir.path) wal-push pg %p'",
+        ])
+        env = ["PG_PORT": String(pg.port), "PGPASSWORD": pg.superuserPassword]
+    }
+
+    func lifeboat(_ arguments: [String], extra: [String: String] = [:]) throws -> LifeboatCLI.Output {
+        try LifeboatCLI.run(arguments, config: dir.path, environment: env.merging(extra) { $1 }, user: "postgres")
+    }
+
+    /// Switches to a new WAL segment and waits (up to two minutes) until the one it closed is
+    /// archived.
+    func switchAndWaitForArchive(_ server: PostgresServer? = nil) throws {
+        let server = server ?? pg
+        // A segment with nothing written since the last switch is not switched away from.
+        try server.psql("CREATE TABLE IF NOT EXISTS switches (at timestamptz DEFAULT clock_timestamp()); INSERT INTO switches DEFAULT VALUES")
+        let closing = try server.psql("SELECT pg_walfile_name(pg_current_wal_insert_lsn())")
+        try server.psql("SELECT pg_switch_wal()")
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline {
+            let archived = try server.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")
+            if archived >= closing { return }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        throw TestSupportError("segment \(closing) was not archived within two minutes: \(try server.psql("SELECT * FROM pg_stat_archiver"))\n\(server.serverLog().suffix(3000))")
+    }
+
+    func stop() {
+        pg.stop()
+        dir.remove()
+    }
+}
+
+/// Waits (up to two minutes) until a restored server has finished recovery and been promoted.
+func waitForPromotion(_ server: PostgresServer) throws {
+    let deadline = Date().addingTimeInterval(120)
+    while Date() < deadline {
+        if try server.psql("SELECT pg_is_in_recovery()") == "f" { return }
+        Thread.sleep(forTimeInterval: 0.1)
+    }
+    throw TestSupportError("the restored server is still in recovery after two minutes:\n\(server.serverLog().suffix(4000))")
+}
+
+@Suite(.serialized) struct PointInTimeRecovery {
+    /// Inserts a row stamped with the server's clock.
+    func insert(_ server: PostgresServer, _ note: String) throws {
+        try server.psql("INSERT INTO events (note) VALUES ('\(note)')")
+    }
+
+    @Test(.timeLimit(.minutes(10))) func aTargetTimeRestoresExactlyTheRowsUpToIt() throws {
+        let cluster = try ArchivingCluster()
+        defer { cluster.stop() }
+        let pg = cluster.pg
+        try pg.psql("CREATE TABLE events (id serial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp(), note text)")
+        try insert(pg, "before the backup")
+        let backup = try cluster.lifeboat(["backup", "pg"])
+        #expect(backup.status == 0, "\(backup.all)")
+
+        var target = ""
+        for i in 1...6 {
+            try insert(pg, "row \(i)")
+            if i == 3 { target = try pg.psql("SELECT clock_timestamp()") }
+            try cluster.switchAndWaitForArchive()
+        }
+        let expected = try pg.psql("SELECT count(*) FROM events WHERE at <= '\(target)'")
+        #expect(expected == "4")
+
+        let list = try cluster.lifeboat(["list", "pg"])
+        #expect(list.status == 0 && list.stdout.contains("point-in-time recovery of pg: from"), "\(list.all)")
+
+        let restored = try PostgresServer.makeServerDirectory()
+        let restore = try LifeboatCLI.run(["restore", "pg", "--to", restored + "/data", "--target-time", target],
+                                          config: cluster.dir.path, environment: cluster.env)
+        #expect(restore.status == 0, "\(restore.all)")
+        // PostgreSQL's own verifier passes on the restored base backup before recovery starts.
+        let verify = try ChildProcess.run(pg.binDir + "/pg_verifybackup", ["-n", restored + "/data"])
+        #expect(verify.status.isSuccess, "\(verify.stdout)\(verify.stderr)")
+
+        let server = try PostgresServer.start(existing: restored)
+        defer { server.stop() }
+        try waitForPromotion(server)
+        #expect(try server.psql("SELECT count(*) FROM events") == "4", "\(server.serverLog().suffix(3000))")
+        #expect(try server.psql("SELECT max(note) FROM events WHERE note LIKE 'row %'") == "row 3")
+        #expect(try server.psql("SELECT pg_is_in_recovery()") == "f", "promoted at the target")
+    }
+
+    @Test(.timeLimit(.minutes(10))) func aTargetOutsideTheRecoverableRangeIsRefusedAndTheRangeNamed() throws {
+        let cluster = try ArchivingCluster()
+        defer { cluster.stop() }
+        let before = try cluster.pg.psql("SELECT clock_timestamp() - interval '1 hour'")
+        #expect(try cluster.lifeboat(["backup", "pg"]).status == 0)
+        try cluster.switchAndWaitForArchive()
+        let restored = try PostgresServer.makeServerDirectory()
+        for time in [before, "2099-01-01 00:00:00Z"] {
+            let restore = try LifeboatCLI.run(["restore", "pg", "--to", restored + "/data", "--target-time", time],
+                                              config: cluster.dir.path, environment: cluster.env)
+            #expect(restore.status == 2, "\(restore.all)")
+            #expect(restore.stderr.contains("outside the recoverable range") && restore.stderr.contains("on timeline 1"), "\(restore.stderr)")
+            #expect(try directoryEntries(restored).isEmpty, "nothing was written")
+        }
+    }
+
+    @Test(.timeLimit(.minutes(10))) func restoringToLatestAfterATimelineSwitchReachesTheNewestRow() throws {
+        let cluster = try ArchivingCluster()
+        defer { cluster.stop() }
+        let pg = cluster.pg
+        try pg.psql("CREATE TABLE events (id serial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp(), note text)")
+        #expect(try cluster.lifeboat(["backup", "pg"]).status == 0)
+        try insert(pg, "on timeline 1")
+        try cluster.switchAndWaitForArchive()
+
+        // Restore and promote: the restored cluster archives its timeline 2 into the same policy.
+        let first = try PostgresServer.makeServerDirectory()
+        let restore = try LifeboatCLI.run(["restore", "pg", "--to", first + "/data"], config: cluster.dir.path, environment: cluster.env)
+        #expect(restore.status == 0, "\(restore.all)")
+        pg.stop()
+        let promoted = try PostgresServer.start(existing: first)
+        defer { promoted.stop() }
+        try waitForPromotion(promoted)
+        #expect(try promoted.psql("SELECT timeline_id FROM pg_control_checkpoint()") == "2")
+        try insert(promoted, "on timeline 2")
+        let backup = try LifeboatCLI.run(["backup", "pg"], config: cluster.dir.path,
+                                         environment: cluster.env.merging(["PG_PORT": String(promoted.port)]) { $1 }, user: "postgres")
+        #expect(backup.status == 0, "\(backup.all)")
+        try insert(promoted, "newest")
+        try cluster.switchAndWaitForArchive(promoted)
+
+        let second = try PostgresServer.makeServerDirectory()
+        let again = try LifeboatCLI.run(["restore", "pg", "--to", second + "/data"], config: cluster.dir.path, environment: cluster.env)
+        #expect(again.status == 0, "\(again.all)")
+        promoted.stop()
+        let server = try PostgresServer.start(existing: second)
+        defer { server.stop() }
+        try waitForPromotion(server)
+        #expect(try server.psql("SELECT string_agg(note, ',' ORDER BY id) FROM events") == "on timeline 1,on timeline 2,newest",
+                "\(server.serverLog().suffix(3000))")
+    }
+
+    @Test(.timeLimit(.minutes(10))) func aDeltaRestoreBringsAChangedDataDirectoryBack() throws {
+        let cluster = try ArchivingCluster()
+        defer { cluster.stop() }
+        let pg = cluster.pg
+        try pg.psql("CREATE TABLE events (id serial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp(), note text)")
+        try insert(pg, "kept")
+        #expect(try cluster.lifeboat(["backup", "pg"]).status == 0)
+        try cluster.switchAndWaitForArchive()
+
+        let restored = try PostgresServer.makeServerDirectory()
+        #expect(try LifeboatCLI.run(["restore", "pg", "--to", restored + "/data", "--target", "immediate"],
+                                    config: cluster.dir.path, environment: cluster.env).status == 0)
+        // The operator's copy drifts: a file changes, a stray file appears.
+        try Data("stray".utf8).write(to: URL(fileURLWithPath: restored + "/data/base/stray-file"))
+        let refused = try LifeboatCLI.run(["restore", "pg", "--to", restored + "/data"], config: cluster.dir.path, environment: cluster.env)
+        #expect(refused.status == 2 && refused.stderr.contains("not empty"), "\(refused.all)")
+        let delta = try LifeboatCLI.run(["restore", "pg", "--to", restored + "/data", "--target", "immediate", "--delta"],
+                                        config: cluster.dir.path, environment: cluster.env)
+        #expect(delta.status == 0, "\(delta.all)")
+        #expect(delta.stdout.contains("already as in the backup"), "\(delta.stdout)")
+        #expect(!pathExists(restored + "/data/base/stray-file"))
+        let server = try PostgresServer.start(existing: restored)
+        defer { server.stop() }
+        #expect(try server.psql("SELECT note FROM events") == "kept")
+    }
+}

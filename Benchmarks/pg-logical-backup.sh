@@ -34,8 +34,6 @@ while (($#)); do
     esac
 done
 
-pgbin=/usr/lib/postgresql/15/bin
-[[ -x $pgbin/initdb ]] || { echo "PostgreSQL 15 not found in $pgbin (apt-get install postgresql-15)" >&2; exit 1; }
 [[ -x /usr/bin/time ]] || { echo "GNU time not found (apt-get install time)" >&2; exit 1; }
 
 echo "== building lifeboat (release)"
@@ -43,20 +41,8 @@ swift build -c release --product lifeboat >/dev/null
 lifeboat=$(swift build -c release --show-bin-path)/lifeboat
 
 work=$(mktemp -d /tmp/lifeboat-bench-XXXXXX)
-chown postgres "$work"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-as_pg() { runuser -u postgres -- "$@"; }
-cleanup() {
-    as_pg "$pgbin/pg_ctl" -D "$work/data" -m fast stop >/dev/null 2>&1 || true
-    if ((keep)); then echo "kept $work"; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-
-echo "== starting PostgreSQL 15 on 127.0.0.1:$port"
-as_pg "$pgbin/initdb" -U postgres --auth=trust -D "$work/data" >/dev/null
-as_pg "$pgbin/pg_ctl" -D "$work/data" -l "$work/postgres.log" -w \
-    -o "-p $port -k $work -c listen_addresses=127.0.0.1 -c fsync=off -c max_wal_size=4GB" start >/dev/null
-psql_() { "$pgbin/psql" -h 127.0.0.1 -p "$port" -U postgres -v ON_ERROR_STOP=1 -qAt "$@"; }
+source Benchmarks/throwaway-postgres.sh
+start_postgres
 
 echo "== loading: pgbench scale $scale + ${random_mb} MB of random bytes"
 psql_ -c "create database bench"

@@ -27,12 +27,10 @@ while (($#)); do
     esac
 done
 
-pgbin=/usr/lib/postgresql/15/bin
-[[ -x $pgbin/initdb ]] || { echo "PostgreSQL 15 not found in $pgbin (apt-get install postgresql-15)" >&2; exit 1; }
 command -v pgbackrest >/dev/null || { echo "pgbackrest not found (apt-get install pgbackrest)" >&2; exit 1; }
 
 # wal-push runs once per segment, so its start-up counts: the build to install links the
-# Swift runtime statically (a dynamically linked one spends ~20 ms resolving symbols).
+# Swift runtime statically (it starts 10–25 ms sooner than a dynamically linked one).
 echo "== building lifeboat (release, Swift runtime linked statically)"
 swift build -c release --static-swift-stdlib --product lifeboat --scratch-path .build/static >/dev/null
 lifeboat=$(swift build -c release --static-swift-stdlib --scratch-path .build/static --show-bin-path)/lifeboat
@@ -40,21 +38,10 @@ lifeboat=$(swift build -c release --static-swift-stdlib --scratch-path .build/st
 work=$(mktemp -d /tmp/lifeboat-walbench-XXXXXX)
 chmod 755 "$work"
 mkdir -p "$work/segments"
-chown postgres "$work" "$work/segments"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-as_pg() { runuser -u postgres -- "$@"; }
-cleanup() {
-    as_pg "$pgbin/pg_ctl" -D "$work/data" -m fast stop >/dev/null 2>&1 || true
-    if ((keep)); then echo "kept $work"; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-
-echo "== starting PostgreSQL 15 on 127.0.0.1:$port, archiving into $work/segments"
-as_pg "$pgbin/initdb" -U postgres --auth=trust -D "$work/data" >/dev/null
-as_pg "$pgbin/pg_ctl" -D "$work/data" -l "$work/postgres.log" -w \
-    -o "-p $port -k $work -c listen_addresses=127.0.0.1 -c fsync=off -c max_wal_size=4GB -c archive_mode=on -c archive_command='cp %p $work/segments/%f'" \
-    start >/dev/null
-psql_() { "$pgbin/psql" -h 127.0.0.1 -p "$port" -U postgres -v ON_ERROR_STOP=1 -qAt "$@"; }
+chown postgres "$work/segments"
+source Benchmarks/throwaway-postgres.sh
+echo "archiving every completed segment into $work/segments"
+start_postgres "-c archive_mode=on -c archive_command='cp %p $work/segments/%f'"
 
 echo "== writing WAL until $segments segments are archived aside"
 # pgbench's own WAL (its initialisation, then transactions), with bulk inserts of text rows

@@ -1,5 +1,6 @@
 import CArchive
 import Crypto
+import Glibc
 import LifeboatCore
 
 /// Write-callback state: hashes and counts the stored (compressed) bytes and hands them to
@@ -69,11 +70,23 @@ public final class ArtifactWriter {
     static let fileBufferSize = 256 << 10
     static let blockSize = 1 << 20
 
+    /// The zstd worker threads used for `threads`: the number given, or for 0 (automatic) the
+    /// online CPUs (`sysconf(_SC_NPROCESSORS_ONLN)`), at most 8 (each worker holds a job of
+    /// some MiB; more rarely pays at the levels backups use).
+    public static func compressionThreads(_ threads: Int) -> Int {
+        if threads > 0 { return threads }
+        let online = sysconf(Int32(_SC_NPROCESSORS_ONLN))
+        return Int(max(1, min(online, 8)))
+    }
+
     /// Starts an artifact written into `sink`.
     /// - Parameters:
     ///   - compression: `.zstd` adds a zstd filter; `.none` writes a plain tar.
     ///   - level: zstd compression level (1–22); ignored without compression.
-    public init(sink: any ObjectWriter, compression: Compression, level: Int = 3) throws {
+    ///   - threads: zstd worker threads (libarchive's `threads` option), which compress while
+    ///     the calling thread tars, hashes and writes; 0 (the default) picks them from the
+    ///     online CPU count (`compressionThreads(_:)`). Ignored without compression.
+    public init(sink: any ObjectWriter, compression: Compression, level: Int = 3, threads: Int = 0) throws {
         let key = sink.key
         artifactKey = key
         context = WriteContext(sink: sink)
@@ -91,7 +104,14 @@ public final class ArtifactWriter {
                     hint: "Use a compression level from 1 to 22 (3 is a good default).")
             }
             try handle.call(what) { archive_write_add_filter_zstd($0) }
+            guard (0...Compression.maximumThreads).contains(threads) else {
+                throw LifeboatError(
+                    .configuration, "artifact '\(key)': \(threads) zstd compression threads is out of range",
+                    hint: "Use from 1 to \(Compression.maximumThreads) threads, or 0 to follow the CPU count.")
+            }
             try handle.call(what) { archive_write_set_filter_option($0, "zstd", "compression-level", "\(level)") }
+            let workers = Self.compressionThreads(threads)
+            try handle.call(what) { archive_write_set_filter_option($0, "zstd", "threads", "\(workers)") }
         case .none:
             break
         }

@@ -288,9 +288,9 @@ public final class ArtifactWriter {
     /// and `chunk`. An empty stream still gets one empty entry.
     ///
     /// A tar header needs the entry's size, so each chunk is buffered: `read` is called on a
-    /// thread of its own that fills the next chunk while this one compresses the current one
-    /// (at most two chunks in memory). Errors thrown by `read` are rethrown here. When this
-    /// throws, it first waits for a `read` in progress to return.
+    /// thread of its own that fills (and hashes) the next chunk while this one writes the
+    /// current one (at most two chunks in memory). Errors thrown by `read` are rethrown here.
+    /// When this throws, it first waits for a `read` in progress to return.
     public func addStream(
         name: String, chunkSize: Int = 16 << 20,
         read: @escaping @Sendable (UnsafeMutableRawBufferPointer) throws -> Int
@@ -318,7 +318,7 @@ public final class ArtifactWriter {
                     fileEntries.insert(entryPath)
                     entries.append(EntryRecord(
                         path: path, kind: .file, size: Int64(chunk.count),
-                        sha256: SHA256.hash(data: bytes).hex, mode: 0o600, modificationTime: 0,
+                        sha256: chunk.sha256, mode: 0o600, modificationTime: 0,
                         stream: name, chunk: index))
                 }
                 chunker.recycle(chunk.buffer)

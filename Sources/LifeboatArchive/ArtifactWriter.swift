@@ -70,13 +70,17 @@ public final class ArtifactWriter {
     static let fileBufferSize = 256 << 10
     static let blockSize = 1 << 20
 
-    /// The zstd worker threads used for `threads`: the number given, or for 0 (automatic) the
-    /// online CPUs (`sysconf(_SC_NPROCESSORS_ONLN)`), at most 8 (each worker holds a job of
-    /// some MiB; more rarely pays at the levels backups use).
+    /// The most zstd worker threads the automatic setting starts.
+    public static let automaticCompressionThreadLimit = 4
+
+    /// The zstd worker threads used for `threads`: the number given, or for 0 (automatic) one
+    /// per online CPU (`sysconf(_SC_NPROCESSORS_ONLN)`), at most
+    /// `automaticCompressionThreadLimit`: each worker costs about 15 MiB of job buffers, and
+    /// a dump arrives from one `pg_dump` no faster than a few workers compress it.
     public static func compressionThreads(_ threads: Int) -> Int {
         if threads > 0 { return threads }
         let online = sysconf(Int32(_SC_NPROCESSORS_ONLN))
-        return Int(max(1, min(online, 8)))
+        return Int(max(1, min(online, automaticCompressionThreadLimit)))
     }
 
     /// Starts an artifact written into `sink`.

@@ -179,7 +179,7 @@ private func sha256Hex(_ bytes: some DataProtocol) -> String {
 
     @Test func automaticThreadsFollowTheOnlineCPUs() {
         let online = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
-        #expect(ArtifactWriter.compressionThreads(0) == max(1, min(online, 8)))
+        #expect(ArtifactWriter.compressionThreads(0) == max(1, min(online, ArtifactWriter.automaticCompressionThreadLimit)))
         #expect(ArtifactWriter.compressionThreads(3) == 3)
     }
 }

@@ -88,15 +88,18 @@ source:
   postgres: { mode: logical, conninfo: "host=127.0.0.1 port=$port user=postgres dbname=postgres", databases: [bench], globals: false }
 YAML
 
-measure() {  # measure NAME COMMAND... → prints "wall_seconds peak_rss_kib"
-    local name=$1; shift
+measure() {  # measure NAME COMMAND... → prints "wall_seconds peak_rss_kib cpu_seconds"
+    local name=$1 wall rss user system; shift
     sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
-    /usr/bin/time -f "%e %M" -o "$work/$name.time" "$@" > "$work/$name.out" 2> "$work/$name.err" \
+    /usr/bin/time -f "%e %M %U %S" -o "$work/$name.time" "$@" > "$work/$name.out" 2> "$work/$name.err" \
         || { echo "$name failed:" >&2; cat "$work/$name.err" >&2; exit 1; }
-    cat "$work/$name.time"
+    read -r wall rss user system < "$work/$name.time"
+    echo "$wall $rss $(python3 -c "print(f'{$user + $system:.2f}')")"
 }
 
-# Each measurement appends "name wall_seconds peak_rss_kib" to results.
+# Each measurement appends "name wall_seconds peak_rss_kib cpu_seconds" to results (CPU:
+# user + system of the command and the children it waited for, so pg_dump in both; never
+# the PostgreSQL server).
 results="$work/results"
 : > "$results"
 run_pipe() {
@@ -120,7 +123,7 @@ run_lifeboat() {  # run_lifeboat NAME BINARY REPOSITORY
 }
 
 for ((run = 1; run <= runs; run++)); do
-    echo "== run $run of $runs (wall seconds, peak RSS KiB)"
+    echo "== run $run of $runs (wall seconds, peak RSS KiB, CPU seconds)"
     run_pipe
     if [[ -n $baseline ]]; then run_lifeboat baseline "$baseline" "$work/repository-baseline"; fi
     run_lifeboat lifeboat "$lifeboat" "$work/repository"
@@ -140,37 +143,38 @@ db = int(sys.argv[1]); work = sys.argv[3]
 mib = 1024 * 1024
 runs = {}
 for line in open(sys.argv[2]):
-    name, wall, rss = line.split()
-    runs.setdefault(name, []).append((float(wall), int(rss) / 1024))
+    name, wall, rss, cpu = line.split()
+    runs.setdefault(name, []).append((float(wall), int(rss) / 1024, float(cpu)))
 def size(name):
     path = os.path.join(work, name + ".size")
     return int(open(path).read()) / mib if os.path.exists(path) else None
 labels = {"pipe": "pg_dump -Fc -Z0 | zstd -3", "baseline": "lifeboat backup (baseline)", "lifeboat": "lifeboat backup"}
 print()
 print(f"database: {db / mib:.0f} MiB; {len(runs['lifeboat'])} run(s), interleaved; every run's wall seconds, then the median")
-print(f"{'':28}{'runs (wall s)':>34}{'median s':>10}{'range s':>12}{'peak RSS MiB':>14}{'MiB/s':>8}{'output MiB':>12}")
+print(f"{'':28}{'runs (wall s)':>34}{'median s':>10}{'range s':>12}{'CPU s':>8}{'peak RSS MiB':>14}{'MiB/s':>8}{'output MiB':>12}")
 median = {}
 for name in ["pipe", "baseline", "lifeboat"]:
     if name not in runs: continue
-    walls = [w for w, _ in runs[name]]
+    walls = [w for w, _, _ in runs[name]]
     median[name] = statistics.median(walls)
-    rss = max(r for _, r in runs[name])
+    rss = max(r for _, r, _ in runs[name])
+    cpu = statistics.median(c for _, _, c in runs[name])
     out = size(name)
     print(f"{labels[name]:28}{' '.join(f'{w:.1f}' for w in walls):>34}{median[name]:10.1f}"
-          f"{f'{min(walls):.1f}-{max(walls):.1f}':>12}{rss:14.1f}{db / mib / median[name]:8.1f}"
+          f"{f'{min(walls):.1f}-{max(walls):.1f}':>12}{cpu:8.1f}{rss:14.1f}{db / mib / median[name]:8.1f}"
           + (f"{out:12.1f}" if out is not None else ""))
 print()
 def compare(name):
-    ratios = [a / b for (a, _), (b, _) in zip(runs[name], runs["pipe"])]
+    ratios = [a[0] / b[0] for a, b in zip(runs[name], runs["pipe"])]
     return ratios, median[name] / median["pipe"]
 ratios, ratio = compare("lifeboat")
 print(f"lifeboat / pipe per run: {' '.join(f'{r:.2f}' for r in ratios)} (median {statistics.median(ratios):.2f}, range {min(ratios):.2f}-{max(ratios):.2f})")
 print(f"wall time ratio lifeboat / pipe (medians): {ratio:.2f} (target <= 1.00) {'PASS' if ratio <= 1.0 else 'FAIL'}")
-lbr = max(r for _, r in runs["lifeboat"])
+lbr = max(r for _, r, _ in runs["lifeboat"])
 print(f"lifeboat peak RSS: {lbr:.1f} MiB (target < 150) {'PASS' if lbr < 150 else 'FAIL'}")
 if "baseline" in median:
     ratios, ratio = compare("baseline")
     print(f"baseline / pipe per run: {' '.join(f'{r:.2f}' for r in ratios)}; medians {ratio:.2f}")
-    per = [a / b for (a, _), (b, _) in zip(runs["lifeboat"], runs["baseline"])]
+    per = [a[0] / b[0] for a, b in zip(runs["lifeboat"], runs["baseline"])]
     print(f"lifeboat / baseline per run: {' '.join(f'{r:.2f}' for r in per)}; medians {median['lifeboat'] / median['baseline']:.2f}")
 PY

@@ -1,5 +1,6 @@
 import CArchive
 import Crypto
+import Glibc
 import LifeboatCore
 
 /// Write-callback state: hashes and counts the stored (compressed) bytes and hands them to
@@ -69,11 +70,27 @@ public final class ArtifactWriter {
     static let fileBufferSize = 256 << 10
     static let blockSize = 1 << 20
 
+    /// The most zstd worker threads the automatic setting starts.
+    public static let automaticCompressionThreadLimit = 2
+
+    /// The zstd worker threads used for `threads`: the number given, or for 0 (automatic) one
+    /// per online CPU (`sysconf(_SC_NPROCESSORS_ONLN)`), at most
+    /// `automaticCompressionThreadLimit`: each worker costs about 15 MiB of job buffers, and
+    /// a dump arrives from one `pg_dump` no faster than a few workers compress it.
+    public static func compressionThreads(_ threads: Int) -> Int {
+        if threads > 0 { return threads }
+        let online = sysconf(Int32(_SC_NPROCESSORS_ONLN))
+        return Int(max(1, min(online, automaticCompressionThreadLimit)))
+    }
+
     /// Starts an artifact written into `sink`.
     /// - Parameters:
     ///   - compression: `.zstd` adds a zstd filter; `.none` writes a plain tar.
     ///   - level: zstd compression level (1–22); ignored without compression.
-    public init(sink: any ObjectWriter, compression: Compression, level: Int = 3) throws {
+    ///   - threads: zstd worker threads (libarchive's `threads` option), which compress while
+    ///     the calling thread tars, hashes and writes; 0 (the default) picks them from the
+    ///     online CPU count (`compressionThreads(_:)`). Ignored without compression.
+    public init(sink: any ObjectWriter, compression: Compression, level: Int = 3, threads: Int = 0) throws {
         let key = sink.key
         artifactKey = key
         context = WriteContext(sink: sink)
@@ -91,7 +108,14 @@ public final class ArtifactWriter {
                     hint: "Use a compression level from 1 to 22 (3 is a good default).")
             }
             try handle.call(what) { archive_write_add_filter_zstd($0) }
+            guard (0...Compression.maximumThreads).contains(threads) else {
+                throw LifeboatError(
+                    .configuration, "artifact '\(key)': \(threads) zstd compression threads is out of range",
+                    hint: "Use from 1 to \(Compression.maximumThreads) threads, or 0 to follow the CPU count.")
+            }
             try handle.call(what) { archive_write_set_filter_option($0, "zstd", "compression-level", "\(level)") }
+            let workers = Self.compressionThreads(threads)
+            try handle.call(what) { archive_write_set_filter_option($0, "zstd", "threads", "\(workers)") }
         case .none:
             break
         }
@@ -270,9 +294,9 @@ public final class ArtifactWriter {
     /// and `chunk`. An empty stream still gets one empty entry.
     ///
     /// A tar header needs the entry's size, so each chunk is buffered: `read` is called on a
-    /// thread of its own that fills the next chunk while this one compresses the current one
-    /// (at most two chunks in memory). Errors thrown by `read` are rethrown here. When this
-    /// throws, it first waits for a `read` in progress to return.
+    /// thread of its own that fills (and hashes) the next chunk while this one writes the
+    /// current one (at most two chunks in memory). Errors thrown by `read` are rethrown here.
+    /// When this throws, it first waits for a `read` in progress to return.
     public func addStream(
         name: String, chunkSize: Int = 16 << 20,
         read: @escaping @Sendable (UnsafeMutableRawBufferPointer) throws -> Int
@@ -300,7 +324,7 @@ public final class ArtifactWriter {
                     fileEntries.insert(entryPath)
                     entries.append(EntryRecord(
                         path: path, kind: .file, size: Int64(chunk.count),
-                        sha256: SHA256.hash(data: bytes).hex, mode: 0o600, modificationTime: 0,
+                        sha256: chunk.sha256, mode: 0o600, modificationTime: 0,
                         stream: name, chunk: index))
                 }
                 chunker.recycle(chunk.buffer)

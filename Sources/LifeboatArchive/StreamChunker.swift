@@ -1,9 +1,11 @@
+import Crypto
 import Foundation
 import LifeboatCore
 
-/// Fills the chunks of a stream of unknown length on a thread of its own, while the caller's
-/// thread compresses the previous chunk. At most two chunk buffers exist: the one being
-/// compressed and the one being filled.
+/// Fills the chunks of a stream of unknown length on a thread of its own, and hashes each
+/// chunk's bytes there as they arrive (while they are still in the cache), while the caller's
+/// thread writes the previous chunk. At most two chunk buffers exist: the one being written
+/// and the one being filled.
 ///
 /// It is `@unchecked Sendable` because it is shared with the producer thread: every mutable
 /// property is read and written only while `condition` is locked, and a buffer is touched by
@@ -15,6 +17,8 @@ final class StreamChunker: @unchecked Sendable {
     struct Filled {
         var buffer: UnsafeMutableRawBufferPointer
         var count: Int
+        /// SHA-256 (lowercase hex) of the chunk's `count` bytes.
+        var sha256: String
         var isLast: Bool
         var error: (any Error)?
     }
@@ -60,6 +64,7 @@ final class StreamChunker: @unchecked Sendable {
         }
         while let buffer = takeFree() {
             var count = 0
+            var hasher = SHA256()
             var isLast = false
             var failure: (any Error)?
             while count < chunkSize {
@@ -77,6 +82,7 @@ final class StreamChunker: @unchecked Sendable {
                         isLast = true
                         break
                     }
+                    hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: space[0..<n]))
                     count += n
                 } catch {
                     failure = error
@@ -84,7 +90,7 @@ final class StreamChunker: @unchecked Sendable {
                     break
                 }
             }
-            post(Filled(buffer: buffer, count: count, isLast: isLast, error: failure))
+            post(Filled(buffer: buffer, count: count, sha256: hasher.finalize().hex, isLast: isLast, error: failure))
             if isLast { return }
         }
     }

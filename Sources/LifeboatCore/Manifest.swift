@@ -195,6 +195,10 @@ public enum Compression: String, Codable, Equatable, Sendable, CaseIterable {
         case .none: return ".tar"
         }
     }
+
+    /// The most zstd worker threads a policy (`compression.threads`) or an `ArtifactWriter`
+    /// may ask for.
+    public static let maximumThreads = 64
 }
 
 /// A byte range of a sparse file that holds data; the rest of the file reads as zeros.

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import LifeboatArchive
 import LifeboatCore
@@ -110,5 +111,75 @@ import Testing
         #expect(sparse.st_blocks * 512 < 1 << 20)
         #expect(try sha256sum(out + "/sparse.img") == (try sha256sum(source + "/sparse.img")))
         #expect(artifact.record.entries.first { $0.path == "sparse.img" }?.sha256 == (try sha256sum(source + "/sparse.img")))
+    }
+}
+
+/// SHA-256 in lowercase hex.
+private func sha256Hex(_ bytes: some DataProtocol) -> String {
+    SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+}
+
+/// zstd with worker threads still writes one valid zstd stream, which our reader, `zstd -d`
+/// and GNU tar read back, with every entry's SHA-256 and the stored bytes' SHA-256 right.
+@Suite struct ThreadedCompression {
+    @Test(arguments: [1, 2, 4])
+    func threadedArtifactReadsBackEverywhere(threads: Int) throws {
+        let temporary = try TemporaryDirectory()
+        defer { temporary.remove() }
+        // More than one zstd job (several MiB each at level 3): text that compresses, then
+        // random bytes that do not.
+        let text = Array(String(repeating: "lifeboat threaded compression ", count: 600_000).utf8)
+        let data = text + pseudoRandomBytes(3 << 20, seed: 9)
+        let stream = ByteStream(data, piece: 65_536)
+        let small = Array("CREATE ROLE x;\n".utf8)
+        let key = "data/0000.tar.zst"
+        let sink = MemoryWriter(key: key)
+        let writer = try ArtifactWriter(sink: sink, compression: .zstd, threads: threads)
+        try addMemoryFile(writer, path: "globals.sql", small)
+        try writer.addStream(name: "database.dump", chunkSize: 4 << 20) { try stream.read(into: $0) }
+        let result = try writer.finish()
+        try sink.commit()
+        #expect(result.size == Int64(sink.bytes.count))
+        #expect(result.sha256 == sha256Hex(sink.bytes))
+        let chunks = result.entries.filter { $0.stream == "database.dump" }
+        #expect(chunks.count == (data.count + (4 << 20) - 1) / (4 << 20))
+        for chunk in chunks {
+            let start = (chunk.chunk ?? 0) * (4 << 20)
+            #expect(chunk.sha256 == sha256Hex(data[start..<(start + Int(chunk.size))]))
+        }
+
+        let record = ArtifactRecord(path: key, role: ArtifactRole("postgres-database"), size: result.size,
+                                    sha256: result.sha256, compression: .zstd, entries: result.entries)
+        let artifact = BuiltArtifact(bytes: sink.bytes, record: record)
+        var readBack: [UInt8] = []
+        try readStream(record, source: artifact.reader(), stream: "database.dump") { readBack.append(contentsOf: $0) }
+        #expect(readBack == data)
+        #expect(verifyArtifact(record, source: artifact.reader()) == [])
+
+        let compressed = temporary.sub("artifact.tar.zst")
+        try Data(sink.bytes).write(to: URL(fileURLWithPath: compressed))
+        let decompress = try runProgram("/usr/bin/zstd", ["-d", "-q", compressed, "-o", temporary.sub("artifact.tar")])
+        try #require(decompress.status == 0, "zstd -d: \(decompress.stderr)")
+        let out = temporary.sub("out")
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: false)
+        let extract = try runProgram("/usr/bin/tar", ["-xf", temporary.sub("artifact.tar"), "-C", out])
+        try #require(extract.status == 0, "tar -x: \(extract.stderr)")
+        #expect(extract.stderr == "")
+        for entry in result.entries {
+            #expect(try sha256sum(out + "/" + entry.path) == entry.sha256)
+        }
+    }
+
+    @Test(arguments: [-1, Compression.maximumThreads + 1])
+    func threadCountOutOfRangeIsRefused(threads: Int) {
+        #expect(throws: LifeboatError.self) {
+            _ = try ArtifactWriter(sink: MemoryWriter(), compression: .zstd, threads: threads)
+        }
+    }
+
+    @Test func automaticThreadsFollowTheOnlineCPUs() {
+        let online = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        #expect(ArtifactWriter.compressionThreads(0) == max(1, min(online, ArtifactWriter.automaticCompressionThreadLimit)))
+        #expect(ArtifactWriter.compressionThreads(3) == 3)
     }
 }

@@ -148,10 +148,27 @@ let validMain = """
         ("policy: p\nsource: [files]\n", "policies/p.yaml:2:9: 'source' must be a mapping (key: value), not a list"),
         ("policy: p\nsource: { files: { path: /a } }\ncompression: { level: high }\n", "policies/p.yaml:3:23: 'compression.level' must be an integer, not 'high'"),
         ("policy: p\nsource: { files: { path: /a } }\ncompression: { level: 40 }\n", "policies/p.yaml:3:23: 'compression.level' must be between 1 and 19, not 40"),
+        ("policy: p\nsource: { files: { path: /a } }\ncompression: { threads: all }\n", "policies/p.yaml:3:25: 'compression.threads' must be an integer, not 'all'"),
+        ("policy: p\nsource: { files: { path: /a } }\ncompression: { threads: -1 }\n", "policies/p.yaml:3:25: 'compression.threads' must be between 0 and 64, not -1"),
+        ("policy: p\nsource: { files: { path: /a } }\ncompression: { level: 3, threads: 65 }\n", "policies/p.yaml:3:35: 'compression.threads' must be between 0 and 64, not 65"),
         ("policy: p\nsource: { postgres: { mode: logical, conninfo: host=db, globals: maybe } }\n", "policies/p.yaml:2:66: 'source.postgres.globals' must be true or false, not 'maybe'"),
     ])
     func wrongTypesAreReported(yaml: String, expected: String) {
         #expect(errors(parse(policies: ["p.yaml": yaml])) == [expected])
+    }
+
+    @Test func compressionThreadsAreParsed() throws {
+        let configuration = try parse(policies: [
+            "two.yaml": "policy: two\nsource: { files: { path: /a } }\ncompression: { algorithm: zstd, level: 5, threads: 2 }\n",
+            "auto.yaml": "policy: auto\nsource: { files: { path: /a } }\ncompression: { threads: 0 }\n",
+            "plain.yaml": "policy: plain\nsource: { files: { path: /a } }\n",
+        ]).get()
+        let two = try configuration.policy(named: "two")
+        #expect(two.compression == .zstd)
+        #expect(two.compressionLevel == 5)
+        #expect(two.compressionThreads == 2)
+        #expect(try configuration.policy(named: "auto").compressionThreads == 0)
+        #expect(try configuration.policy(named: "plain").compressionThreads == 0)
     }
 
     @Test func badDurationIsReported() {

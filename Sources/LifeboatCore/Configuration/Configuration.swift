@@ -186,9 +186,12 @@ public struct Policy: Sendable {
     public var retention: Retention
     public var compression: Compression
     public var compressionLevel: Int
+    /// zstd worker threads (`compression.threads`); 0 means automatic: one per online CPU.
+    public var compressionThreads: Int
 
     public init(name: String, file: String, source: any SourceConfiguration, schedule: Schedule? = nil, repository: String? = nil,
-                retention: Retention = Retention(), compression: Compression = .zstd, compressionLevel: Int = 3) {
+                retention: Retention = Retention(), compression: Compression = .zstd, compressionLevel: Int = 3,
+                compressionThreads: Int = 0) {
         self.name = name
         self.file = file
         self.source = source
@@ -197,6 +200,7 @@ public struct Policy: Sendable {
         self.retention = retention
         self.compression = compression
         self.compressionLevel = compressionLevel
+        self.compressionThreads = compressionThreads
     }
 }
 

@@ -259,15 +259,20 @@ public enum ConfigurationParser {
         let retention = map["retention"].flatMap(parseRetention)
         var compression = Compression.zstd
         var level = 3
+        var threads = 0
         var compressionValid = true
         if let node = map["compression"] {
             compressionValid = false
-            if let c = node.mapping(allowed: ["algorithm", "level"]) {
+            if let c = node.mapping(allowed: ["algorithm", "level", "threads"]) {
                 let algorithm = c["algorithm"]?.oneOf(Compression.allCases.map(\.rawValue))
                 let l = c["level"]?.int(in: 1...19)
+                // 0 or absent: one zstd worker per online CPU (ArtifactWriter.compressionThreads).
+                let t = c["threads"]?.int(in: 0...Compression.maximumThreads)
                 compression = algorithm.flatMap(Compression.init(rawValue:)) ?? .zstd
                 level = l ?? 3
+                threads = t ?? 0
                 compressionValid = (c["algorithm"] == nil || algorithm != nil) && (c["level"] == nil || l != nil)
+                    && (c["threads"] == nil || t != nil)
             }
         }
         guard let name, let source, compressionValid,
@@ -276,7 +281,8 @@ public enum ConfigurationParser {
         else { return nil }
         for secret in source.secrets { Secrets.register(secret) }
         return (Policy(name: name, file: file.name, source: source, schedule: schedule, repository: repository,
-                       retention: retention ?? Retention(), compression: compression, compressionLevel: level),
+                       retention: retention ?? Retention(), compression: compression, compressionLevel: level,
+                       compressionThreads: threads),
                 repositoryNode)
     }
 

@@ -33,7 +33,8 @@ public final class ArtifactSink {
                                     what: "backup \(path)\(database.map { " (\($0))" } ?? "")", context: context)
         let started = context.clock()
         do {
-            let writer = try ArtifactWriter(sink: object, compression: policy.compression, level: policy.compressionLevel)
+            let writer = try ArtifactWriter(sink: object, compression: policy.compression, level: policy.compressionLevel,
+                                            threads: policy.compressionThreads)
             do {
                 try body(writer)
             } catch {

@@ -122,7 +122,10 @@ struct PostgresPhysicalRestore {
             if chmod(directory, 0o700) != 0 { throw LifeboatError(.io, "unable to make '\(directory)' private (0700): \(errnoText())") }
 
             if let manifestArtifact = manifest.artifacts.first(where: { $0.role == .postgresBackupManifest }) {
-                try writeBackupManifest(manifestArtifact, to: directory + "/backup_manifest", owner: postgres)
+                // One file entry, `backup_manifest`, checked like every other as it is written.
+                unlink(directory + "/backup_manifest")
+                _ = try extract(manifestArtifact, into: directory, options: ExtractionOptions(), delta: false)
+                try postgres?.give(directory + "/backup_manifest")
             }
             if options.delta { try removeExtras(in: directory, tablespaces: tablespaces) }
             try configureRecovery(in: directory, options: options, restoreCommand: restoreCommand, owner: postgres)
@@ -187,33 +190,6 @@ struct PostgresPhysicalRestore {
         try extractArtifact(artifact, source: source, to: directory, options: options)
         let files = artifact.entries.filter { $0.kind == .file }.count
         return (files - options.unchanged.count, options.unchanged.count)
-    }
-
-    /// Writes PostgreSQL's own `backup_manifest` into the data directory, so that
-    /// `pg_verifybackup` can check the restored files before recovery starts.
-    func writeBackupManifest(_ artifact: ArtifactRecord, to path: String, owner: FileOwner?) throws {
-        let source = try repository.openArtifact(artifact, of: manifest, context: context)
-        defer { source.close() }
-        let stream = artifact.entries.first?.stream ?? "backup_manifest"
-        let temporary = path + ".lifeboat-tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw LifeboatError(.io, "unable to create '\(temporary)': \(errnoText())") }
-        do {
-            defer { close(fd) }
-            try readStream(artifact, source: source, stream: stream) { bytes in
-                var offset = 0
-                while offset < bytes.count {
-                    let n = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
-                    if n < 0 {
-                        if errno == EINTR { continue }
-                        throw LifeboatError(.io, "unable to write '\(temporary)': \(errnoText())", hint: "Check the free space of the data directory's file system.")
-                    }
-                    offset += n
-                }
-            }
-        }
-        try owner?.give(temporary)
-        guard rename(temporary, path) == 0 else { throw LifeboatError(.io, "unable to rename '\(temporary)' to '\(path)': \(errnoText())") }
     }
 
     /// Recovery settings appended to `postgresql.auto.conf` (later lines win), and

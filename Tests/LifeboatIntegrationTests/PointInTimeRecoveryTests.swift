@@ -78,8 +78,17 @@ func waitForPromotion(_ server: PostgresServer) throws {
         try server.psql("INSERT INTO events (note) VALUES ('\(note)')")
     }
 
-    @Test(.timeLimit(.minutes(10))) func aTargetTimeRestoresExactlyTheRowsUpToIt() throws {
-        let cluster = try ArchivingCluster()
+    enum RepositoryKind: String, CaseIterable, Sendable { case local, s3 }
+
+    @Test(.timeLimit(.minutes(10)), arguments: RepositoryKind.allCases)
+    func aTargetTimeRestoresExactlyTheRowsUpToIt(repository kind: RepositoryKind) throws {
+        // The server's archive_command and restore_command see only the server's environment:
+        // an S3 repository's keys are written in lifeboat.yaml for the test.
+        let s3 = kind == .s3 ? try S3TestServer.start() : nil
+        defer { s3?.stop() }
+        let cluster = try ArchivingCluster(repository: s3.map {
+            "{ s3: { endpoint: \"\($0.endpoint)\", region: \($0.region), bucket: lifeboat-test, prefix: pitr, access_key_id: \"\($0.accessKeyID)\", secret_access_key: \"\($0.secretAccessKey)\" } }"
+        })
         defer { cluster.stop() }
         let pg = cluster.pg
         try pg.psql("CREATE TABLE events (id serial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp(), note text)")

@@ -202,3 +202,26 @@ func waitForPromotion(_ server: PostgresServer) throws {
         #expect(try server.psql("SELECT note FROM events") == "kept")
     }
 }
+
+@Suite struct PointInTimeRecoveryOptions {
+    @Test(arguments: [
+        (["--target-time", "yesterday"], "'yesterday' is not a time for --target-time"),
+        (["--target-time", "2026-11-29 10:00:00Z", "--target-lsn", "0/3000000"], "--target-time and --target-lsn cannot be given together"),
+        (["--target-lsn", "3000000"], "'3000000' is not a WAL position for --target-lsn"),
+        (["--target-xid", "abc"], "'abc' is not a transaction id for --target-xid"),
+        (["--target", "soon"], "'soon' is not a value for --target"),
+        (["--target-action", "pause"], "--target-action needs a recovery target"),
+        (["--target", "immediate", "--target-action", "explode"], "'explode' is not a value for --target-action"),
+        (["--target-timeline", "0"], "'0' is not a value for --target-timeline"),
+        (["--tablespace-map", "relative=/new"], "'relative=/new' is not OLD=NEW for --tablespace-map"),
+    ])
+    func badRecoveryOptionsAreBadInput(options: [String], message: String) throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        try dir.write("policies/pg.yaml", "policy: pg\nsource:\n  postgres: { conninfo: \"host=127.0.0.1\" }\n")
+        let result = try LifeboatCLI.run(["restore", "pg", "--to", dir.path + "/data"] + options, config: dir.path)
+        #expect(result.status == 2, "\(result.all)")
+        #expect(result.stderr.contains(message), "\(result.stderr)")
+        #expect(!pathExists(dir.path + "/data"))
+    }
+}

@@ -33,7 +33,7 @@ struct CommandLineBadInput {
         defer { dir.remove() }
         let result = try LifeboatCLI.run(["check"], config: dir.path)
         #expect(result.status == 2)
-        #expect(result.stderr.contains("policies/p.yaml:2:47: 'source.postgres.databases' must be a list, not a scalar"))
+        #expect(result.stderr.contains("policies/p.yaml:2:62: 'source.postgres.databases' must be a list, not a scalar"))
     }
 
     @Test func checkReportsEveryErrorAsJSON() throws {

@@ -39,7 +39,7 @@ struct HostileUser {
         // The broken policy itself is refused with its own error, as bad input.
         let broken = try LifeboatCLI.run(["backup", "hub"], config: dir.path)
         #expect(broken.status == 2)
-        #expect(broken.stderr.contains("policies/hub.yaml:3:25: environment variable 'HUB_PG_CONNINFO'"))
+        #expect(broken.stderr.contains("policies/hub.yaml:3:40: environment variable 'HUB_PG_CONNINFO'"))
         // And `check` reports every problem as an error.
         let check = try LifeboatCLI.run(["check", "--offline"], config: dir.path)
         #expect(check.status == 2)

@@ -110,12 +110,12 @@ echo "== waiting for the load's WAL to be archived"
 psql_ -c "select pg_switch_wal()" >/dev/null
 while [[ -n $(ls "$work/spool") || -n $(ls "$work/data/pg_wal/archive_status" | grep '\.ready$' || true) ]]; do sleep 1; done
 
-measure() {  # measure NAME COMMAND... → prints "wall_seconds peak_rss_kib"
+measure() {  # measure NAME COMMAND... → prints "wall_seconds peak_rss_kib cpu_seconds"
     local name=$1; shift
     sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
-    /usr/bin/time -f "%e %M" -o "$work/$name.time" "$@" > "$work/$name.out" 2> "$work/$name.err" \
+    /usr/bin/time -f "%e %M %U %S" -o "$work/$name.time" "$@" > "$work/$name.out" 2> "$work/$name.err" \
         || { echo "$name failed:" >&2; cat "$work/$name.err" >&2; exit 1; }
-    cat "$work/$name.time"
+    awk '{ printf "%s %s %.2f\n", $1, $2, $3 + $4 }' "$work/$name.time"
 }
 
 results="$work/results"
@@ -138,19 +138,20 @@ db = int(sys.argv[1]); work = sys.argv[3]
 mib = 1024 * 1024
 runs = {}
 for line in open(sys.argv[2]):
-    name, wall, rss = line.split()
-    runs.setdefault(name, []).append((float(wall), int(rss) / 1024))
+    name, wall, rss, cpu = line.split()
+    runs.setdefault(name, []).append((float(wall), int(rss) / 1024, float(cpu)))
 labels = {"pg_basebackup": "pg_basebackup -Ft client-zstd", "lifeboat": "lifeboat backup (physical)"}
 print()
 print(f"cluster: {db / mib:.0f} MiB; {len(runs['lifeboat'])} run(s); every run's wall seconds, then the median")
-print(f"{'':32}{'runs (wall s)':>28}{'median s':>10}{'peak RSS MiB':>14}{'output MiB':>12}")
+print(f"{'':32}{'runs (wall s)':>28}{'median s':>10}{'client CPU s':>14}{'peak RSS MiB':>14}{'output MiB':>12}")
 median = {}
 for name in ["pg_basebackup", "lifeboat"]:
-    walls = [w for w, _ in runs[name]]
+    walls = [w for w, _, _ in runs[name]]
     median[name] = statistics.median(walls)
-    rss = max(r for _, r in runs[name])
+    cpu = statistics.median(c for _, _, c in runs[name])
+    rss = max(r for _, r, _ in runs[name])
     out = int(open(os.path.join(work, name + ".size")).read()) / mib
-    print(f"{labels[name]:32}{' '.join(f'{w:.1f}' for w in walls):>28}{median[name]:10.1f}{rss:14.1f}{out:12.1f}")
+    print(f"{labels[name]:32}{' '.join(f'{w:.1f}' for w in walls):>28}{median[name]:10.1f}{cpu:14.1f}{rss:14.1f}{out:12.1f}")
 ratio = median["lifeboat"] / median["pg_basebackup"]
 print(f"\nwall time ratio lifeboat/pg_basebackup (medians): {ratio:.2f} (target <= 1.00) {'PASS' if ratio <= 1.0 else 'FAIL'}")
 PY

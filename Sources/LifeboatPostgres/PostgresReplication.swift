@@ -381,7 +381,8 @@ public final class BaseBackupStream: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         while events.isEmpty {
-            if stopped && !readerRunning {
+            // The reader's last event (its end or its error) was taken already.
+            if !readerRunning {
                 throw LifeboatError(.postgres, "the base backup from \(parameters.endpoint) was stopped")
             }
             condition.wait()

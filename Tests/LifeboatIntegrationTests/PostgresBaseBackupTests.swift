@@ -348,6 +348,38 @@ struct PostgresBaseBackup {
         }
     }
 
+    @Test func noReplicationLineInPgHbaIsToldWhatToAdd() async throws {
+        try await offThePool {
+            try PhysicalFixture.with(archiving: false) { fixture in
+                let hba = fixture.server.directory + "/data/pg_hba.conf"
+                let lines = try String(contentsOfFile: hba, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false)
+                try lines.filter { !$0.contains("replication") }.joined(separator: "\n").write(toFile: hba, atomically: false, encoding: .utf8)
+                _ = try fixture.server.psql("select pg_reload_conf()")
+                #expect(try eventually(timeout: 10) {
+                    try fixture.server.psql("select count(*) from pg_hba_file_rules where 'replication' = any(database)") == "0"
+                })
+                let result = try LifeboatCLI.run(["backup", "pg"], config: fixture.dir.path, environment: fixture.environment)
+                #expect(result.status == 1)
+                #expect(result.stderr.contains("PostgreSQL at 127.0.0.1:\(fixture.server.port) accepts no replication connection from here for user 'postgres'"), "\(result.stderr)")
+                #expect(result.stderr.contains("'host replication postgres <this machine's address>/32 scram-sha-256'"))
+            }
+        }
+    }
+
+    @Test func noFreeWALSenderIsReportedAsSuch() async throws {
+        try await offThePool {
+            let dir = try TemporaryDirectory()
+            defer { dir.remove() }
+            let server = try PostgresServer.start(settings: ["max_wal_senders": "0"])
+            defer { server.stop() }
+            try physicalConfig(dir)
+            let result = try LifeboatCLI.run(["backup", "pg"], config: dir.path, environment: ["PG_CONNINFO": server.conninfo()])
+            #expect(result.status == 1)
+            #expect(result.stderr.contains("PostgreSQL at 127.0.0.1:\(server.port) has no free WAL sender for a base backup"), "\(result.stderr)")
+            #expect(result.stderr.contains("raise max_wal_senders"))
+        }
+    }
+
     @Test func sigtermHalfWayCommitsNothingAndLeavesNoWALSender() async throws {
         try await offThePool {
             try PhysicalFixture.with(archiving: false) { fixture in

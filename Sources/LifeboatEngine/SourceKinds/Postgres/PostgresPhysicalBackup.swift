@@ -207,12 +207,15 @@ struct PostgresPhysicalBackup {
     }
 
     /// Waits until every segment the backup needs is in the repository, polling with the
-    /// run's (cancellable) sleep, for at most `wal.timeout`.
+    /// run's (cancellable) sleep (0.1 s, doubling up to 1 s), for at most `wal.timeout`.
     func waitForWAL(_ record: PhysicalBackupRecord, store: any ObjectStore, policy: String,
                     parameters: PostgresConnectionParameters, context: RunContext) throws {
         var missing = record.requiredSegments[...]
         let deadline = context.clock().addingTimeInterval(configuration.wal.timeout)
         var announced = false
+        // The last segment is archived moments after the backup ends: look again soon, then
+        // less and less often.
+        var interval = 0.1
         while let segment = missing.first {
             try context.cancellation.checkCancelled()
             if try store.stat(key: WALArchiveLayout.key(policy: policy, file: .segment(segment))) != nil {
@@ -230,7 +233,8 @@ struct PostgresPhysicalBackup {
                     "postgres.wal_timeout_s": "\(Int(configuration.wal.timeout))",
                 ])
             }
-            context.sleep(min(0.5, remaining))
+            context.sleep(min(interval, remaining))
+            interval = min(interval * 2, 1)
         }
         try context.cancellation.checkCancelled()
     }

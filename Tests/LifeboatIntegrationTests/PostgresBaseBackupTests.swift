@@ -27,51 +27,41 @@ func physicalConfig(_ dir: TemporaryDirectory, walTimeout: String = "2m") throws
 
 /// Gets the WAL a PostgreSQL test server archives into a policy's WAL archive.
 ///
-/// With `lifeboat wal-push` available, the server's `archive_command` runs it. Until then
-/// (WAL archiving is being built elsewhere) the server copies each file into a spool directory
-/// (`cp %p <spool>/%f`) and a thread of this helper stores it under `WALArchiveLayout.key`
-/// as `wal-push` will: a tar.zst whose first entry is the file and whose second is
-/// `<name>.sha256` (`<hex>  <name>\n`). Replace this helper by `wal-push` once it exists.
+/// The server copies each file it archives into a spool directory (`cp %p <spool>/%f`), and a
+/// thread of this helper pushes it with `WALArchive` — the code `wal-push` runs — in the test's
+/// process. These tests run the backup in-process too, so the repository stays the test's
+/// own; `wal-push` run by the server itself (as its OS user) is covered by `WALArchiving` and
+/// `PointInTimeRecovery`.
 final class WALShipper: Sendable {
     let spool: String
     let settings: [String: String]
     private let stopped = Mutex(false)
     private let done = DispatchSemaphore(value: 0)
-    private let usesWalPush: Bool
 
     /// The server settings to start the server with (`PostgresServer.start(settings:)`).
-    init(directory: TemporaryDirectory, policy: String = "pg") throws {
+    init(directory: TemporaryDirectory) throws {
         spool = directory.subpath("wal-spool")
         try FileManager.default.createDirectory(atPath: spool, withIntermediateDirectories: true)
-        usesWalPush = (try? LifeboatCLI.run(["--help"]).stdout.contains("  wal-push ")) == true
-        // The server (the postgres OS user, when the tests run as root) must reach the spool,
-        // or the configuration and repository for wal-push.
+        // The server (the postgres OS user, when the tests run as root) must reach the spool.
         try PostgresServer.giveToServerUser(directory.path)
-        if usesWalPush {
-            let command = "\(try LifeboatCLI.executable) wal-push \(policy) %p --config \(directory.path)"
-            settings = ["archive_mode": "on", "archive_command": "'\(command)'"]
-        } else {
-            settings = ["archive_mode": "on", "archive_command": "'cp %p \(spool)/%f'"]
-        }
+        settings = ["archive_mode": "on", "archive_command": "'cp %p \(spool)/%f'"]
     }
 
-    /// Starts shipping what the server archives into `repository` (a local repository's
-    /// root), every 100 ms, until `stop()`.
-    func start(repository: String, policy: String = "pg") {
-        if usesWalPush {
-            done.signal()
-            return
-        }
-        let store = LocalStore(root: repository)
+    /// Starts pushing what the server archives into `repository` (a local repository's root)
+    /// for `policy`, every 100 ms, until `stop()`.
+    func start(repository: String, policy: String = "pg", systemIdentifier: UInt64) throws {
+        let repository = try Repository.open(RepositoryConfig(name: "local", kind: .local(path: repository)),
+                                             context: RunContext(logger: quietLogger))
+        let archive = WALArchive(repository: repository, policy: policy, context: RunContext(logger: quietLogger))
         let thread = Thread { [self] in
             defer { done.signal() }
             var shipped: Set<String> = []
             while !stopped.withLock({ $0 }) {
                 for name in ((try? FileManager.default.contentsOfDirectory(atPath: spool)) ?? []).sorted() where !shipped.contains(name) {
-                    guard let file = WALFileName(name, segmentSize: WALSegment.defaultSize),
-                          let bytes = FileManager.default.contents(atPath: "\(spool)/\(name)") else { continue }
+                    guard let file = WALFileName(name, segmentSize: WALSegment.defaultSize) else { continue }
                     do {
-                        try Self.store(Array(bytes), as: file, in: store, policy: policy)
+                        let record = try archive.record(forCluster: systemIdentifier, segmentSize: WALSegment.defaultSize)
+                        _ = try archive.push(path: "\(spool)/\(name)", as: file, systemIdentifier: systemIdentifier, record: record)
                         shipped.insert(name)
                     } catch {
                         FileHandle.standardError.write(Data("WALShipper: \(name): \(error)\n".utf8))
@@ -88,32 +78,6 @@ final class WALShipper: Sendable {
         stopped.withLock { $0 = true }
         done.wait()
     }
-
-    static func store(_ bytes: [UInt8], as file: WALFileName, in store: LocalStore, policy: String) throws {
-        let object = try store.openWriter(key: WALArchiveLayout.key(policy: policy, file: file), ifAbsent: true)
-        do {
-            let writer = try ArtifactWriter(sink: object, compression: .zstd)
-            for (name, content) in [(file.description, bytes),
-                                    (WALArchiveLayout.checksumEntryName(for: file), Array("\(SHA256.hash(data: bytes).lowercaseHex)  \(file.description)\n".utf8))] {
-                var offset = 0
-                try writer.addFile(path: EntryPath(name), size: Int64(content.count), mode: 0o600, modificationTime: 0) { buffer in
-                    let n = min(buffer.count, content.count - offset)
-                    content.withUnsafeBytes { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[offset..<offset + n])) }
-                    offset += n
-                    return n
-                }
-            }
-            _ = try writer.finish()
-            try object.commit()
-        } catch {
-            object.abort()
-            throw error
-        }
-    }
-}
-
-extension Digest {
-    var lowercaseHex: String { map { String(format: "%02x", $0) }.joined() }
 }
 
 /// Runs a program and requires exit status 0; returns its standard output.
@@ -184,7 +148,8 @@ struct PhysicalFixture {
     /// Runs a backup of policy `pg` in this process while the shipper stores the WAL.
     func backup() throws -> Manifest {
         let shipper = try #require(shipper)
-        shipper.start(repository: dir.subpath("repo"))
+        let systemIdentifier = try #require(UInt64(try server.psql("SELECT system_identifier FROM pg_control_system()")))
+        try shipper.start(repository: dir.subpath("repo"), systemIdentifier: systemIdentifier)
         defer { shipper.stop() }
         let configuration = try ConfigurationLoader.load(directory: dir.path, environment: environment)
         return try BackupCommand(configuration: configuration, context: RunContext(logger: quietLogger)).run(policy: "pg").manifest

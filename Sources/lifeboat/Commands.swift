@@ -234,7 +234,7 @@ extension Restore {
     /// The `restore_command` a restored cluster runs: this executable's `wal-fetch`, reading
     /// the same configuration directory or repository this restore read.
     func walFetchCommand() throws -> String {
-        var words = [currentExecutablePath()]
+        var words = [currentExecutablePath(), "wal-fetch"]
         if let address = repository.repository {
             words += ["--repository", address]
             if let endpoint = repository.endpoint { words += ["--endpoint", endpoint] }
@@ -244,7 +244,7 @@ extension Restore {
         } else {
             words += ["--config", ConfigurationLoader.directory(option: global.config, environment: global.environment)]
         }
-        words += ["wal-fetch", policy]
+        words.append(policy)
         return words.map(RecoveryOptions.shellQuoted).joined(separator: " ") + " %f %p"
     }
 }

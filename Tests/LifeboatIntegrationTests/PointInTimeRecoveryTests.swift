@@ -176,6 +176,52 @@ func waitForPromotion(_ server: PostgresServer) throws {
                 "\(server.serverLog().suffix(3000))")
     }
 
+    @Test(.timeLimit(.minutes(10))) func aMachineWithOnlyTheRepositoryRestoresAndReplays() throws {
+        let cluster = try ArchivingCluster()
+        defer { cluster.stop() }
+        let pg = cluster.pg
+        try pg.psql("CREATE TABLE events (id serial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp(), note text)")
+        #expect(try cluster.lifeboat(["backup", "pg"]).status == 0)
+        try insert(pg, "after the backup")
+        try cluster.switchAndWaitForArchive()
+
+        // No configuration: the repository's address alone, and restore_command uses it too.
+        let restored = try PostgresServer.makeServerDirectory()
+        let restore = try LifeboatCLI.run(["restore", "pg", "--repository", cluster.dir.subpath("repo"), "--to", restored + "/data"])
+        #expect(restore.status == 0, "\(restore.all)")
+        let conf = try String(contentsOfFile: restored + "/data/postgresql.auto.conf", encoding: .utf8)
+        let restoreCommand = conf.split(separator: "\n").last { $0.hasPrefix("restore_command") }.map(String.init) ?? ""
+        #expect(restoreCommand.hasSuffix("wal-fetch --repository \(cluster.dir.subpath("repo")) pg %f %p'") && !restoreCommand.contains("--config"),
+                "\(restoreCommand)")
+        pg.stop()
+        let server = try PostgresServer.start(existing: restored)
+        defer { server.stop() }
+        try waitForPromotion(server)
+        #expect(try server.psql("SELECT note FROM events") == "after the backup", "\(server.serverLog().suffix(3000))")
+    }
+
+    @Test(.timeLimit(.minutes(10))) func aBaseBackupWhoseWALIsGoneFailsVerifyAndIsMarkedInTheList() throws {
+        let cluster = try ArchivingCluster()
+        defer { cluster.stop() }
+        let backup = try cluster.lifeboat(["backup", "pg", "--json"])
+        #expect(backup.status == 0, "\(backup.all)")
+        let manifest = try JSON.decode(BackupSummary.self, from: Data(backup.stdout.utf8)).manifest
+        let record = try #require(try manifest.source.details(as: PostgresRecordView.self).physical)
+        #expect(try cluster.lifeboat(["verify", "pg", manifest.id]).status == 0)
+
+        let segment = try #require(record.requiredSegments.first)
+        let key = WALArchiveLayout.key(policy: "pg", file: .segment(segment))
+        try FileManager.default.removeItem(atPath: cluster.dir.subpath("repo/\(key)"))
+        let verify = try cluster.lifeboat(["verify", "pg", manifest.id])
+        #expect(verify.status == 1, "\(verify.all)")
+        #expect(verify.all.contains("WAL segment \(segment.name)") && verify.all.contains("not in the repository"), "\(verify.all)")
+        let list = try cluster.lifeboat(["list", "pg"])
+        #expect(list.stdout.contains("\(manifest.id): committed — cannot be recovered: segment \(segment.name) it needs is not archived"), "\(list.all)")
+        let restored = try PostgresServer.makeServerDirectory()
+        let restore = try LifeboatCLI.run(["restore", "pg", manifest.id, "--to", restored + "/data"], config: cluster.dir.path, environment: cluster.env)
+        #expect(restore.status == 2 && restore.stderr.contains("cannot be recovered"), "\(restore.all)")
+    }
+
     @Test(.timeLimit(.minutes(10))) func aDeltaRestoreBringsAChangedDataDirectoryBack() throws {
         let cluster = try ArchivingCluster()
         defer { cluster.stop() }
@@ -224,4 +270,14 @@ func waitForPromotion(_ server: PostgresServer) throws {
         #expect(result.stderr.contains(message), "\(result.stderr)")
         #expect(!pathExists(dir.path + "/data"))
     }
+}
+
+/// What `backup --json` prints, as far as these tests read it.
+struct BackupSummary: Decodable {
+    var manifest: Manifest
+}
+
+/// A PostgreSQL manifest record's physical part.
+struct PostgresRecordView: Decodable {
+    var physical: PhysicalBackupRecord?
 }

@@ -2,17 +2,19 @@ import CArchive
 import Crypto
 import LifeboatCore
 
-/// Write-callback state: hashes and counts the stored (compressed) bytes and hands them to
-/// the object store.
+/// Write-callback state: counts the stored (compressed) bytes, hashes them unless told not
+/// to, and hands them to the object store.
 final class WriteContext: ArchiveCallbackContext {
     let sink: any ObjectWriter
-    var hasher = SHA256()
+    /// Nil when nothing needs the digest of the stored bytes.
+    var hasher: SHA256?
     var byteCount: Int64 = 0
     /// Set when the archive is abandoned: nothing more reaches the sink (or the digest).
     var discardsOutput = false
 
-    init(sink: any ObjectWriter) {
+    init(sink: any ObjectWriter, hashesOutput: Bool) {
         self.sink = sink
+        hasher = hashesOutput ? SHA256() : nil
     }
 }
 
@@ -28,7 +30,7 @@ private func artifactWriteCallback(
     guard length > 0 else { return 0 }
     guard let buffer else { return -1 }
     let bytes = UnsafeRawBufferPointer(start: buffer, count: length)
-    context.hasher.update(bufferPointer: bytes)
+    context.hasher?.update(bufferPointer: bytes)
     context.byteCount += Int64(length)
     do {
         try context.sink.write(bytes)
@@ -73,10 +75,13 @@ public final class ArtifactWriter {
     /// - Parameters:
     ///   - compression: `.zstd` adds a zstd filter; `.none` writes a plain tar.
     ///   - level: zstd compression level (1–22); ignored without compression.
-    public init(sink: any ObjectWriter, compression: Compression, level: Int = 3) throws {
+    ///   - hashesStoredBytes: whether `finish()` reports the SHA-256 of the stored bytes (an
+    ///     artifact's manifest record holds it). False saves a pass over the output where
+    ///     nothing records that digest (a WAL object); `finish()` then reports nil.
+    public init(sink: any ObjectWriter, compression: Compression, level: Int = 3, hashesStoredBytes: Bool = true) throws {
         let key = sink.key
         artifactKey = key
-        context = WriteContext(sink: sink)
+        context = WriteContext(sink: sink, hashesOutput: hashesStoredBytes)
         let handle = try ArchiveHandle(
             kind: .write,
             hint: "Check that the repository is reachable and has free space, then run the backup again.")
@@ -316,15 +321,16 @@ public final class ArtifactWriter {
         return "\(stream)." + String(repeating: "0", count: max(0, 6 - digits.count)) + digits
     }
 
-    /// Ends the archive and returns the stored object's size, its SHA-256 (lowercase hex) and
-    /// the records of the entries, in order. Does not commit the sink: the caller does.
-    public func finish() throws -> (size: Int64, sha256: String, entries: [EntryRecord]) {
+    /// Ends the archive and returns the stored object's size, its SHA-256 (lowercase hex; nil
+    /// when made with `hashesStoredBytes: false`) and the records of the entries, in order.
+    /// Does not commit the sink: the caller does.
+    public func finish() throws -> (size: Int64, sha256: String?, entries: [EntryRecord]) {
         try perform { handle in
             closeCalled = true
             try handle.call("artifact '\(artifactKey)': finishing the archive") { archive_write_close($0) }
         }
         state = .finished
-        return (context.byteCount, context.hasher.finalize().hex, entries)
+        return (context.byteCount, context.hasher?.finalize().hex, entries)
     }
 
     /// Frees libarchive's state without writing anything more. Never throws. The caller aborts

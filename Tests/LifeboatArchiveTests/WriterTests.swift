@@ -79,7 +79,25 @@ import Testing
         try addMemoryFile(writer, path: "text", Array(String(repeating: "lifeboat ", count: 10_000).utf8))
         let result = try writer.finish()
         #expect(result.size < 10_000)
-        #expect(result.sha256.count == 64)
+        #expect(result.sha256?.count == 64)
+    }
+
+    @Test func storedBytesAreHashedOnlyWhenAsked() throws {
+        let content = Array(String(repeating: "lifeboat ", count: 10_000).utf8)
+        var digests: [String?] = []
+        var stored: [[UInt8]] = []
+        for hashes in [true, false] {
+            let sink = MemoryWriter()
+            let writer = try ArtifactWriter(sink: sink, compression: .zstd, hashesStoredBytes: hashes)
+            try addMemoryFile(writer, path: "text", content)
+            let result = try writer.finish()
+            #expect(result.size == Int64(sink.bytes.count))
+            digests.append(result.sha256)
+            stored.append(sink.bytes)
+        }
+        #expect(stored[0] == stored[1])
+        #expect(digests[0] == SigV4.sha256Hex(stored[0]))
+        #expect(digests[1] == nil)
     }
 
     @Test(arguments: [0, 23, -1])

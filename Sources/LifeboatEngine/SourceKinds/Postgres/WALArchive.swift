@@ -139,7 +139,9 @@ public struct WALArchive: Sendable {
         let writer = try repository.store.openWriter(key: key, ifAbsent: true)
         var sha256: String?
         do {
-            let artifact = try ArtifactWriter(sink: writer, compression: .zstd, level: compressionLevel)
+            // Nothing records the digest of a WAL object's stored bytes (it has no manifest
+            // record; reading checks the file against its checksum entry): not computed.
+            let artifact = try ArtifactWriter(sink: writer, compression: .zstd, level: compressionLevel, hashesStoredBytes: false)
             let stored: Int64
             do {
                 let entry = try artifact.addFile(path: EntryPath(file.description), size: size, mode: 0o600, modificationTime: modified) {

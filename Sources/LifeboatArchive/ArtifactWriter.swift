@@ -68,6 +68,9 @@ public final class ArtifactWriter {
     /// Buffer for `addFile`; allocated once per writer.
     private let fileBuffer: UnsafeMutableRawBufferPointer
 
+    /// The most zstd worker threads a writer starts.
+    public static let maximumThreads = 64
+
     static let fileBufferSize = 256 << 10
     static let blockSize = 1 << 20
 
@@ -75,10 +78,14 @@ public final class ArtifactWriter {
     /// - Parameters:
     ///   - compression: `.zstd` adds a zstd filter; `.none` writes a plain tar.
     ///   - level: zstd compression level (1–22); ignored without compression.
+    ///   - threads: zstd worker threads (libarchive's `threads` option, `ZSTD_c_nbWorkers`),
+    ///     which compress while the calling thread reads, tars, hashes and writes; nil (the
+    ///     default) compresses on the calling thread. Ignored without compression.
     ///   - hashesStoredBytes: whether `finish()` reports the SHA-256 of the stored bytes (an
     ///     artifact's manifest record holds it). False saves a pass over the output where
     ///     nothing records that digest (a WAL object); `finish()` then reports nil.
-    public init(sink: any ObjectWriter, compression: Compression, level: Int = 3, hashesStoredBytes: Bool = true) throws {
+    public init(sink: any ObjectWriter, compression: Compression, level: Int = 3, threads: Int? = nil,
+                hashesStoredBytes: Bool = true) throws {
         let key = sink.key
         artifactKey = key
         context = WriteContext(sink: sink, hashesOutput: hashesStoredBytes)
@@ -97,6 +104,14 @@ public final class ArtifactWriter {
             }
             try handle.call(what) { archive_write_add_filter_zstd($0) }
             try handle.call(what) { archive_write_set_filter_option($0, "zstd", "compression-level", "\(level)") }
+            if let threads {
+                guard (1...Self.maximumThreads).contains(threads) else {
+                    throw LifeboatError(
+                        .internalError, "artifact '\(key)': \(threads) zstd worker threads is out of range",
+                        hint: "Report this as a bug in Lifeboat.")
+                }
+                try handle.call(what) { archive_write_set_filter_option($0, "zstd", "threads", "\(threads)") }
+            }
         case .none:
             break
         }

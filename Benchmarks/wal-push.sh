@@ -113,7 +113,11 @@ def run(argv):
 # runuser alone, to show what it adds to every figure.
 overhead = statistics.median(run(["/bin/true"]) for _ in range(20))
 times = {"lifeboat": [], "pgbackrest": []}
-for name in names:
+# The machine is shared: the 1-minute load average before, every 10 segments, and after.
+loads = [os.getloadavg()[0]]
+for index, name in enumerate(names):
+    if index % 10 == 9:
+        loads.append(os.getloadavg()[0])
     path = os.path.join(work, "segments", name)
     times["lifeboat"].append(run([lifeboat, "--config", os.path.join(work, "config"), "wal-push", "bench", path]))
     times["pgbackrest"].append(run(["pgbackrest", f"--config={work}/pgbackrest.conf", "--stanza=bench", "archive-push", path]))
@@ -123,7 +127,9 @@ def p95(values):
 def size(directory):
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(directory) for f in files)
 print()
+loads.append(os.getloadavg()[0])
 print(f"{len(names)} segments of 16 MiB; milliseconds per segment (runuser adds {overhead * 1000:.1f} ms to each)")
+print(f"load average (1 min) while pushing: {min(loads):.2f}–{max(loads):.2f} on {os.cpu_count()} CPUs")
 print(f"{'':28}{'median ms':>10}{'p95 ms':>10}{'mean ms':>10}{'repository MiB':>16}")
 repos = {"lifeboat": "lifeboat-repository", "pgbackrest": "pgbackrest-repository"}
 labels = {"lifeboat": "lifeboat wal-push", "pgbackrest": "pgbackrest archive-push"}

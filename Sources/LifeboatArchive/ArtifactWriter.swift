@@ -3,17 +3,19 @@ import Crypto
 import Glibc
 import LifeboatCore
 
-/// Write-callback state: hashes and counts the stored (compressed) bytes and hands them to
-/// the object store.
+/// Write-callback state: counts the stored (compressed) bytes, hashes them unless told not
+/// to, and hands them to the object store.
 final class WriteContext: ArchiveCallbackContext {
     let sink: any ObjectWriter
-    var hasher = SHA256()
+    /// Nil when nothing needs the digest of the stored bytes.
+    var hasher: SHA256?
     var byteCount: Int64 = 0
     /// Set when the archive is abandoned: nothing more reaches the sink (or the digest).
     var discardsOutput = false
 
-    init(sink: any ObjectWriter) {
+    init(sink: any ObjectWriter, hashesOutput: Bool) {
         self.sink = sink
+        hasher = hashesOutput ? SHA256() : nil
     }
 }
 
@@ -29,7 +31,7 @@ private func artifactWriteCallback(
     guard length > 0 else { return 0 }
     guard let buffer else { return -1 }
     let bytes = UnsafeRawBufferPointer(start: buffer, count: length)
-    context.hasher.update(bufferPointer: bytes)
+    context.hasher?.update(bufferPointer: bytes)
     context.byteCount += Int64(length)
     do {
         try context.sink.write(bytes)
@@ -73,7 +75,7 @@ public final class ArtifactWriter {
     /// The most zstd worker threads the automatic setting starts.
     public static let automaticCompressionThreadLimit = 2
 
-    /// The zstd worker threads used for `threads`: the number given, or for 0 (automatic) one
+    /// The zstd worker threads for a policy's `compression.threads`: the number given, or for 0 (automatic) one
     /// per online CPU (`sysconf(_SC_NPROCESSORS_ONLN)`), at most
     /// `automaticCompressionThreadLimit`: each worker costs about 15 MiB of job buffers, and
     /// a dump arrives from one `pg_dump` no faster than a few workers compress it.
@@ -87,13 +89,17 @@ public final class ArtifactWriter {
     /// - Parameters:
     ///   - compression: `.zstd` adds a zstd filter; `.none` writes a plain tar.
     ///   - level: zstd compression level (1–22); ignored without compression.
-    ///   - threads: zstd worker threads (libarchive's `threads` option), which compress while
-    ///     the calling thread tars, hashes and writes; 0 (the default) picks them from the
-    ///     online CPU count (`compressionThreads(_:)`). Ignored without compression.
-    public init(sink: any ObjectWriter, compression: Compression, level: Int = 3, threads: Int = 0) throws {
+    ///   - threads: zstd worker threads (libarchive's `threads` option, `ZSTD_c_nbWorkers`),
+    ///     which compress while the calling thread reads, tars, hashes and writes; nil (the
+    ///     default) compresses on the calling thread. Ignored without compression.
+    ///   - hashesStoredBytes: whether `finish()` reports the SHA-256 of the stored bytes (an
+    ///     artifact's manifest record holds it). False saves a pass over the output where
+    ///     nothing records that digest (a WAL object); `finish()` then reports nil.
+    public init(sink: any ObjectWriter, compression: Compression, level: Int = 3, threads: Int? = nil,
+                hashesStoredBytes: Bool = true) throws {
         let key = sink.key
         artifactKey = key
-        context = WriteContext(sink: sink)
+        context = WriteContext(sink: sink, hashesOutput: hashesStoredBytes)
         let handle = try ArchiveHandle(
             kind: .write,
             hint: "Check that the repository is reachable and has free space, then run the backup again.")
@@ -108,14 +114,15 @@ public final class ArtifactWriter {
                     hint: "Use a compression level from 1 to 22 (3 is a good default).")
             }
             try handle.call(what) { archive_write_add_filter_zstd($0) }
-            guard (0...Compression.maximumThreads).contains(threads) else {
-                throw LifeboatError(
-                    .configuration, "artifact '\(key)': \(threads) zstd compression threads is out of range",
-                    hint: "Use from 1 to \(Compression.maximumThreads) threads, or 0 to follow the CPU count.")
-            }
             try handle.call(what) { archive_write_set_filter_option($0, "zstd", "compression-level", "\(level)") }
-            let workers = Self.compressionThreads(threads)
-            try handle.call(what) { archive_write_set_filter_option($0, "zstd", "threads", "\(workers)") }
+            if let threads {
+                guard (1...Compression.maximumThreads).contains(threads) else {
+                    throw LifeboatError(
+                        .internalError, "artifact '\(key)': \(threads) zstd worker threads is out of range",
+                        hint: "Report this as a bug in Lifeboat.")
+                }
+                try handle.call(what) { archive_write_set_filter_option($0, "zstd", "threads", "\(threads)") }
+            }
         case .none:
             break
         }
@@ -340,15 +347,16 @@ public final class ArtifactWriter {
         return "\(stream)." + String(repeating: "0", count: max(0, 6 - digits.count)) + digits
     }
 
-    /// Ends the archive and returns the stored object's size, its SHA-256 (lowercase hex) and
-    /// the records of the entries, in order. Does not commit the sink: the caller does.
-    public func finish() throws -> (size: Int64, sha256: String, entries: [EntryRecord]) {
+    /// Ends the archive and returns the stored object's size, its SHA-256 (lowercase hex; nil
+    /// when made with `hashesStoredBytes: false`) and the records of the entries, in order.
+    /// Does not commit the sink: the caller does.
+    public func finish() throws -> (size: Int64, sha256: String?, entries: [EntryRecord]) {
         try perform { handle in
             closeCalled = true
             try handle.call("artifact '\(artifactKey)': finishing the archive") { archive_write_close($0) }
         }
         state = .finished
-        return (context.byteCount, context.hasher.finalize().hex, entries)
+        return (context.byteCount, context.hasher?.finalize().hex, entries)
     }
 
     /// Frees libarchive's state without writing anything more. Never throws. The caller aborts

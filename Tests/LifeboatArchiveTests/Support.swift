@@ -144,7 +144,7 @@ func buildArtifact(
     try sink.commit()
     #expect(result.size == Int64(sink.bytes.count))
     let record = ArtifactRecord(
-        path: key, role: ArtifactRole(role), size: result.size, sha256: result.sha256, compression: compression,
+        path: key, role: ArtifactRole(role), size: result.size, sha256: try #require(result.sha256), compression: compression,
         entries: result.entries)
     return BuiltArtifact(bytes: sink.bytes, record: record)
 }

@@ -79,7 +79,56 @@ import Testing
         try addMemoryFile(writer, path: "text", Array(String(repeating: "lifeboat ", count: 10_000).utf8))
         let result = try writer.finish()
         #expect(result.size < 10_000)
-        #expect(result.sha256.count == 64)
+        #expect(result.sha256?.count == 64)
+    }
+
+    @Test(arguments: [1, 2, 4])
+    func workerThreadsWriteTheSameEntries(threads: Int) throws {
+        // Several zstd jobs (1 MiB each at level 3), of bytes that compress and bytes that do not.
+        let content = (0..<(3 << 20)).map { UInt8($0 % 7) } + pseudoRandomBytes(1 << 20, seed: UInt64(threads))
+        let sink = MemoryWriter()
+        let writer = try ArtifactWriter(sink: sink, compression: .zstd, threads: threads)
+        try addMemoryFile(writer, path: "data", content)
+        try addMemoryFile(writer, path: "small", [1, 2, 3])
+        let result = try writer.finish()
+        #expect(result.size == Int64(sink.bytes.count))
+        #expect(result.sha256 == SigV4.sha256Hex(sink.bytes))
+        #expect(result.entries.map(\.sha256) == [SigV4.sha256Hex(content), SigV4.sha256Hex([1, 2, 3])])
+        let reader = try ArtifactReader(source: MemoryReader(sink.bytes, key: "threads.tar.zst"), artifactPath: "threads.tar.zst")
+        var read: [String: [UInt8]] = [:]
+        while let header = try reader.nextEntry() {
+            var bytes: [UInt8] = []
+            let content = try reader.readLogicalContent { chunk, _ in bytes += chunk }
+            #expect(content.sha256 == SigV4.sha256Hex(bytes))
+            read[header.path] = bytes
+        }
+        #expect(read == ["data": content, "small": [1, 2, 3]])
+        #expect(try reader.finish().sha256 == result.sha256)
+    }
+
+    @Test(arguments: [-1, 0, Compression.maximumThreads + 1])
+    func outOfRangeWorkerThreadsAreRefused(threads: Int) {
+        #expect(throws: LifeboatError.self) {
+            _ = try ArtifactWriter(sink: MemoryWriter(), compression: .zstd, threads: threads)
+        }
+    }
+
+    @Test func storedBytesAreHashedOnlyWhenAsked() throws {
+        let content = Array(String(repeating: "lifeboat ", count: 10_000).utf8)
+        var digests: [String?] = []
+        var stored: [[UInt8]] = []
+        for hashes in [true, false] {
+            let sink = MemoryWriter()
+            let writer = try ArtifactWriter(sink: sink, compression: .zstd, hashesStoredBytes: hashes)
+            try addMemoryFile(writer, path: "text", content)
+            let result = try writer.finish()
+            #expect(result.size == Int64(sink.bytes.count))
+            digests.append(result.sha256)
+            stored.append(sink.bytes)
+        }
+        #expect(stored[0] == stored[1])
+        #expect(digests[0] == SigV4.sha256Hex(stored[0]))
+        #expect(digests[1] == nil)
     }
 
     @Test(arguments: [0, 23, -1])

@@ -82,12 +82,15 @@ public struct WALPushCommand {
             files += try markers.waitingFiles(besides: name, in: walDirectory, segmentSize: record.segmentSize,
                                               limit: postgres.wal.pushParallel - 1, logger: context.logger)
         }
+        // One file: its compression takes every core. Several: each compresses on its own thread.
+        let pushing = WALArchive(repository: repository, policy: policy.name, context: context, compressionLevel: archive.compressionLevel,
+                                 compressionThreads: files.count == 1 ? WALArchive.automaticCompressionThreads : nil)
         let results = ResultSlots<Result<WALArchive.PushResult, any Error>>(count: files.count)
         let started = context.clock()
         Threads.run(files.enumerated().map { index, item in
             let path = index == 0 ? path : walDirectory + "/" + item.name
             return { @Sendable in
-                results.set(index, Result { try archive.push(path: path, as: item.file, systemIdentifier: systemIdentifier, record: record) })
+                results.set(index, Result { try pushing.push(path: path, as: item.file, systemIdentifier: systemIdentifier, record: record) })
             }
         }, width: files.count, name: "lifeboat-wal-push")
         let milliseconds = Int(context.clock().timeIntervalSince(started) * 1000)

@@ -34,7 +34,7 @@ public final class ArtifactSink {
         let started = context.clock()
         do {
             let writer = try ArtifactWriter(sink: object, compression: policy.compression, level: policy.compressionLevel,
-                                            threads: policy.compressionThreads)
+                                            threads: ArtifactWriter.compressionThreads(policy.compressionThreads))
             do {
                 try body(writer)
             } catch {
@@ -42,11 +42,15 @@ public final class ArtifactSink {
                 throw error
             }
             let result = try writer.finish()
+            guard let sha256 = result.sha256 else {
+                throw LifeboatError(.internalError, "artifact '\(path)' was written without the SHA-256 of its stored bytes",
+                                    hint: "Report this as a bug in Lifeboat.")
+            }
             // Recorded before the commit: a commit that fails half-way may still have left the object.
             writtenKeys.append(key)
             try object.commit()
             let record = ArtifactRecord(path: path, role: role, database: database, size: result.size,
-                                        sha256: result.sha256, compression: policy.compression, entries: result.entries)
+                                        sha256: sha256, compression: policy.compression, entries: result.entries)
             artifacts.append(record)
             context.logger.info("artifact written", metadata: [
                 "artifact.path": "\(path)", "artifact.role": "\(role)",

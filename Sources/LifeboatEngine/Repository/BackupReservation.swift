@@ -46,16 +46,7 @@ extension Repository {
     /// (a crash while it was written cannot leave one: it is written atomically) is reported.
     public func reservation(policy: String, id: String) throws -> ReservationRecord? {
         let key = Self.reservationKey(policy: policy, id: id)
-        let bytes: [UInt8]
-        do {
-            bytes = try store.readAll(key: key, limit: 1 << 20)
-        } catch let error as LifeboatError where error.code == .notFound {
-            return nil
-        }
-        do {
-            return try JSON.decode(ReservationRecord.self, from: Data(bytes))
-        } catch {
-            throw LifeboatError(.integrity, "reservation \(locate(key)) cannot be read: \(Self.describe(decodingError: error))")
-        }
+        return try readJSON(ReservationRecord.self, key: key, invalid: "reservation \(locate(key)) cannot be read",
+                            hint: "The backup it belongs to is never listed as complete; 'lifeboat prune' removes it once it is stale.")
     }
 }

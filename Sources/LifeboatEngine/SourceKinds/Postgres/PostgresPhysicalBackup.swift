@@ -41,7 +41,8 @@ struct PostgresPhysicalBackup {
             }
             return (info, try Self.segmentSize(connection), try connection.listDatabases(), try Self.serverClock(connection))
         }()
-        try checkArchiveIdentity(store: store, policy: policy, systemIdentifier: info.systemIdentifier)
+        try checkArchiveIdentity(WALArchive(repository: sink.repository, policy: policy, context: context),
+                                 systemIdentifier: info.systemIdentifier)
 
         let replication = try PostgresReplicationConnection.connect(parameters)
         let system = try replication.identifySystem()
@@ -195,15 +196,11 @@ struct PostgresPhysicalBackup {
     // MARK: WAL
 
     /// Fails at once when the policy's WAL archive belongs to another cluster.
-    func checkArchiveIdentity(store: any ObjectStore, policy: String, systemIdentifier: String) throws {
-        let key = WALArchiveLayout.recordKey(policy: policy)
-        guard try store.stat(key: key) != nil else { return }
-        let record = try JSON.decode(WALArchiveRecord.self, from: Data(try store.readAll(key: key, limit: 1 << 20)))
-        guard record.systemIdentifier == systemIdentifier else {
-            throw LifeboatError(
-                .source, "policy '\(policy)' archives the WAL of cluster \(record.systemIdentifier), and this server is cluster \(systemIdentifier)",
-                hint: "A policy holds one cluster's backups and WAL: point 'source.postgres.conninfo' back at that cluster, or back this one up under a policy of its own.")
-        }
+    func checkArchiveIdentity(_ archive: WALArchive, systemIdentifier: String) throws {
+        guard let record = try archive.readRecord(), record.systemIdentifier != systemIdentifier else { return }
+        throw LifeboatError(
+            .source, "policy '\(archive.policy)' archives the WAL of cluster \(record.systemIdentifier), and this server is cluster \(systemIdentifier)",
+            hint: "A policy holds one cluster's backups and WAL: point 'source.postgres.conninfo' back at that cluster, or back this one up under a policy of its own.")
     }
 
     /// Waits until every segment the backup needs is in the repository, polling with the

@@ -261,10 +261,14 @@ struct WALArchiving {
             // Archiving fails: the .ready files pile up, as under a load archiving cannot follow.
             let server = try setup.archivingServer(extra: ["archive_command": "'false'"])
             defer { server.stop() }
-            let names = try (0..<6).map { _ in try server.completeSegment(rows: 5000) }
+            let made = try (0..<6).map { _ in try server.completeSegment(rows: 5000) }
+            // Every file made is waiting; files from before them (the cluster's first segments)
+            // may be waiting too, and come first: the queue is what PostgreSQL has waiting.
+            func waiting() throws -> [String] { try server.readyFiles().map { String($0.dropLast(6)) }.sorted() }
             let deadline = Date(timeIntervalSinceNow: 60)
-            while try server.readyFiles().count < 6, Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
-            #expect(try server.readyFiles().count >= 6)
+            while try !Set(made).isSubset(of: waiting()), Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
+            let names = try waiting()
+            #expect(names.count >= 6 && Set(made).isSubset(of: names), "\(names)")
 
             let walDirectory = server.dataDirectory + "/pg_wal"
             let run = try LifeboatCLI.run(["wal-push", "pg", walDirectory + "/" + names[0], "--pg-data", server.dataDirectory],
@@ -278,7 +282,7 @@ struct WALArchiving {
             }
             #expect(try !archive.isArchived(#require(WALFileName(names[4], segmentSize: 16 << 20))))
             #expect(try directoryEntries(walDirectory + "/lifeboat/pushed") == Array(names[1...3]))
-            #expect(try server.readyFiles().filter { names.contains(String($0.dropLast(6))) }.count == 6)
+            #expect(try waiting() == names)
 
             // PostgreSQL's call for a marked file: answered from the marker, without the
             // repository (its object is gone, and stays gone), and the marker is removed.
@@ -296,7 +300,7 @@ struct WALArchiving {
             try PostgresServer.giveToServerUser(setup.dir.path)
             try server.psql("alter system set archive_command = \(try setup.archiveCommand)")
             try server.psql("select pg_reload_conf()")
-            try server.waitUntilArchived(names[5])
+            try server.waitUntilArchived(names[names.count - 1])
             #expect(try directoryEntries(walDirectory + "/lifeboat/pushed").isEmpty)
             #expect(try server.readyFiles().isEmpty)
         }

@@ -204,14 +204,22 @@ struct Restore: ParsableCommand {
     var database: [String] = []
     @Flag(name: .long, help: "Logical PostgreSQL: do not create roles and tablespaces.") var noGlobals = false
     @OptionGroup var recovery: RecoveryTargetOptions
+    @Option(name: .long, help: ArgumentHelp("Extract this many artifacts at once (default: one per core, at most 4).", valueName: "N"))
+    var parallel: Int?
     @Flag(name: .long, help: "Print the result as JSON.") var json = false
+
+    func validate() throws {
+        if let parallel, !(1...64).contains(parallel) {
+            throw ValidationError("--parallel must be between 1 and 64, not \(parallel)")
+        }
+    }
 
     func run() throws {
         let source = try repository.source(global, policy: policy)
         var options = try recovery.options()
         options.restoreCommand = try walFetchCommand()
         let request = RestoreCommand.Request(to: to, databases: database.isEmpty ? nil : database, globals: !noGlobals,
-                                             recovery: options)
+                                             recovery: options, parallel: parallel)
         let result = try RestoreCommand(source: source, context: global.context, lockWait: try lock.wait)
             .run(policy: policy, selector: backup, request: request)
         if json {

@@ -116,4 +116,15 @@ import Testing
             try RecoveryPlanner.choose(target: .latest, timeline: .number(3), backups: backups, explicit: nil, wal: inventory)
         }
     }
+
+    @Test func aTablespaceRecordNamesItsPartsAndStillReadsTheOneArtifactOfOlderBackups() throws {
+        let record = TablespaceRecord(oid: 16_390, location: "/srv/cold", artifacts: ["data/0000.tar.zst", "data/0001.tar.zst"])
+        let encoded = try JSONEncoder().encode(record)
+        #expect(try JSONDecoder().decode(TablespaceRecord.self, from: encoded) == record)
+        #expect(String(decoding: encoded, as: UTF8.self).contains("\"artifacts\""))
+        let older = #"{"oid": 16390, "location": "/srv/cold", "artifact": "data/0000.tar.zst"}"#
+        #expect(try JSONDecoder().decode(TablespaceRecord.self, from: Data(older.utf8)).artifacts == ["data/0000.tar.zst"])
+        let neither = #"{"oid": 16390, "location": "/srv/cold"}"#
+        #expect(throws: DecodingError.self) { try JSONDecoder().decode(TablespaceRecord.self, from: Data(neither.utf8)) }
+    }
 }

@@ -221,4 +221,16 @@ import Testing
     func bytesReadAsPeopleReadThem(count: Int64, text: String) {
         #expect(formatBytes(count) == text)
     }
+
+    @Test(arguments: [("0", Int64(0)), ("4096", 4096), ("512B", 512), ("64KiB", 65_536), ("128MiB", 134_217_728),
+                      ("128 MiB", 134_217_728), ("1G", 1_073_741_824), ("2GiB", 2_147_483_648), ("500MB", 500_000_000),
+                      ("1TB", 1_000_000_000_000), ("3T", 3 << 40)] as [(String, Int64)])
+    func sizesAsConfigurationWritesThem(text: String, count: Int64) {
+        #expect(parseByteCount(text) == count)
+    }
+
+    @Test(arguments: ["", "MiB", "-1MiB", "1.5GiB", "12 parsecs", "1mib", "9223372036854775807K", "1 2MiB", "0x10"])
+    func whatIsNotASizeIsRefused(text: String) {
+        #expect(parseByteCount(text) == nil)
+    }
 }

@@ -289,11 +289,13 @@ let validMain = """
               postgres:
                 conninfo: host=db
                 checkpoint: fast
+                part_size: 256MiB
                 wal: { timeout: 2m, push_parallel: 8, prefetch: 0 }
             """]).get()
         let source = try #require(configuration.policies.first?.source as? PostgresConfiguration)
         #expect(source.mode == .physical)
         #expect(source.checkpoint == .fast)
+        #expect(source.partSize == 256 << 20)
         #expect(source.wal.timeout == 120 && source.wal.pushParallel == 8 && source.wal.prefetch == 0)
         #expect(source.restoreTargetKeys == ["data_dir"])
     }
@@ -307,6 +309,12 @@ let validMain = """
          "policies/p.yaml:2:54: 'slow' is not a valid value for 'source.postgres.checkpoint' (expected 'fast' or 'spread')"),
         ("policy: p\nsource: { postgres: { conninfo: host=db, wal: { push_parallel: 0 } } }\n",
          "policies/p.yaml:2:64: 'source.postgres.wal.push_parallel' must be between 1 and 64, not 0"),
+        ("policy: p\nsource: { postgres: { conninfo: host=db, part_size: 12 parsecs } }\n",
+         "policies/p.yaml:2:53: '12 parsecs' is not a size for 'source.postgres.part_size'"),
+        ("policy: p\nsource: { postgres: { conninfo: host=db, part_size: 4KiB } }\n",
+         "policies/p.yaml:2:53: 'source.postgres.part_size' must be between 1.0 MiB and 64.0 GiB, not 4KiB"),
+        ("policy: p\nsource: { postgres: { mode: logical, conninfo: host=db, part_size: 1GiB } }\n",
+         "policies/p.yaml:2:68: 'part_size' belongs to 'mode: physical', and this policy's mode is 'logical'"),
     ])
     func keysOfTheOtherPostgresModeAreReported(yaml: String, expected: String) {
         #expect(errors(parse(policies: ["p.yaml": yaml])) == [expected])

@@ -26,6 +26,8 @@ struct ArchivingCluster {
                 conninfo: "host=127.0.0.1 port=${PG_PORT:-1} user=postgres dbname=postgres"
                 checkpoint: fast
                 wal: { timeout: 2m, prefetch: 4 }
+                # Small parts: every restore here extracts several at once.
+                part_size: 1MiB
             """)
         try PostgresServer.giveToServerUser(dir.path)
         pg = try PostgresServer.start(settings: [

@@ -12,7 +12,7 @@ import TestSupport
 
 /// A configuration directory with one physical PostgreSQL policy `pg` and a local repository
 /// in `repo/`.
-func physicalConfig(_ dir: TemporaryDirectory, walTimeout: String = "2m") throws {
+func physicalConfig(_ dir: TemporaryDirectory, walTimeout: String = "2m", partSize: String? = nil) throws {
     try dir.write("lifeboat.yaml", "repositories:\n  local: { path: repo }\ndefault_repository: local\n")
     try dir.write("policies/pg.yaml", """
         policy: pg
@@ -21,6 +21,7 @@ func physicalConfig(_ dir: TemporaryDirectory, walTimeout: String = "2m") throws
             conninfo: "${PG_CONNINFO}"
             checkpoint: fast
             wal: { timeout: \(walTimeout) }
+            \(partSize.map { "part_size: \($0)" } ?? "")
 
         """)
 }
@@ -101,8 +102,8 @@ func backupObjects(_ dir: TemporaryDirectory) -> [String] {
     return ((try? FileManager.default.subpathsOfDirectory(atPath: root)) ?? []).filter { !isDirectory("\(root)/\($0)") }
 }
 
-/// Extracts a physical backup the way a person would with GNU tar: the base artifact into
-/// `target`, each tablespace's artifact into `pg_tblspc/<oid>` (in place of the link to the
+/// Extracts a physical backup the way a person would with GNU tar: the base artifacts into
+/// `target`, each tablespace's artifacts into `pg_tblspc/<oid>` (in place of the link to the
 /// server's directory), and the backup_manifest.
 func extractWithTar(_ dir: TemporaryDirectory, _ manifest: Manifest, into target: String) throws {
     let record = try #require(try manifest.source.details(as: PostgresRecord.self).physical)
@@ -115,8 +116,10 @@ func extractWithTar(_ dir: TemporaryDirectory, _ manifest: Manifest, into target
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: link) == tablespace.location)
         try FileManager.default.removeItem(atPath: link)
         try FileManager.default.createDirectory(atPath: link, withIntermediateDirectories: false)
-        let artifact = try #require(manifest.artifacts.first { $0.path == tablespace.artifact })
-        try runProgram("/usr/bin/tar", ["--zstd", "-xf", artifactFile(dir, manifest, artifact), "-C", link])
+        for path in tablespace.artifacts {
+            let artifact = try #require(manifest.artifacts.first { $0.path == path })
+            try runProgram("/usr/bin/tar", ["--zstd", "-xf", artifactFile(dir, manifest, artifact), "-C", link])
+        }
     }
 }
 
@@ -135,13 +138,14 @@ struct PhysicalFixture {
 
     /// Runs `body` with a fresh server (archiving its WAL unless `archiving` is false) and
     /// policy, then removes both.
-    static func with(archiving: Bool = true, walTimeout: String = "2m", _ body: (PhysicalFixture) throws -> Void) throws {
+    static func with(archiving: Bool = true, walTimeout: String = "2m", partSize: String? = nil,
+                     _ body: (PhysicalFixture) throws -> Void) throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         let shipper = archiving ? try WALShipper(directory: dir) : nil
         let server = try PostgresServer.start(settings: shipper?.settings ?? [:])
         defer { server.stop() }
-        try physicalConfig(dir, walTimeout: walTimeout)
+        try physicalConfig(dir, walTimeout: walTimeout, partSize: partSize)
         try body(PhysicalFixture(dir: dir, server: server, shipper: shipper))
     }
 
@@ -223,7 +227,7 @@ struct PostgresBaseBackup {
         }
     }
 
-    @Test func aTablespaceLandsInAnArtifactOfItsOwn() async throws {
+    @Test func aTablespaceLandsInArtifactsOfItsOwn() async throws {
         try await offThePool {
             try PhysicalFixture.with { fixture in
                 let (dir, server) = (fixture.dir, fixture.server)
@@ -240,7 +244,7 @@ struct PostgresBaseBackup {
                 let physical = try #require(try manifest.source.details(as: PostgresRecord.self).physical)
                 // PostgreSQL 15 sends the tablespaces first and the main data directory last.
                 #expect(manifest.artifacts.map(\.role) == [.postgresTablespace, .postgresBase, .postgresBackupManifest])
-                #expect(physical.tablespaces == [TablespaceRecord(oid: oid, location: location, artifact: manifest.artifacts[0].path)])
+                #expect(physical.tablespaces == [TablespaceRecord(oid: oid, location: location, artifacts: [manifest.artifacts[0].path])])
                 let inTablespace = String(relation.dropFirst("pg_tblspc/\(oid)/".count))
                 #expect(manifest.artifacts[0].entries.contains { $0.path == inTablespace && $0.kind == .file && $0.size > 0 },
                         "\(manifest.artifacts[0].entries.map(\.path))")
@@ -248,6 +252,46 @@ struct PostgresBaseBackup {
                 let link = try #require(manifest.artifacts[1].entries.first { $0.path == "pg_tblspc/\(oid)" })
                 #expect(link.kind == .symlink && link.linkTarget == location)
                 #expect(!manifest.artifacts[1].entries.contains { $0.path == inTablespace })
+
+                let target = dir.subpath("extracted")
+                try extractWithTar(dir, manifest, into: target)
+                let output = try pgVerifyBackup(server, target)
+                #expect(output.contains("backup successfully verified"), "\(output)")
+            }
+        }
+    }
+
+    @Test func eachArchiveIsSplitIntoPartsOfAboutPartSize() async throws {
+        try await offThePool {
+            try PhysicalFixture.with(partSize: "1MiB") { fixture in
+                let (dir, server) = (fixture.dir, fixture.server)
+                let location = dir.subpath("tablespace")
+                try FileManager.default.createDirectory(atPath: location, withIntermediateDirectories: true)
+                try PostgresServer.giveToServerUser(dir.path)
+                _ = try server.psql("create tablespace archive_space location '\(location)'")
+                // Two tables of about 2.5 MiB each in the tablespace.
+                for table in ["cold", "colder"] {
+                    _ = try server.psql("create table \(table) (id int, note text) tablespace archive_space")
+                    _ = try server.psql("insert into \(table) select g, repeat('x', 100) from generate_series(1, 20000) g")
+                }
+                let oid = try #require(UInt32(try server.psql("select oid from pg_tablespace where spcname = 'archive_space'")))
+                let manifest = try fixture.backup()
+                let physical = try #require(try manifest.source.details(as: PostgresRecord.self).physical)
+
+                let tablespaceParts = manifest.artifacts.filter { $0.role == .postgresTablespace }
+                let baseParts = manifest.artifacts.filter { $0.role == .postgresBase }
+                #expect(physical.tablespaces.map(\.oid) == [oid])
+                #expect(physical.tablespaces.first?.artifacts == tablespaceParts.map(\.path))
+                #expect(tablespaceParts.count >= 2 && baseParts.count >= 10, "\(tablespaceParts.count) \(baseParts.count)")
+                // A part ends with the file that reaches the size: all but its last file stay under it.
+                for part in tablespaceParts + baseParts {
+                    let sizes = part.entries.map(\.size)
+                    #expect(sizes.dropLast().reduce(0, +) < 1 << 20, "\(part.path): \(sizes)")
+                }
+                // Every file once, across the parts.
+                let paths = baseParts.flatMap { $0.entries.map(\.path) }
+                #expect(Set(paths).count == paths.count)
+                #expect(paths.contains("global/pg_control") && paths.contains("PG_VERSION"))
 
                 let target = dir.subpath("extracted")
                 try extractWithTar(dir, manifest, into: target)

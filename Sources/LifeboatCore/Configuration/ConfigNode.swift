@@ -123,6 +123,20 @@ public struct ConfigNode {
         return value
     }
 
+    /// A byte count (`128MiB`, `1G`, `500MB`; see `parseByteCount`) within `range`.
+    public func byteCount(in range: ClosedRange<Int64>) -> Int64? {
+        guard let text = string() else { return nil }
+        guard let value = parseByteCount(text) else {
+            error("'\(text)' is not a size for \(what)", hint: "Write a number and a unit: 64MiB, 1GiB, 500MB (K, M, G are KiB, MiB, GiB).")
+            return nil
+        }
+        guard range.contains(value) else {
+            error("\(what) must be between \(formatBytes(range.lowerBound)) and \(formatBytes(range.upperBound)), not \(text)")
+            return nil
+        }
+        return value
+    }
+
     public func bool() -> Bool? {
         guard let text = string() else { return nil }
         switch text.lowercased() {

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Where a restore goes: the one type the command line (`restore --to …`) and runbooks
 /// (`target: { … }`) both produce, and every source kind's restore takes.
 public struct RestoreTarget: Sendable, Equatable {
@@ -44,9 +46,15 @@ public struct RestoreTarget: Sendable, Equatable {
     public var time: String?
     /// Physical PostgreSQL: the recovery target and how to get there.
     public var recovery: RecoveryOptions?
+    /// How many artifacts are extracted at once; nil: one per core (see `automaticParallelism`).
+    public var parallel: Int?
+
+    /// One artifact per core, at most 4 (beyond that the disk, not the CPU, is the limit).
+    public static var automaticParallelism: Int { max(1, min(ProcessInfo.processInfo.activeProcessorCount, 4)) }
 
     public init(location: Location, databases: [String]? = nil, globals: Bool = true, time: String? = nil,
-                recovery: RecoveryOptions? = nil) {
+                recovery: RecoveryOptions? = nil, parallel: Int? = nil) {
+        self.parallel = parallel
         self.location = location
         self.databases = databases
         self.globals = globals

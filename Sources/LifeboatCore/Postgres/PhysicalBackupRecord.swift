@@ -16,7 +16,7 @@ public struct PhysicalBackupRecord: Codable, Equatable, Sendable {
     /// The cluster's WAL segment size, in bytes.
     public var segmentSize: UInt64
     public var checkpoint: String
-    /// The tablespaces besides the main data directory, each in an artifact of its own.
+    /// The tablespaces besides the main data directory, each in artifacts of its own.
     public var tablespaces: [TablespaceRecord]
 
     public init(timeline: UInt32, startLSN: LSN, stopLSN: LSN, startTime: Date, stopTime: Date, segmentSize: UInt64,
@@ -38,15 +38,38 @@ public struct PhysicalBackupRecord: Codable, Equatable, Sendable {
 }
 
 /// A tablespace of a base backup: its OID (the name of its link in `pg_tblspc/`), where it
-/// was on the server, and the artifact holding its files.
+/// was on the server, and the artifacts holding its files (parts of the server's tar, in
+/// order; see `PostgresConfiguration.partSize`).
 public struct TablespaceRecord: Codable, Equatable, Sendable {
     public var oid: UInt32
     public var location: String
-    public var artifact: String
+    public var artifacts: [String]
 
-    public init(oid: UInt32, location: String, artifact: String) {
+    public init(oid: UInt32, location: String, artifacts: [String]) {
         self.oid = oid
         self.location = location
-        self.artifact = artifact
+        self.artifacts = artifacts
+    }
+
+    enum CodingKeys: String, CodingKey { case oid, location, artifacts, artifact }
+
+    /// Also reads the records of backups taken before tablespaces were split into parts,
+    /// which name one `artifact`.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        oid = try container.decode(UInt32.self, forKey: .oid)
+        location = try container.decode(String.self, forKey: .location)
+        if let artifacts = try container.decodeIfPresent([String].self, forKey: .artifacts) {
+            self.artifacts = artifacts
+        } else {
+            artifacts = [try container.decode(String.self, forKey: .artifact)]
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(oid, forKey: .oid)
+        try container.encode(location, forKey: .location)
+        try container.encode(artifacts, forKey: .artifacts)
     }
 }

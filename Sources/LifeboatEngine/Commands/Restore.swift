@@ -25,10 +25,13 @@ public struct RestoreCommand {
         public var globals: Bool
         /// Physical PostgreSQL: the recovery target, action, timeline, tablespace map, delta.
         public var recovery: RecoveryOptions?
+        /// Artifacts extracted at once (`--parallel`); nil: one per core.
+        public var parallel: Int?
         public var workingDirectory: String
 
         public init(to: String, databases: [String]? = nil, globals: Bool = true, recovery: RecoveryOptions? = nil,
-                    workingDirectory: String = FileManager.default.currentDirectoryPath) {
+                    parallel: Int? = nil, workingDirectory: String = FileManager.default.currentDirectoryPath) {
+            self.parallel = parallel
             self.to = to
             self.databases = databases
             self.globals = globals
@@ -45,7 +48,8 @@ public struct RestoreCommand {
         return try run(policy: name, selector: selector) { manifest, kind in
             RestoreTarget(location: try kind.restoreLocation(commandLine: request.to, workingDirectory: request.workingDirectory,
                                                              manifest: manifest),
-                          databases: request.databases, globals: request.globals, recovery: request.recovery)
+                          databases: request.databases, globals: request.globals, recovery: request.recovery,
+                          parallel: request.parallel)
         }
     }
 

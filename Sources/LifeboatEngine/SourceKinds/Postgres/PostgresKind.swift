@@ -9,8 +9,9 @@ import LifeboatPostgres
 /// each streamed into an artifact of its own; restored into a server with `psql` and
 /// `pg_restore --create`.
 ///
-/// `mode: physical` (the default): a base backup over the replication protocol, one artifact
-/// per tablespace and one for the data directory, plus the server's `backup_manifest`;
+/// `mode: physical` (the default): a base backup over the replication protocol, the files of
+/// each tablespace and of the data directory in artifacts of about `part_size` bytes, plus
+/// the server's `backup_manifest`;
 /// committed once the WAL it needs is in the policy's WAL archive (`PostgresPhysicalBackup`).
 public struct PostgresKind: SourceKind {
     public init() {}
@@ -19,7 +20,7 @@ public struct PostgresKind: SourceKind {
 
     public var parser: SourceKindParser {
         SourceKindParser(kind: name) { node in
-            guard let map = node.mapping(allowed: ["conninfo", "mode", "databases", "globals", "bin_dir", "checkpoint", "wal"]) else { return nil }
+            guard let map = node.mapping(allowed: ["conninfo", "mode", "databases", "globals", "bin_dir", "checkpoint", "part_size", "wal"]) else { return nil }
             let conninfo = map.required("conninfo")?.string()
             var mode = PostgresConfiguration.Mode.physical
             if let modeNode = map["mode"] {
@@ -28,7 +29,7 @@ public struct PostgresKind: SourceKind {
             }
             // Keys of one mode only: a logical policy has no WAL, a physical one no database list.
             for (key, wanted) in [("databases", PostgresConfiguration.Mode.logical), ("globals", .logical),
-                                  ("checkpoint", .physical), ("wal", .physical)] where mode != wanted {
+                                  ("checkpoint", .physical), ("part_size", .physical), ("wal", .physical)] where mode != wanted {
                 if let keyNode = map[key] {
                     keyNode.error("'\(key)' belongs to 'mode: \(wanted.rawValue)', and this policy's mode is '\(mode.rawValue)'",
                                   hint: mode == .physical && map["mode"] == nil
@@ -41,6 +42,11 @@ public struct PostgresKind: SourceKind {
             if let checkpointNode = map["checkpoint"] {
                 guard let text = checkpointNode.oneOf(PostgresConfiguration.Checkpoint.allCases.map(\.rawValue)) else { return nil }
                 checkpoint = PostgresConfiguration.Checkpoint(rawValue: text) ?? .spread
+            }
+            var partSize = PostgresConfiguration.defaultPartSize
+            if let partNode = map["part_size"] {
+                guard let size = partNode.byteCount(in: (1 << 20)...(64 << 30)) else { return nil }
+                partSize = size
             }
             var wal = PostgresConfiguration.WALSettings()
             if let walNode = map["wal"] {
@@ -75,7 +81,7 @@ public struct PostgresKind: SourceKind {
                 return nil
             }
             return PostgresConfiguration(conninfo: conninfo, mode: mode, databases: databases, globals: globals ?? true,
-                                         binDir: binDir, checkpoint: checkpoint, wal: wal, password: password)
+                                         binDir: binDir, checkpoint: checkpoint, partSize: partSize, wal: wal, password: password)
         }
     }
 
@@ -187,13 +193,20 @@ public struct PostgresConfiguration: SourceConfiguration {
     public var binDir: String?
     /// Physical mode: the checkpoint a base backup starts with.
     public var checkpoint: Checkpoint
+    /// Physical mode: the server's tar of each tablespace is stored in artifacts of about
+    /// this many bytes of files (a new one starts after the file that reaches it), so that a
+    /// restore extracts several at once. `part_size`.
+    public var partSize: Int64
+    public static let defaultPartSize: Int64 = 128 << 20
     /// Physical mode: WAL archiving settings.
     public var wal: WALSettings
     /// The conninfo's password, if it holds one.
     let password: String?
 
     public init(conninfo: String, mode: Mode = .logical, databases: [String]? = nil, globals: Bool = true,
-                binDir: String? = nil, checkpoint: Checkpoint = .spread, wal: WALSettings = WALSettings(), password: String? = nil) {
+                binDir: String? = nil, checkpoint: Checkpoint = .spread, partSize: Int64 = Self.defaultPartSize,
+                wal: WALSettings = WALSettings(), password: String? = nil) {
+        self.partSize = partSize
         self.conninfo = conninfo
         self.mode = mode
         self.databases = databases

@@ -4,8 +4,9 @@ import LifeboatCore
 import LifeboatPostgres
 
 /// `mode: physical`: a base backup over the streaming replication protocol (`BASE_BACKUP`),
-/// each of the server's tar archives re-written member by member into an artifact of its own
-/// (no copy on local disk), then the server's `backup_manifest`; committed only once every
+/// each of the server's tar archives re-written member by member into artifacts of its own
+/// (parts of about `part_size` bytes; no copy on local disk), then the server's
+/// `backup_manifest`; committed only once every
 /// WAL segment the backup needs is in the policy's WAL archive.
 ///
 /// Threads: the stream's reader thread receives CopyData messages into a bounded queue
@@ -100,7 +101,7 @@ struct PostgresPhysicalBackup {
         var tablespaces: [TablespaceRecord]
     }
 
-    /// Reads the whole COPY stream: an artifact per archive, then the manifest's.
+    /// Reads the whole COPY stream: the artifacts of each archive, then the manifest's.
     func receive(_ stream: BaseBackupStream, into sink: ArtifactSink, context: RunContext) throws -> Received {
         let start = try stream.start()
         let total = start.tablespaces.compactMap(\.estimatedSize).reduce(0, +)
@@ -119,15 +120,13 @@ struct PostgresPhysicalBackup {
             case .archive(let name, let location):
                 let isBase = location.isEmpty
                 let source = ServerArchive(stream: stream, progress: progress)
-                let record = try sink.artifact(role: isBase ? .postgresBase : .postgresTablespace) { writer in
-                    try copy(archive: name, from: source, into: writer)
-                }
+                let parts = try copy(archive: name, from: source, role: isBase ? .postgresBase : .postgresTablespace, into: sink)
                 if !isBase {
                     guard let oid = start.tablespaces.first(where: { $0.location == location })?.oid else {
                         throw LifeboatError(.postgres, "the server sent archive '\(name)' for tablespace location '\(location)', which it had not listed",
                                             hint: "Run the backup again; report this as a bug if it persists.")
                     }
-                    tablespaces.append(TablespaceRecord(oid: oid, location: location, artifact: record.path))
+                    tablespaces.append(TablespaceRecord(oid: oid, location: location, artifacts: parts.map(\.path)))
                 }
             case .progress(let done):
                 progress(done)
@@ -165,32 +164,51 @@ struct PostgresPhysicalBackup {
         return Received(start: start, stopPosition: end.position, stopTimeline: end.timeline, tablespaces: tablespaces)
     }
 
-    /// Re-adds every member of one of the server's tar archives to `writer`, with its type,
-    /// mode, owner and modification time; files are hashed on the way.
-    func copy(archive name: String, from source: ServerArchive, into writer: ArtifactWriter) throws {
+    /// Re-adds every member of one of the server's tar archives, with its type, mode, owner
+    /// and modification time, to artifacts of `role`: a new artifact starts once the files of
+    /// the current one reach `partSize` bytes, so that a restore can extract several at once.
+    /// Files are hashed on the way. Returns the artifacts, in order (at least one).
+    func copy(archive name: String, from source: ServerArchive, role: ArtifactRole,
+              into sink: ArtifactSink) throws -> [ArtifactRecord] {
         let reader = try ArtifactReader(blocks: source, name: "\(name) (from the server)")
-        while let header = try reader.nextEntry() {
-            switch header.kind {
-            case .file where header.dataRegions == nil:
-                try writer.addFile(path: header.rawPath, size: header.size, mode: header.mode,
-                                   modificationTime: header.modificationTime, owner: header.owner) { buffer in
-                    try reader.read(into: buffer)
+        var next = try reader.nextEntry()
+        var parts: [ArtifactRecord] = []
+        repeat {
+            parts.append(try sink.artifact(role: role) { writer in
+                var bytes: Int64 = 0
+                while let header = next, bytes < configuration.partSize {
+                    try add(header, from: reader, archive: name, into: writer)
+                    bytes += header.size
+                    next = try reader.nextEntry()
                 }
-            case .directory:
-                try writer.addDirectory(path: header.rawPath, mode: header.mode, modificationTime: header.modificationTime,
-                                        owner: header.owner)
-            case .symlink:
-                // PostgreSQL names a tablespace's link `pg_tblspc/<oid>/`; stored without the slash.
-                var path = header.rawPath.bytes
-                while path.count > 1, path.last == UInt8(ascii: "/") { path.removeLast() }
-                try writer.addSymlink(path: EntryPath(bytes: path), target: header.rawLinkTarget ?? EntryPath(bytes: []),
-                                      modificationTime: header.modificationTime, owner: header.owner)
-            default:
-                throw LifeboatError(.postgres, "the server's archive '\(name)' holds '\(header.path)', a \(header.dataRegions != nil ? "sparse file" : header.kind.rawValue), which a base backup never holds",
-                                    hint: "Report this as a bug in Lifeboat, with the server's version.")
-            }
-        }
+            })
+        } while next != nil
         _ = try reader.drain()
+        return parts
+    }
+
+    /// Adds the current member of `reader` (whose header is `header`) to `writer`.
+    private func add(_ header: ArchiveEntryHeader, from reader: ArtifactReader, archive name: String,
+                     into writer: ArtifactWriter) throws {
+        switch header.kind {
+        case .file where header.dataRegions == nil:
+            try writer.addFile(path: header.rawPath, size: header.size, mode: header.mode,
+                               modificationTime: header.modificationTime, owner: header.owner) { buffer in
+                try reader.read(into: buffer)
+            }
+        case .directory:
+            try writer.addDirectory(path: header.rawPath, mode: header.mode, modificationTime: header.modificationTime,
+                                    owner: header.owner)
+        case .symlink:
+            // PostgreSQL names a tablespace's link `pg_tblspc/<oid>/`; stored without the slash.
+            var path = header.rawPath.bytes
+            while path.count > 1, path.last == UInt8(ascii: "/") { path.removeLast() }
+            try writer.addSymlink(path: EntryPath(bytes: path), target: header.rawLinkTarget ?? EntryPath(bytes: []),
+                                  modificationTime: header.modificationTime, owner: header.owner)
+        default:
+            throw LifeboatError(.postgres, "the server's archive '\(name)' holds '\(header.path)', a \(header.dataRegions != nil ? "sparse file" : header.kind.rawValue), which a base backup never holds",
+                                hint: "Report this as a bug in Lifeboat, with the server's version.")
+        }
     }
 
     // MARK: WAL

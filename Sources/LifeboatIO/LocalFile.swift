@@ -131,6 +131,27 @@ public final class LocalFile {
         let n = temporaryCounter.add(1)
         return "\(directory).\(name).\(getpid()).\(n).tmp"
     }
+
+    /// Removes the temporary files beside `path` (see `temporaryName(beside:)`) whose process
+    /// is gone — what a run killed with SIGKILL left — and returns their names. Files of a
+    /// process that still runs (or that this user may not signal) are left alone. Errors are
+    /// ignored: this is cleanup, and a file that stays is only a file that stays.
+    @discardableResult
+    public static func removeStaleTemporaries(beside path: String) -> [String] {
+        let slash = path.lastIndex(of: "/")
+        let directory = slash.map { String(path[..<$0]) } ?? "."
+        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        let prefix = ".\(name)."
+        guard let entries = try? directoryEntries(directory.isEmpty ? "/" : directory) else { return [] }
+        var removed: [String] = []
+        for entry in entries where entry.hasPrefix(prefix) && entry.hasSuffix(".tmp") {
+            let fields = entry.dropFirst(prefix.count).dropLast(".tmp".count).split(separator: ".")
+            guard fields.count == 2, let pid = pid_t(fields[0]), pid > 0, UInt64(fields[1]) != nil else { continue }
+            guard kill(pid, 0) != 0, errno == ESRCH else { continue }
+            if unlink(directory + "/" + entry) == 0 { removed.append(entry) }
+        }
+        return removed
+    }
 }
 
 private let temporaryCounter = AtomicCounter()

@@ -338,3 +338,18 @@ extension Result where Failure == LifeboatErrors {
         return []
     }
 }
+
+@Suite struct ArchiveCommandDescriptions {
+    @Test(arguments: [
+        ("", "archive_command is empty"),
+        ("/usr/local/bin/lifeboat --config /etc/lifeboat wal-push pg %p", "archive_command runs lifeboat wal-push pg"),
+        ("'/opt/lb/lifeboat' wal-push other %p", "archive_command pushes WAL to policy 'other', not to 'pg'"),
+        ("AWS_SECRET_ACCESS_KEY=hunter2 aws s3 cp %p s3://b/%f", "archive_command runs 'aws', not 'lifeboat wal-push pg %p'"),
+        ("cp %p /mnt/archive/%f", "archive_command runs 'cp', not 'lifeboat wal-push pg %p'"),
+    ])
+    func whatTheCommandRunsIsNamedAndNothingElseOfIt(command: String, expected: String) {
+        let text = PostgresPhysicalBackup.describe(archiveCommand: command, policy: "pg")
+        #expect(text == expected)
+        #expect(!text.contains("hunter2") && !text.contains("/mnt/archive"))
+    }
+}

@@ -1,6 +1,7 @@
 import Foundation
 import LifeboatCore
 import LifeboatEngine
+import LifeboatIO
 import Testing
 import TestSupport
 
@@ -162,5 +163,28 @@ func fakeSegment(_ segment: WALSegment, systemIdentifier: UInt64, fill: UInt8 = 
         }
         #expect(missing?.code == .notFound)
         #expect(throws: LifeboatError.self) { try ConfigurationLoader.load(directory: scratch.path, environment: [:], onlyPolicy: "../etc") }
+    }
+}
+
+@Suite struct KilledFetchLeftovers {
+    @Test func onlyTheTemporaryFilesOfProcessesThatAreGoneAreRemoved() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        // A process that has ended: its pid is free (the test runs in moments).
+        let ended = Process()
+        ended.executableURL = URL(fileURLWithPath: "/bin/true")
+        try ended.run()
+        ended.waitUntilExit()
+        let gone = ended.processIdentifier
+        let names = [".RECOVERYXLOG.\(gone).1.tmp",                  // a killed fetch's: removed
+                     ".RECOVERYXLOG.\(getpid()).7.tmp",               // a running process's: kept
+                     ".RECOVERYXLOG.tmp", ".RECOVERYXLOG.x.1.tmp",     // not ours: kept
+                     ".00000001000000000000000A.\(gone).1.tmp",       // another file's: kept
+                     "RECOVERYXLOG"]
+        for name in names { try dir.write(name, "x") }
+        let removed = LocalFile.removeStaleTemporaries(beside: dir.subpath("RECOVERYXLOG"))
+        #expect(removed == [".RECOVERYXLOG.\(gone).1.tmp"])
+        let left = try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
+        #expect(left == names.dropFirst().sorted())
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import LifeboatCore
+import LifeboatEngine
 import LifeboatIO
 import Testing
 import TestSupport
@@ -245,6 +246,41 @@ func waitForPromotion(_ server: PostgresServer) throws {
         #expect(delta.status == 0, "\(delta.all)")
         #expect(delta.stdout.contains("already as in the backup"), "\(delta.stdout)")
         #expect(!pathExists(restored + "/data/base/stray-file"))
+        let server = try PostgresServer.start(existing: restored)
+        defer { server.stop() }
+        #expect(try server.psql("SELECT note FROM events") == "kept")
+    }
+
+    @Test(.timeLimit(.minutes(10))) func aRestoreKilledHalfWayCannotStartAndADeltaRestoreFinishesIt() throws {
+        let cluster = try ArchivingCluster()
+        defer { cluster.stop() }
+        let pg = cluster.pg
+        try pg.psql("CREATE TABLE events (id serial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp(), note text)")
+        try insert(pg, "kept")
+        #expect(try cluster.lifeboat(["backup", "pg"]).status == 0)
+        try cluster.switchAndWaitForArchive()
+
+        // SIGKILL once the first part is in the directory: no cleanup runs.
+        let restored = try PostgresServer.makeServerDirectory()
+        let killed = try LifeboatCLI.run(["restore", "pg", "--to", restored + "/data", "--target", "immediate", "--parallel", "1"],
+                                         config: cluster.dir.path, environment: cluster.env.merging([CrashPoint.variable: CrashPoint.restoringPart.rawValue]) { $1 })
+        #expect(killed.status == 128 + SIGKILL, "killed by SIGKILL: \(killed.all)")
+        #expect(!(try directoryEntries(restored + "/data")).isEmpty, "the first part was written")
+        #expect(!pathExists(restored + "/data/recovery.signal"), "recovery is configured last")
+        // PostgreSQL refuses the half-restored directory: no recovery.signal, and no WAL for backup_label.
+        do {
+            let started = try PostgresServer.start(existing: restored, timeout: 20)
+            started.stop()
+            Issue.record("a half-restored data directory started")
+        } catch {}
+
+        let refused = try LifeboatCLI.run(["restore", "pg", "--to", restored + "/data"], config: cluster.dir.path, environment: cluster.env)
+        #expect(refused.status == 2 && refused.stderr.contains("not empty"), "\(refused.all)")
+        let delta = try LifeboatCLI.run(["restore", "pg", "--to", restored + "/data", "--target", "immediate", "--delta"],
+                                        config: cluster.dir.path, environment: cluster.env)
+        #expect(delta.status == 0, "\(delta.all)")
+        let verify = try ChildProcess.run(pg.binDir + "/pg_verifybackup", ["-n", restored + "/data"])
+        #expect(verify.status.isSuccess, "\(verify.stdout)\(verify.stderr)")
         let server = try PostgresServer.start(existing: restored)
         defer { server.stop() }
         #expect(try server.psql("SELECT note FROM events") == "kept")

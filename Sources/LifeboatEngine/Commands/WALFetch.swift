@@ -53,6 +53,11 @@ public struct WALFetchCommand {
                                 hint: "Use 'lifeboat wal-fetch \(name) %f %p' as restore_command: PostgreSQL replaces %f with the file's name and %p with where it goes.")
         }
         let isSegment = WALSegment(name: fileName, segmentSize: 1 << 20) != nil
+        // A fetch killed half-way (SIGKILL) left its temporary file beside %p; PostgreSQL never
+        // removes files it does not know in pg_wal.
+        for stale in LocalFile.removeStaleTemporaries(beside: destination) {
+            context.logger.info("removed the temporary file of a killed wal-fetch", metadata: ["path": "\(directoryName(of: destination))/\(stale)"])
+        }
         let spool = PrefetchSpool(destinationDirectory: directoryName(of: destination))
         var cachedArchive: WALArchive?
         func openArchive() throws -> (WALArchive, WALArchiveRecord) {

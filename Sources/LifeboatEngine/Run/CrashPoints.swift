@@ -15,6 +15,11 @@ public enum CrashPoint: String, Sendable, CaseIterable {
     case beforeCommit = "before-commit"
     /// The manifest is committed; the reservation and the lock are still there.
     case committed
+    /// A restore of a base backup has extracted its first part into the data directory.
+    case restoringPart = "restoring-part"
+
+    /// The points a backup passes.
+    public static let backupPoints: [CrashPoint] = [.reserved, .writingArtifact, .beforeCommit, .committed]
 
     public static let variable = "LIFEBOAT_CRASH_AT"
 

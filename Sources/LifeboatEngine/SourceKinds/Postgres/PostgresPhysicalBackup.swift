@@ -260,7 +260,7 @@ struct PostgresPhysicalBackup {
         let more = missing > 1 ? " (and \(missing - 1) segment\(missing > 2 ? "s" : "") after it)" : ""
         let archiver: String
         do {
-            archiver = try Self.archiverStatus(try PostgresConnection.connect(parameters))
+            archiver = try Self.archiverStatus(try PostgresConnection.connect(parameters), policy: policy)
         } catch {
             archiver = "the server's archiving status could not be read (\((error as? LifeboatError)?.message ?? "\(error)"))"
         }
@@ -269,15 +269,31 @@ struct PostgresPhysicalBackup {
             hint: "A base backup is committed only with the WAL that makes it consistent, and nothing was committed. The server must archive into this policy: archive_mode = on and archive_command = 'lifeboat … wal-push \(policy) %p' in postgresql.conf. \(archiver) Raise 'source.postgres.wal.timeout' if archiving is merely slow.")
     }
 
-    /// `archive_mode`, `archive_command` and `pg_stat_archiver`, as a sentence.
-    static func archiverStatus(_ connection: PostgresConnection) throws -> String {
+    /// What the server's `archive_command` does, for a message, without printing it whole: a
+    /// hand-written one may hold a credential (`AWS_SECRET_ACCESS_KEY=… aws s3 cp …`). Names
+    /// the program it runs (environment assignments skipped, directory dropped) and, when it
+    /// runs `wal-push`, the policy it names.
+    static func describe(archiveCommand: String, policy: String) -> String {
+        let words = archiveCommand.split(whereSeparator: \.isWhitespace).map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "'\"")) }
+        guard let program = words.first(where: { !$0.contains("=") }) else { return "archive_command is empty" }
+        let name = program.split(separator: "/").last.map(String.init) ?? program
+        if let verb = words.firstIndex(of: "wal-push"), verb + 1 < words.count {
+            let named = words[verb + 1]
+            return named == policy ? "archive_command runs \(name) wal-push \(policy)"
+                : "archive_command pushes WAL to policy '\(named)', not to '\(policy)'"
+        }
+        return "archive_command runs '\(name)', not 'lifeboat wal-push \(policy) %p'"
+    }
+
+    /// `archive_mode`, what `archive_command` runs, and `pg_stat_archiver`, as a sentence.
+    static func archiverStatus(_ connection: PostgresConnection, policy: String) throws -> String {
         let rows = try connection.query("""
             select current_setting('archive_mode'), current_setting('archive_command'), archived_count, last_archived_wal,
                    failed_count, last_failed_wal, to_char(last_failed_time at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS"Z"')
             from pg_stat_archiver
             """)
         guard let row = rows.first, row.count == 7 else { return "pg_stat_archiver returned nothing." }
-        var text = "The server has archive_mode = \(row[0] ?? "?"), archive_command = '\(row[1] ?? "")'; pg_stat_archiver: \(row[2] ?? "0") archived"
+        var text = "The server has archive_mode = \(row[0] ?? "?"); \(describe(archiveCommand: row[1] ?? "", policy: policy)); pg_stat_archiver: \(row[2] ?? "0") archived"
         if let last = row[3] { text += " (last \(last))" }
         text += ", \(row[4] ?? "0") failed"
         if let failed = row[5] {

@@ -216,6 +216,7 @@ struct PostgresPhysicalRestore {
                 let result = Result { try self.extract(job.artifact, into: job.directory, options: job.options, delta: delta) }
                 if case .failure = result { failed.store(true, ordering: .relaxed) }
                 results.set(index, result)
+                CrashPoint.restoringPart.reach(self.context)
             }
         }, width: parallel, name: "lifeboat-restore")
         var changed = 0, unchanged = 0

@@ -225,14 +225,25 @@ func waitForPromotion(_ server: PostgresServer) throws {
         #expect(restore.status == 2 && restore.stderr.contains("cannot be recovered"), "\(restore.all)")
     }
 
-    @Test(.timeLimit(.minutes(10))) func aDeltaRestoreBringsAChangedDataDirectoryBack() throws {
+    /// A cluster whose table `events` holds one row, `note`, in a base backup whose WAL is archived.
+    func clusterWithABackedUpRow(_ note: String) throws -> ArchivingCluster {
         let cluster = try ArchivingCluster()
+        do {
+            try cluster.pg.psql("CREATE TABLE events (id serial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp(), note text)")
+            try insert(cluster.pg, note)
+            let backup = try cluster.lifeboat(["backup", "pg"])
+            guard backup.status == 0 else { throw TestSupportError("the backup failed: \(backup.all)") }
+            try cluster.switchAndWaitForArchive()
+            return cluster
+        } catch {
+            cluster.stop()
+            throw error
+        }
+    }
+
+    @Test(.timeLimit(.minutes(10))) func aDeltaRestoreBringsAChangedDataDirectoryBack() throws {
+        let cluster = try clusterWithABackedUpRow("kept")
         defer { cluster.stop() }
-        let pg = cluster.pg
-        try pg.psql("CREATE TABLE events (id serial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp(), note text)")
-        try insert(pg, "kept")
-        #expect(try cluster.lifeboat(["backup", "pg"]).status == 0)
-        try cluster.switchAndWaitForArchive()
 
         let restored = try PostgresServer.makeServerDirectory()
         #expect(try LifeboatCLI.run(["restore", "pg", "--to", restored + "/data", "--target", "immediate"],
@@ -252,13 +263,9 @@ func waitForPromotion(_ server: PostgresServer) throws {
     }
 
     @Test(.timeLimit(.minutes(10))) func aRestoreKilledHalfWayCannotStartAndADeltaRestoreFinishesIt() throws {
-        let cluster = try ArchivingCluster()
+        let cluster = try clusterWithABackedUpRow("kept")
         defer { cluster.stop() }
         let pg = cluster.pg
-        try pg.psql("CREATE TABLE events (id serial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp(), note text)")
-        try insert(pg, "kept")
-        #expect(try cluster.lifeboat(["backup", "pg"]).status == 0)
-        try cluster.switchAndWaitForArchive()
 
         // SIGKILL once the first part is in the directory: no cleanup runs.
         let restored = try PostgresServer.makeServerDirectory()

@@ -92,6 +92,12 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Redis: RESP2 over TCP or TLS (libcurl's CONNECT_ONLY), the replication handshake.
+        .target(
+            name: "LifeboatRedis",
+            dependencies: ["LifeboatCore", "CCurl"],
+            swiftSettings: strict
+        ),
         // Backup, restore, verify: orchestrates the layers above.
         .target(
             name: "LifeboatEngine",

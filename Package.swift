@@ -102,7 +102,7 @@ let package = Package(
         .target(
             name: "LifeboatEngine",
             dependencies: [
-                "LifeboatCore", "LifeboatIO", "LifeboatArchive", "LifeboatPostgres", "LifeboatHTTP", "LifeboatS3",
+                "LifeboatCore", "LifeboatIO", "LifeboatArchive", "LifeboatPostgres", "LifeboatHTTP", "LifeboatS3", "LifeboatRedis",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -144,7 +144,7 @@ let package = Package(
         .testTarget(
             name: "LifeboatEngineTests",
             dependencies: [
-                "LifeboatCore", "LifeboatArchive", "LifeboatEngine", "LifeboatIO", "TestSupport",
+                "LifeboatCore", "LifeboatArchive", "LifeboatEngine", "LifeboatIO", "LifeboatRedis", "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict

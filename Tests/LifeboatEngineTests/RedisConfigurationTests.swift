@@ -58,4 +58,10 @@ import LifeboatRedis
         let found = errors(parse(policies: ["r.yaml": "policy: r\nsource:\n  redis:\n    port: x\n    mode: y\n    tls: z\n"]))
         #expect(found.count == 3, "\(found)")
     }
+
+    @Test func autoModeReadsTheFileOnlyForAServerOnThisMachine() {
+        for host in ["127.0.0.1", "127.0.1.1", "localhost", "::1"] { #expect(RedisBackup.isThisMachine(host), "\(host)") }
+        // Documentation addresses (RFC 5737, RFC 3849) belong to no machine.
+        for host in ["192.0.2.1", "2001:db8::1", "name.invalid"] { #expect(!RedisBackup.isThisMachine(host), "\(host)") }
+    }
 }

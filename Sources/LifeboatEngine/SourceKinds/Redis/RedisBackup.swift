@@ -43,12 +43,14 @@ struct RedisBackup {
         var mode = configuration.mode
         let file = try serverFile(connection, mode: mode, context: context)
         if mode == .auto {
-            if let file, isDirectory(file.directory), access(file.directory, R_OK | X_OK) == 0 {
+            // Local only for a server on this machine: another machine may well have a
+            // directory of the same name, holding another server's file.
+            if let file, Self.isThisMachine(configuration.host), isDirectory(file.directory), access(file.directory, R_OK | X_OK) == 0 {
                 mode = .local
             } else {
                 if let file {
-                    context.logger.info("the server's directory is not readable here: taking the RDB over the replication stream",
-                                        metadata: ["redis.dir": "\(file.directory)"])
+                    let why = Self.isThisMachine(configuration.host) ? "the server's directory is not readable here" : "the server is not on this machine"
+                    context.logger.info("\(why): taking the RDB over the replication stream", metadata: ["redis.dir": "\(file.directory)"])
                 }
                 mode = .replication
             }
@@ -201,6 +203,51 @@ struct RedisBackup {
     }
 
     // MARK: Local mode
+
+    /// Whether `host` is this machine: a loopback name or address, or a name or address of one
+    /// of its network interfaces.
+    static func isThisMachine(_ host: String) -> Bool {
+        let addresses = numericAddresses(of: host)
+        if addresses.contains(where: { $0.hasPrefix("127.") || $0 == "::1" }) { return true }
+        var interfaces: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&interfaces) == 0 else { return false }
+        defer { freeifaddrs(interfaces) }
+        var local: Set<String> = []
+        var entry = interfaces
+        while let current = entry {
+            if let address = current.pointee.ifa_addr, let text = numericHost(address) { local.insert(text) }
+            entry = current.pointee.ifa_next
+        }
+        return !local.isDisjoint(with: addresses)
+    }
+
+    /// The addresses `host` resolves to, as numbers (`10.0.0.5`, `fe80::1`); none when it
+    /// does not resolve.
+    private static func numericAddresses(of host: String) -> Set<String> {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var results: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, nil, &hints, &results) == 0 else { return [] }
+        defer { freeaddrinfo(results) }
+        var addresses: Set<String> = []
+        var entry = results
+        while let current = entry {
+            if let address = current.pointee.ai_addr, let text = numericHost(address) { addresses.insert(text) }
+            entry = current.pointee.ai_next
+        }
+        return addresses
+    }
+
+    private static func numericHost(_ address: UnsafeMutablePointer<sockaddr>) -> String? {
+        let family = Int32(address.pointee.sa_family)
+        guard family == AF_INET || family == AF_INET6 else { return nil }
+        let length = socklen_t(family == AF_INET ? MemoryLayout<sockaddr_in>.size : MemoryLayout<sockaddr_in6>.size)
+        var text = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+        guard getnameinfo(address, length, &text, socklen_t(text.count), nil, 0, NI_NUMERICHOST) == 0 else { return nil }
+        // A link-local IPv6 address carries its interface (`fe80::1%eth0`): compare the address.
+        let bytes = text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+        return String(decoding: bytes, as: UTF8.self).split(separator: "%").first.map(String.init)
+    }
 
     /// `BGSAVE SCHEDULE`, or the save already running, until it finished with
     /// `rdb_last_bgsave_status:ok`. `before` is `INFO persistence` from before the request.

@@ -109,7 +109,7 @@ public struct RedisKind: SourceKind {
     }
 
     public func leftovers(of target: RestoreTarget) -> String {
-        "Nothing was left in \(target.location): the RDB file is written under a temporary name, renamed only once it was checked, and removed when the restore fails; run it again."
+        "Nothing was left in \(target.location): the RDB file is written under a temporary name, given its own only once it was checked, and removed when the restore fails; run it again."
     }
 }
 

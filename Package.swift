@@ -92,11 +92,17 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Redis: RESP2 over TCP or TLS (libcurl's CONNECT_ONLY), the replication handshake.
+        .target(
+            name: "LifeboatRedis",
+            dependencies: ["LifeboatCore", "CCurl"],
+            swiftSettings: strict
+        ),
         // Backup, restore, verify: orchestrates the layers above.
         .target(
             name: "LifeboatEngine",
             dependencies: [
-                "LifeboatCore", "LifeboatIO", "LifeboatArchive", "LifeboatPostgres", "LifeboatHTTP", "LifeboatS3",
+                "LifeboatCore", "LifeboatIO", "LifeboatArchive", "LifeboatPostgres", "LifeboatHTTP", "LifeboatS3", "LifeboatRedis",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -138,7 +144,7 @@ let package = Package(
         .testTarget(
             name: "LifeboatEngineTests",
             dependencies: [
-                "LifeboatCore", "LifeboatArchive", "LifeboatEngine", "LifeboatIO", "TestSupport",
+                "LifeboatCore", "LifeboatArchive", "LifeboatEngine", "LifeboatIO", "LifeboatRedis", "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict

@@ -125,7 +125,7 @@ public struct RestoreReport: Sendable, Encodable {
 
 /// The registry: every source kind Lifeboat knows, in one place.
 public enum SourceKinds {
-    public static let all: [any SourceKind] = [PostgresKind(), FilesKind()]
+    public static let all: [any SourceKind] = [PostgresKind(), FilesKind(), RedisKind()]
 
     /// How each kind reads its configuration, for `ConfigurationParser`.
     public static var parsers: [SourceKindParser] { all.map(\.parser) }

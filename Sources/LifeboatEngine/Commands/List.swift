@@ -104,26 +104,8 @@ public struct ListCommand {
                 let policy = try configuration.policyForCommand(named: name, context: context)
                 return [(try configuration.repository(for: policy), [name])]
             }
-            try configuration.requireMain()
-            let usable = configuration.usablePolicies
-            let usableNames = Set(usable.map(\.name))
-            for problem in configuration.problems where problem.scope != .main {
-                if case .policy(let policy) = problem.scope, !usableNames.contains(policy) {
-                    context.logger.warning("policy '\(policy)' is not listed: \(problem.error.message)")
-                } else {
-                    context.logger.warning("configuration problem ('lifeboat check' lists them all): \(problem.error.message)")
-                }
-            }
-            var byRepository: [(RepositoryConfig, [String]?)] = []
-            for policy in usable {
-                let config = try configuration.repository(for: policy)
-                if let index = byRepository.firstIndex(where: { $0.0.name == config.name }) {
-                    byRepository[index].1?.append(policy.name)
-                } else {
-                    byRepository.append((config, [policy.name]))
-                }
-            }
-            return byRepository
+            return try configuration.byRepository(configuration.usablePoliciesForCommand("listed", context: context))
+                .map { config, policies in (config, policies.map(\.name)) }
         }
     }
 

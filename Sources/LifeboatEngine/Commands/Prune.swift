@@ -108,15 +108,7 @@ public struct PruneCommand {
     public func run(policy name: String?, options: Options = Options()) throws -> Report {
         let policies = try selectPolicies(name)
         // One lock per repository, taken in name order, all held until the end.
-        var byRepository: [(RepositoryConfig, [Policy])] = []
-        for policy in policies {
-            let config = try configuration.repository(for: policy)
-            if let index = byRepository.firstIndex(where: { $0.0.name == config.name }) {
-                byRepository[index].1.append(policy)
-            } else {
-                byRepository.append((config, [policy]))
-            }
-        }
+        var byRepository = try configuration.byRepository(policies)
         byRepository.sort { $0.0.name < $1.0.name }
         var repositories: [(Repository, [Policy])] = []
         var empty: [PolicyReport] = []
@@ -142,15 +134,7 @@ public struct PruneCommand {
 
     func selectPolicies(_ name: String?) throws -> [Policy] {
         if let name { return [try configuration.policyForCommand(named: name, context: context)] }
-        try configuration.requireMain()
-        let usable = configuration.usablePolicies
-        let usableNames = Set(usable.map(\.name))
-        for problem in configuration.problems where problem.scope != .main {
-            if case .policy(let policy) = problem.scope, !usableNames.contains(policy) {
-                context.logger.warning("policy '\(policy)' is not pruned: \(problem.error.message)")
-            }
-        }
-        return usable
+        return try configuration.usablePoliciesForCommand("pruned", context: context)
     }
 
     /// Runs `body` holding a lock on every repository: exclusive to delete, shared for a dry run.

@@ -22,10 +22,11 @@ final class ClaimFixture: Sendable {
     /// This process, as a lock or a reservation names it.
     let owner: ProcessIdentity
 
-    init() throws {
+    /// `policyExtra`: more of the policy's file (`retention: …`, `schedule: …`).
+    init(policyExtra: String = "") throws {
         directory = try TemporaryDirectory("lifeboat-claims")
         try directory.write("lifeboat.yaml", "repositories:\n  local: { path: repository }\ndefault_repository: local\n")
-        try directory.write("policies/etc.yaml", "policy: etc\nsource: { files: { path: src } }\n")
+        try directory.write("policies/etc.yaml", "policy: etc\nsource: { files: { path: src } }\n" + policyExtra)
         try directory.write("src/app.conf", "listen = 8080\n")
         configuration = try ConfigurationLoader.load(directory: directory.path, environment: [:])
         repositoryConfig = try configuration.repository(for: try configuration.policy(named: Self.policy))

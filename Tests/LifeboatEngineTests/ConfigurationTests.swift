@@ -171,6 +171,35 @@ let validMain = """
         #expect(try configuration.policy(named: "plain").compressionThreads == 0)
     }
 
+    @Test func everyRetentionRuleIsRead() throws {
+        let policy = """
+            policy: p
+            source: { files: { path: /a } }
+            retention:
+              keep_last: 3
+              keep_hourly: 24
+              keep_daily: 7
+              keep_weekly: 4
+              keep_monthly: 12
+              keep_yearly: 3
+              keep_within: 2d
+              keep_within_hourly: 1d
+              keep_within_daily: 30d
+              keep_within_weekly: 8w
+              keep_within_monthly: 365d
+              keep_within_yearly: 3650d
+              recovery_window: 30d
+            """
+        let retention = try parse(policies: ["p.yaml": policy]).get().policy(named: "p").retention
+        #expect(retention == Retention(
+            recoveryWindow: ConfigDuration(parsing: "30d"), keepWithin: ConfigDuration(parsing: "2d"), keepLast: 3, keepHourly: 24,
+            keepDaily: 7, keepWeekly: 4, keepMonthly: 12, keepYearly: 3, keepWithinHourly: ConfigDuration(parsing: "1d"),
+            keepWithinDaily: ConfigDuration(parsing: "30d"), keepWithinWeekly: ConfigDuration(parsing: "8w"),
+            keepWithinMonthly: ConfigDuration(parsing: "365d"), keepWithinYearly: ConfigDuration(parsing: "3650d")))
+        #expect(retention.rules.first == "recovery_window: 30d" && retention.rules.count == 13)
+        #expect(try parse(policies: ["q.yaml": "policy: q\nsource: { files: { path: /a } }\n"]).get().policy(named: "q").retention.isEmpty)
+    }
+
     @Test func badDurationIsReported() {
         let policy = "policy: p\nsource: { files: { path: /a } }\nretention: { keep_within: 30 days }\n"
         let messages = errors(parse(policies: ["p.yaml": policy]))
@@ -241,6 +270,9 @@ let validMain = """
         ("schedule: { cron: \"0 2 31 2 *\" }", "policies/p.yaml:3:19: cron expression '0 2 31 2 *' never fires"),
         ("retention: { keep_within: 0s }", "policies/p.yaml:3:27: 'retention.keep_within' must be longer than 0s"),
         ("retention: { recovery_window: 0d }", "policies/p.yaml:3:31: 'retention.recovery_window' must be longer than 0s"),
+        ("retention: { keep_daily: 0 }", "policies/p.yaml:3:26: 'retention.keep_daily' must be between 1 and 100000, not 0"),
+        ("retention: { keep_dayly: 7 }", "policies/p.yaml:3:14: unknown key 'keep_dayly' in 'retention'"),
+        ("retention: { keep_within_daily: 0s }", "policies/p.yaml:3:33: 'retention.keep_within_daily' must be longer than 0s"),
         ("schedule: { cron: \"0 * * * *\", jitter: 2h }", "policies/p.yaml:3:40: jitter 2h is not shorter than the shortest interval of '0 * * * *' (1h)"),
     ])
     func schedulesAndRetentionsThatCannotWorkAreReported(line: String, expected: String) {

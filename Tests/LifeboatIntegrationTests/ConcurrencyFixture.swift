@@ -25,7 +25,8 @@ final class ConcurrencyFixture: Sendable {
     /// On S3: the server and the prefix of this fixture's repository.
     let s3: (server: S3TestServer, prefix: String)?
 
-    init(_ kind: RepositoryKind, bigFileBytes: Int) throws {
+    /// `policyExtra`: more of the policy's file (`retention: …`).
+    init(_ kind: RepositoryKind, bigFileBytes: Int, policyExtra: String = "") throws {
         self.kind = kind
         directory = try TemporaryDirectory("lifeboat-concurrency")
         switch kind {
@@ -46,7 +47,7 @@ final class ConcurrencyFixture: Sendable {
                 default_repository: offsite
                 """)
         }
-        try directory.write("policies/etc.yaml", "policy: etc\nsource: { files: { path: src } }\n")
+        try directory.write("policies/etc.yaml", "policy: etc\nsource: { files: { path: src } }\n" + policyExtra)
         for name in ["a.conf", "b.conf", "c/d.conf"] {
             try directory.write("src/\(name)", String(repeating: "\(name) = value\n", count: 100))
         }

@@ -19,7 +19,7 @@ struct Crashes {
         var testDescription: String { "\(point.rawValue) (\(kind.rawValue))" }
     }
 
-    static let cases = RepositoryKind.allCases.flatMap { kind in CrashPoint.backupPoints.map { Case(point: $0, kind: kind) } }
+    static let cases = RepositoryKind.allCases.flatMap { kind in CrashPoint.backup.map { Case(point: $0, kind: kind) } }
 
     @Test(arguments: cases)
     func aRunKilledBesideAnotherLeavesEveryListedBackupUsableAndItsLeftoversNamed(_ crash: Case) async throws {

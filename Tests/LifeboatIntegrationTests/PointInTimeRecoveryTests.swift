@@ -13,8 +13,9 @@ struct ArchivingCluster {
     let pg: PostgresServer
     let env: [String: String]
 
-    /// `repository`: the lifeboat.yaml `repositories:` entry (nil: a local one in the directory).
-    init(repository: String? = nil) throws {
+    /// `repository`: the lifeboat.yaml `repositories:` entry (nil: a local one in the directory);
+    /// `policyExtra`: more of the policy's file (`retention: …`).
+    init(repository: String? = nil, policyExtra: String = "") throws {
         dir = try TemporaryDirectory("lifeboat-pitr")
         let exe = try LifeboatCLI.executable
         try dir.write("lifeboat.yaml", "repositories:\n  main: \(repository ?? "{ path: repo }")\ndefault_repository: main\n")
@@ -29,7 +30,8 @@ struct ArchivingCluster {
                 wal: { timeout: 2m, prefetch: 4 }
                 # Small parts: every restore here extracts several at once.
                 part_size: 1MiB
-            """)
+
+            """ + policyExtra)
         try PostgresServer.giveToServerUser(dir.path)
         pg = try PostgresServer.start(settings: [
             "archive_mode": "on",

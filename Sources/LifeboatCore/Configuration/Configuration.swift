@@ -210,18 +210,76 @@ public struct Schedule: Sendable {
     public var jitter: ConfigDuration?
 }
 
+/// A policy's `retention:` rules: what `lifeboat prune` keeps. Rules add up — a backup kept by
+/// any rule is kept — and only committed backups count. `RetentionPlanner` applies them; the
+/// README documents their meaning.
 public struct Retention: Sendable, Equatable {
-    /// PostgreSQL point-in-time recovery window.
+    /// Keep what restores any moment of the last `recoveryWindow` need: the newest backup
+    /// consistent at or before the window's start, and every backup after it (for PostgreSQL
+    /// base backups, with the WAL from that backup on).
     public var recoveryWindow: ConfigDuration?
-    /// Keep every backup younger than this.
+    /// Keep every backup started within this span before the newest backup.
     public var keepWithin: ConfigDuration?
-    /// Keep at least this many of the newest backups.
+    /// Keep the newest `keepLast` backups.
     public var keepLast: Int?
+    /// Keep the newest backup of each of the newest `n` hours / days / ISO weeks / months /
+    /// years that have backups, in the policy's time zone.
+    public var keepHourly: Int?
+    public var keepDaily: Int?
+    public var keepWeekly: Int?
+    public var keepMonthly: Int?
+    public var keepYearly: Int?
+    /// Keep the newest backup of each hour / day / ISO week / month / year, for the periods
+    /// within this span before the newest backup.
+    public var keepWithinHourly: ConfigDuration?
+    public var keepWithinDaily: ConfigDuration?
+    public var keepWithinWeekly: ConfigDuration?
+    public var keepWithinMonthly: ConfigDuration?
+    public var keepWithinYearly: ConfigDuration?
 
-    public init(recoveryWindow: ConfigDuration? = nil, keepWithin: ConfigDuration? = nil, keepLast: Int? = nil) {
+    public init(recoveryWindow: ConfigDuration? = nil, keepWithin: ConfigDuration? = nil, keepLast: Int? = nil,
+                keepHourly: Int? = nil, keepDaily: Int? = nil, keepWeekly: Int? = nil, keepMonthly: Int? = nil,
+                keepYearly: Int? = nil, keepWithinHourly: ConfigDuration? = nil, keepWithinDaily: ConfigDuration? = nil,
+                keepWithinWeekly: ConfigDuration? = nil, keepWithinMonthly: ConfigDuration? = nil,
+                keepWithinYearly: ConfigDuration? = nil) {
         self.recoveryWindow = recoveryWindow
         self.keepWithin = keepWithin
         self.keepLast = keepLast
+        self.keepHourly = keepHourly
+        self.keepDaily = keepDaily
+        self.keepWeekly = keepWeekly
+        self.keepMonthly = keepMonthly
+        self.keepYearly = keepYearly
+        self.keepWithinHourly = keepWithinHourly
+        self.keepWithinDaily = keepWithinDaily
+        self.keepWithinWeekly = keepWithinWeekly
+        self.keepWithinMonthly = keepWithinMonthly
+        self.keepWithinYearly = keepWithinYearly
+    }
+
+    /// No rule at all: prune keeps everything.
+    public var isEmpty: Bool { rules.isEmpty }
+
+    /// The rules that are set, as configuration writes them (`keep_daily: 7`), in a fixed order.
+    public var rules: [String] {
+        var rules: [String] = []
+        func add(_ key: String, _ value: (some CustomStringConvertible)?) {
+            if let value { rules.append("\(key): \(value)") }
+        }
+        add("recovery_window", recoveryWindow)
+        add("keep_last", keepLast)
+        add("keep_hourly", keepHourly)
+        add("keep_daily", keepDaily)
+        add("keep_weekly", keepWeekly)
+        add("keep_monthly", keepMonthly)
+        add("keep_yearly", keepYearly)
+        add("keep_within", keepWithin)
+        add("keep_within_hourly", keepWithinHourly)
+        add("keep_within_daily", keepWithinDaily)
+        add("keep_within_weekly", keepWithinWeekly)
+        add("keep_within_monthly", keepWithinMonthly)
+        add("keep_within_yearly", keepWithinYearly)
+        return rules
     }
 }
 

@@ -326,15 +326,30 @@ public enum ConfigurationParser {
         return Schedule(cron: cron, timezone: timezone, jitter: jitter)
     }
 
+    static let retentionCounts = ["keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly"]
+    static let retentionDurations = ["recovery_window", "keep_within", "keep_within_hourly", "keep_within_daily",
+                                     "keep_within_weekly", "keep_within_monthly", "keep_within_yearly"]
+
     static func parseRetention(_ node: ConfigNode) -> Retention? {
-        guard let map = node.mapping(allowed: ["recovery_window", "keep_within", "keep_last"]) else { return nil }
-        let recoveryWindow = map["recovery_window"]?.positiveDuration()
-        let keepWithin = map["keep_within"]?.positiveDuration()
-        let keepLast = map["keep_last"]?.int(in: 1...100_000)
-        guard map["recovery_window"] == nil || recoveryWindow != nil, map["keep_within"] == nil || keepWithin != nil,
-              map["keep_last"] == nil || keepLast != nil
-        else { return nil }
-        return Retention(recoveryWindow: recoveryWindow, keepWithin: keepWithin, keepLast: keepLast)
+        guard let map = node.mapping(allowed: retentionDurations + retentionCounts) else { return nil }
+        var counts: [String: Int] = [:]
+        var durations: [String: ConfigDuration] = [:]
+        var valid = true
+        for key in retentionCounts {
+            guard let value = map[key] else { continue }
+            if let count = value.int(in: 1...100_000) { counts[key] = count } else { valid = false }
+        }
+        for key in retentionDurations {
+            guard let value = map[key] else { continue }
+            if let duration = value.positiveDuration() { durations[key] = duration } else { valid = false }
+        }
+        guard valid else { return nil }
+        return Retention(recoveryWindow: durations["recovery_window"], keepWithin: durations["keep_within"],
+                         keepLast: counts["keep_last"], keepHourly: counts["keep_hourly"], keepDaily: counts["keep_daily"],
+                         keepWeekly: counts["keep_weekly"], keepMonthly: counts["keep_monthly"], keepYearly: counts["keep_yearly"],
+                         keepWithinHourly: durations["keep_within_hourly"], keepWithinDaily: durations["keep_within_daily"],
+                         keepWithinWeekly: durations["keep_within_weekly"], keepWithinMonthly: durations["keep_within_monthly"],
+                         keepWithinYearly: durations["keep_within_yearly"])
     }
 
     // MARK: Runbooks

@@ -104,26 +104,8 @@ public struct ListCommand {
                 let policy = try configuration.policyForCommand(named: name, context: context)
                 return [(try configuration.repository(for: policy), [name])]
             }
-            try configuration.requireMain()
-            let usable = configuration.usablePolicies
-            let usableNames = Set(usable.map(\.name))
-            for problem in configuration.problems where problem.scope != .main {
-                if case .policy(let policy) = problem.scope, !usableNames.contains(policy) {
-                    context.logger.warning("policy '\(policy)' is not listed: \(problem.error.message)")
-                } else {
-                    context.logger.warning("configuration problem ('lifeboat check' lists them all): \(problem.error.message)")
-                }
-            }
-            var byRepository: [(RepositoryConfig, [String]?)] = []
-            for policy in usable {
-                let config = try configuration.repository(for: policy)
-                if let index = byRepository.firstIndex(where: { $0.0.name == config.name }) {
-                    byRepository[index].1?.append(policy.name)
-                } else {
-                    byRepository.append((config, [policy.name]))
-                }
-            }
-            return byRepository
+            return try configuration.byRepository(configuration.usablePoliciesForCommand("listed", context: context))
+                .map { config, policies in (config, policies.map(\.name)) }
         }
     }
 
@@ -153,8 +135,8 @@ public struct ListCommand {
                               finishedAt: nil, artifacts: backup.objectCount, storedBytes: backup.bytes, sourceBytes: nil,
                               repository: repository.name, detail: nil, recoverable: nil)
             if backup.committed {
-                do {
-                    let manifest = try repository.manifest(policy: policy, id: backup.id)
+                switch try repository.committedManifest(policy: policy, id: backup.id) {
+                case .readable(let manifest):
                     entry.committed = true
                     entry.source = manifest.source.kind
                     entry.startedAt = manifest.startedAt
@@ -162,7 +144,7 @@ public struct ListCommand {
                     entry.artifacts = manifest.artifacts.count
                     entry.storedBytes = manifest.storedBytes
                     entry.sourceBytes = manifest.sourceBytes
-                } catch let error as LifeboatError where error.code == .integrity || error.code == .usage {
+                case .damaged(let error):
                     entry.state = .damaged
                     entry.detail = error.message
                     context.logger.error("a backup's manifest cannot be read", metadata: ["backup.id": "\(backup.id)", "error": "\(error.message)"])
@@ -171,31 +153,19 @@ public struct ListCommand {
                 continue
             }
             guard includeInterrupted else { continue }
-            let reservation: ReservationRecord?
-            do {
-                // The listing already says whether there is one: read it only then.
-                reservation = backup.hasReservation ? try repository.reservation(policy: policy, id: backup.id) : nil
-            } catch let error as LifeboatError where error.code == .integrity {
+            let state = try repository.classify(uncommitted: backup, policy: policy, context: context)
+            switch state {
+            case .inProgress(let reservation):
+                entry.state = .inProgress
+                entry.startedAt = reservation.started
+            case .interrupted(let reservation, _):
+                entry.state = .interrupted
+                entry.startedAt = reservation.started
+            case .unreserved, .unreadable:
                 // One unreadable object never hides the rest of the listing.
                 entry.state = .interrupted
-                entry.detail = error.message
-                entries.append(entry)
-                continue
             }
-            if let reservation {
-                entry.startedAt = reservation.started
-                switch liveness(of: reservation.owner, heartbeat: reservation.heartbeat, timings: .standard, context: context) {
-                case .live:
-                    entry.state = .inProgress
-                    entry.detail = "written by \(reservation.owner.description)"
-                case .stale(let reason):
-                    entry.state = .interrupted
-                    entry.detail = "stale reservation: \(reason)"
-                }
-            } else {
-                entry.state = .interrupted
-                entry.detail = "no reservation (written by an older Lifeboat, or its cleanup was cut short)"
-            }
+            entry.detail = state.detail
             entries.append(entry)
         }
         return entries

@@ -50,3 +50,55 @@ extension Repository {
                             hint: "The backup it belongs to is never listed as complete; 'lifeboat prune' removes it once it is stale.")
     }
 }
+
+/// What a backup directory without a committed manifest is, from its reservation.
+public enum UncommittedBackup: Sendable, Equatable {
+    /// Its reservation's owner still runs: a backup being written. Never touched.
+    case inProgress(ReservationRecord)
+    /// Its reservation's owner is gone (the reason says how that is known): what a crashed or
+    /// killed run left. `prune` collects it.
+    case interrupted(ReservationRecord, reason: String)
+    /// No reservation at all: a run's cleanup, or a prune, was cut short after removing it.
+    /// No run writes without a reservation, so nobody owns it: `prune` collects it.
+    case unreserved
+    /// The reservation exists and cannot be read (it is written atomically, so this is damage,
+    /// not a crash): whose it is cannot be told, so `prune` leaves it alone.
+    case unreadable(reason: String)
+
+    /// Whether `prune` removes it.
+    public var isCollectable: Bool {
+        switch self {
+        case .interrupted, .unreserved: return true
+        case .inProgress, .unreadable: return false
+        }
+    }
+
+    /// Why it is in this state, in words.
+    public var detail: String {
+        switch self {
+        case .inProgress(let reservation): return "written by \(reservation.owner.description)"
+        case .interrupted(_, let reason): return "stale reservation: \(reason)"
+        case .unreserved: return "no reservation (written by an older Lifeboat, or its cleanup or a prune was cut short)"
+        case .unreadable(let reason): return reason
+        }
+    }
+}
+
+extension Repository {
+    /// What an uncommitted backup directory is (see `UncommittedBackup`): its reservation is
+    /// read only when the listing has one, and its owner's liveness decided by `ClaimLiveness`.
+    public func classify(uncommitted listing: BackupListing, policy: String, timings: ClaimTimings = .standard,
+                         context: RunContext) throws -> UncommittedBackup {
+        let record: ReservationRecord?
+        do {
+            record = listing.hasReservation ? try reservation(policy: policy, id: listing.id) : nil
+        } catch let error as LifeboatError where error.code == .integrity {
+            return .unreadable(reason: error.message)
+        }
+        guard let record else { return .unreserved }
+        switch liveness(of: record.owner, heartbeat: record.heartbeat, timings: timings, context: context) {
+        case .live: return .inProgress(record)
+        case .stale(let reason): return .interrupted(record, reason: reason)
+        }
+    }
+}

@@ -130,6 +130,22 @@ extension Repository {
             error.hint = (error.hint.map { $0 + " " } ?? "") + "If these credentials may only read the repository, pass --no-lock."
             throw error
         }
+        return try holding(lock, timings: timings, context: context, body)
+    }
+
+    /// Runs `body` holding an exclusive lock on the repository (refreshed while it runs): no
+    /// other Lifeboat command works on the repository meanwhile, except `wal-push` and
+    /// `wal-fetch`, which take no lock. The lock is released afterwards, whatever happens.
+    public func withExclusiveLock<T>(command: String, wait: TimeInterval, timings: ClaimTimings = .standard,
+                                     context: RunContext, _ body: () throws -> T) throws -> T {
+        let lock = try self.lock(.exclusive, command: command, owner: ProcessProbe.current(host: context.host), wait: wait,
+                                 timings: timings, context: context)
+        return try holding(lock, timings: timings, context: context, body)
+    }
+
+    /// Runs `body` while a heartbeat refreshes `lock` (a lost lock cancels the run), then
+    /// releases it through a connection no cancellation stops.
+    private func holding<T>(_ lock: RepositoryLock, timings: ClaimTimings, context: RunContext, _ body: () throws -> T) throws -> T {
         let heartbeat = Heartbeat(beats: [lock.refresh], timings: timings, context: context)
         heartbeat.start()
         defer {

@@ -1,7 +1,7 @@
 import Glibc
 import LifeboatCore
 
-/// Named points where a test can make a run die as a crash would: `LIFEBOAT_CRASH_AT=<point>`
+/// Named points where a test can make a run (a backup, a restore, a prune) die as a crash would: `LIFEBOAT_CRASH_AT=<point>`
 /// in the environment of a `lifeboat` process makes it kill itself with `SIGKILL` when it
 /// reaches that point — no cleanup, no message, exactly what `kill -9` or a power cut at that
 /// moment leaves. The crash tests use it to prove that every listed backup still verifies and
@@ -15,11 +15,23 @@ public enum CrashPoint: String, Sendable, CaseIterable {
     case beforeCommit = "before-commit"
     /// The manifest is committed; the reservation and the lock are still there.
     case committed
-    /// A restore of a base backup has extracted its first part into the data directory.
+    /// A restore of a base backup has extracted a part into the data directory.
     case restoringPart = "restoring-part"
 
-    /// The points a backup passes.
-    public static let backupPoints: [CrashPoint] = [.reserved, .writingArtifact, .beforeCommit, .committed]
+    /// Prune: the manifest of the first backup it deletes is gone; its artifacts (and its
+    /// reservation, if it had one) are not.
+    case pruneManifestDeleted = "prune-manifest-deleted"
+    /// Prune: the first backup it deletes has lost its manifest and its artifacts; its
+    /// reservation (an interrupted run's), if it had one, is still there.
+    case pruneDataDeleted = "prune-data-deleted"
+    /// Prune: a source kind has deleted the first batch of what it keeps outside its backups
+    /// (archived WAL), not the rest.
+    case pruneDependencies = "prune-dependencies"
+
+    /// The points of a backup run.
+    public static let backup: [CrashPoint] = [.reserved, .writingArtifact, .beforeCommit, .committed]
+    /// The points of a prune.
+    public static let prune: [CrashPoint] = [.pruneManifestDeleted, .pruneDataDeleted, .pruneDependencies]
 
     public static let variable = "LIFEBOAT_CRASH_AT"
 

@@ -41,6 +41,37 @@ public enum RepositorySource: Sendable {
 }
 
 extension Configuration {
+    /// The policies a command over every policy works on (`usablePolicies`), after the
+    /// problems of `lifeboat.yaml` itself (which stop it); every other problem is logged as a
+    /// warning, a policy left out as "policy 'x' is not <participle>".
+    public func usablePoliciesForCommand(_ participle: String, context: RunContext) throws -> [Policy] {
+        try requireMain()
+        let usable = usablePolicies
+        let usableNames = Set(usable.map(\.name))
+        for problem in problems where problem.scope != .main {
+            if case .policy(let policy) = problem.scope, !usableNames.contains(policy) {
+                context.logger.warning("policy '\(policy)' is not \(participle): \(problem.error.message)")
+            } else {
+                context.logger.warning("configuration problem ('lifeboat check' lists them all): \(problem.error.message)")
+            }
+        }
+        return usable
+    }
+
+    /// `policies` grouped by the repository each writes to, repositories in order of first use.
+    public func byRepository(_ policies: [Policy]) throws -> [(RepositoryConfig, [Policy])] {
+        var groups: [(RepositoryConfig, [Policy])] = []
+        for policy in policies {
+            let config = try repository(for: policy)
+            if let index = groups.firstIndex(where: { $0.0.name == config.name }) {
+                groups[index].1.append(policy)
+            } else {
+                groups.append((config, [policy]))
+            }
+        }
+        return groups
+    }
+
     /// A policy ready for a command (see `policy(named:)`), with the problems in the rest of
     /// the configuration logged as warnings: they do not stop this command, but someone should
     /// fix them (`lifeboat check` lists them all).

@@ -1,3 +1,4 @@
+import Foundation
 import LifeboatArchive
 import LifeboatCore
 
@@ -44,6 +45,68 @@ public protocol SourceKind: Sendable {
     /// What a restore of this kind that failed or was cancelled half-way leaves in `target`,
     /// and what to do about it: a whole sentence, for the error's hint.
     func leftovers(of target: RestoreTarget) -> String
+
+    /// The earliest moment a restore of `manifest` reaches, for `retention.recovery_window`
+    /// (which keeps the newest backup consistent at or before the window's start). A base
+    /// backup's consistent point; by default the backup's end (`finishedAt`).
+    func consistentPoint(of manifest: Manifest) -> Date
+
+    /// Deletes what this kind stores for `policy` outside its backups' directories that no
+    /// backup in `kept` needs, and says what it deleted. PostgreSQL deletes archived WAL older
+    /// than the oldest kept base backup; S3 mirrors will delete blobs no kept snapshot
+    /// references. Returns nil when the kind stores nothing outside its backups (the default).
+    ///
+    /// **When prune calls it.** Once per policy, after the policy's expired backups and
+    /// crashed runs' leftovers are deleted, and only when all of this holds:
+    /// - this process holds the repository's exclusive lock: no backup, verify, restore or
+    ///   other prune runs against the repository (`wal-push` and `wal-fetch` take no lock and
+    ///   may run at any time);
+    /// - the policy has no reservation whose owner still runs, and none that cannot be read:
+    ///   no backup of the policy is being written, so nothing a run that has not committed
+    ///   wrote or relies on exists to be taken (dependencies are collected only then; there is
+    ///   no grace period — a prune that finds a run in progress leaves the policy's
+    ///   dependencies to the next prune, and says so);
+    /// - every committed manifest of the policy reads (a damaged one could need anything);
+    /// - the policy has retention rules (one without keeps everything).
+    ///
+    /// `kept` is every committed backup of the policy that remains after this prune (with
+    /// `dryRun`, that would remain), oldest first; it may be empty, and may hold backups of
+    /// another kind if the policy changed kinds.
+    ///
+    /// **What the kind must do.**
+    /// - Never delete anything a backup in `kept` needs to be verified or restored, nor
+    ///   anything a lock-free writer (`wal-push`) may still compare against or need; when in
+    ///   doubt, keep.
+    /// - Decide from the repository alone (no local state), and delete in an order that leaves
+    ///   a consistent repository wherever the process is killed: whatever a killed prune
+    ///   leaves, the next one deletes (deleting an object already gone is not an error).
+    /// - With `dryRun`, delete nothing and report what it would delete.
+    /// - Stop at the first failure and throw an error naming the object (prune then deletes
+    ///   nothing more); check `context.cancellation` between deletions.
+    func pruneDependencies(policy: String, kept: [Manifest], in repository: Repository, dryRun: Bool,
+                           context: RunContext) throws -> DependencyPruneReport?
+}
+
+/// What a source kind's `pruneDependencies` deleted (or, in a dry run, would delete).
+public struct DependencyPruneReport: Sendable, Encodable, Equatable {
+    /// What the objects are, plural: "WAL files", "blobs".
+    public var what: String
+    /// Objects deleted (with dryRun: that would be deleted), and their stored bytes.
+    public var deletedObjects: Int
+    public var deletedBytes: Int64
+    /// Objects left in place.
+    public var keptObjects: Int
+    /// What bounded the deletion, as a sentence ("WAL before segment …, where base backup …,
+    /// the oldest kept, starts").
+    public var detail: String
+
+    public init(what: String, deletedObjects: Int, deletedBytes: Int64, keptObjects: Int, detail: String) {
+        self.what = what
+        self.deletedObjects = deletedObjects
+        self.deletedBytes = deletedBytes
+        self.keptObjects = keptObjects
+        self.detail = detail
+    }
 }
 
 extension SourceKind {
@@ -54,6 +117,13 @@ extension SourceKind {
     public func chooseBackup(selected: Manifest, explicit: Bool, target: RestoreTarget, repository: Repository,
                              context: RunContext) throws -> Manifest {
         selected
+    }
+
+    public func consistentPoint(of manifest: Manifest) -> Date { manifest.finishedAt }
+
+    public func pruneDependencies(policy: String, kept: [Manifest], in repository: Repository, dryRun: Bool,
+                                  context: RunContext) throws -> DependencyPruneReport? {
+        nil
     }
 }
 

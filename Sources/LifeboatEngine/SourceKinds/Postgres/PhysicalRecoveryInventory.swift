@@ -16,9 +16,10 @@ struct PhysicalRecoveryInventory {
         for listing in try repository.listBackups(policy: policy) where listing.committed {
             try context.cancellation.checkCancelled()
             let manifest: Manifest
-            do {
-                manifest = try repository.manifest(policy: policy, id: listing.id)
-            } catch let error as LifeboatError where error.code == .integrity || error.code == .usage {
+            switch try repository.committedManifest(policy: policy, id: listing.id) {
+            case .readable(let readable):
+                manifest = readable
+            case .damaged(let error):
                 context.logger.warning("a base backup's manifest cannot be read; it is left out of recovery planning",
                                        metadata: ["backup.id": "\(listing.id)", "error": "\(error.message)"])
                 continue

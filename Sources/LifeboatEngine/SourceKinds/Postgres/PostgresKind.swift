@@ -158,6 +158,22 @@ public struct PostgresKind: SourceKind {
         return problems
     }
 
+    /// A base backup is consistent at its stop point; a logical backup at its end.
+    public func consistentPoint(of manifest: Manifest) -> Date {
+        (try? Self.physicalRecord(of: manifest))?.stopTime ?? manifest.finishedAt
+    }
+
+    /// Deletes the archived WAL that no kept base backup needs (`WALArchive.prune`): WAL
+    /// before the start of the oldest kept base backup. Nil for a policy without a WAL archive.
+    public func pruneDependencies(policy: String, kept: [Manifest], in repository: Repository, dryRun: Bool,
+                                  context: RunContext) throws -> DependencyPruneReport? {
+        var backups: [PhysicalBackupInfo] = []
+        for manifest in kept where manifest.source.kind == name {
+            if let record = try Self.physicalRecord(of: manifest) { backups.append(PhysicalBackupInfo(id: manifest.id, record: record)) }
+        }
+        return try WALArchive(repository: repository, policy: policy, context: context).prune(keeping: backups, dryRun: dryRun)
+    }
+
     /// A base backup's record, or nil for a logical backup.
     static func physicalRecord(of manifest: Manifest) throws -> PhysicalBackupRecord? {
         try manifest.source.details(as: PostgresRecord.self).physical

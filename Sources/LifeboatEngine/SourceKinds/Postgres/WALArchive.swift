@@ -341,3 +341,67 @@ extension WALArchive {
         return content
     }
 }
+
+// MARK: Pruning
+
+extension WALArchive {
+    /// Objects deleted per request (S3's DeleteObjects takes up to 1,000).
+    static let pruneBatch = 500
+
+    /// Deletes the archived WAL no base backup in `backups` needs (`WALRetention`): every
+    /// segment, partial segment and backup history file before the segment where the oldest
+    /// of them starts, on every timeline, oldest first, so that a prune killed half-way leaves
+    /// an archive without gaps. Timeline history files stay. With no base backup, nothing is
+    /// deleted. Nil when the policy has no WAL archive. With `dryRun`, only counts.
+    public func prune(keeping backups: [PhysicalBackupInfo], dryRun: Bool) throws -> DependencyPruneReport? {
+        guard let record = try readRecord() else { return nil }
+        let what = "WAL files"
+        var expired: [(file: WALFileName, object: ObjectInfo)] = []
+        var kept = 0
+        let first = WALRetention.firstNeededSegment(of: backups.map(\.record), segmentSize: record.segmentSize)
+        try forEachArchived { file, object in
+            if let first, WALRetention.isExpired(file, firstNeeded: first) {
+                expired.append((file, object))
+            } else {
+                kept += 1
+            }
+            return true
+        }
+        guard let first, let oldest = backups.min(by: { $0.record.startLSN < $1.record.startLSN }) else {
+            return DependencyPruneReport(what: what, deletedObjects: 0, deletedBytes: 0, keptObjects: kept,
+                                         detail: "no base backup is kept, so the WAL archive is left as it is")
+        }
+        func number(_ file: WALFileName) -> (UInt64, UInt32) {
+            switch file {
+            case .segment(let s), .partial(let s), .backupHistory(let s, _): return (s.number, s.timeline)
+            case .history(let timeline): return (0, timeline)
+            }
+        }
+        expired.sort { a, b in
+            let (na, ta) = number(a.file), (nb, tb) = number(b.file)
+            return (na, ta, a.object.key) < (nb, tb, b.object.key)
+        }
+        let boundary = WALSegment(timeline: oldest.record.timeline, number: first, segmentSize: record.segmentSize)
+        let report = DependencyPruneReport(
+            what: what, deletedObjects: expired.count, deletedBytes: expired.reduce(0) { $0 + $1.object.size }, keptObjects: kept,
+            detail: "WAL before segment \(boundary.name), where base backup \(oldest.id) (the oldest kept) starts at \(oldest.record.startLSN); timeline history files are kept")
+        guard !dryRun, !expired.isEmpty else { return report }
+        var deleted = 0
+        for start in stride(from: 0, to: expired.count, by: Self.pruneBatch) {
+            try context.cancellation.checkCancelled()
+            let batch = expired[start..<min(start + Self.pruneBatch, expired.count)]
+            do {
+                try repository.store.delete(keys: batch.map(\.object.key))
+            } catch let error as LifeboatError {
+                throw error.prefixed("deleting the archived WAL of policy '\(policy)' failed at \(repository.locate(batch[batch.startIndex].object.key)) (\(deleted) of \(expired.count) files deleted before it)")
+            }
+            deleted += batch.count
+            CrashPoint.pruneDependencies.reach(context)
+        }
+        context.logger.info("archived WAL deleted", metadata: [
+            "wal.deleted": "\(deleted)", "wal.deleted_bytes": "\(report.deletedBytes)", "wal.kept": "\(kept)",
+            "wal.first_kept_segment": "\(boundary.name)",
+        ])
+        return report
+    }
+}

@@ -12,6 +12,8 @@ public struct Configuration: Sendable {
     public var repositories: [RepositoryConfig]
     public var defaultRepository: String
     public var stateDirectory: String?
+    /// `scheduler:` in lifeboat.yaml: how `lifeboat schedule` runs policies.
+    public var scheduler = SchedulerSettings()
     public var listen: String?
     /// The policies that were read without error, by name.
     public var policies: [Policy]
@@ -208,6 +210,12 @@ public struct Schedule: Sendable {
     public var cron: CronExpression
     public var timezone: String
     public var jitter: ConfigDuration?
+
+    public init(cron: CronExpression, timezone: String = "UTC", jitter: ConfigDuration? = nil) {
+        self.cron = cron
+        self.timezone = timezone
+        self.jitter = jitter
+    }
 }
 
 /// A policy's `retention:` rules: what `lifeboat prune` keeps. Rules add up — a backup kept by

@@ -55,7 +55,7 @@ public enum ConfigurationParser {
         var declaredRepositories: Set<String> = [Configuration.builtinRepositoryName]
 
         if let main, let root = document(main, diagnostics, environment, directory: directory),
-           let map = root.mapping(allowed: ["repositories", "default_repository", "state_dir", "listen"]) {
+           let map = root.mapping(allowed: ["repositories", "default_repository", "state_dir", "listen", "scheduler"]) {
             if let repositories = map["repositories"], let repoMap = repositories.mapping(allowed: repositories.keysOfMapping) {
                 for entry in repoMap.entries {
                     declaredRepositories.insert(entry.key)
@@ -77,6 +77,7 @@ public enum ConfigurationParser {
             }
             configuration.stateDirectory = map["state_dir"]?.absolutePath()
             configuration.listen = map["listen"]?.string()
+            if let node = map["scheduler"] { configuration.scheduler = SchedulerSettings.parse(node) }
         }
         if !configuration.repositories.contains(where: { $0.name == Configuration.builtinRepositoryName }) {
             configuration.repositories.append(RepositoryConfig(

@@ -14,6 +14,7 @@ import Synchronization
 enum Signals {
     static let cancellation = Cancellation()
     private static let received = Mutex<Int32?>(nil)
+    private static let firstSignalHandler = Mutex<(@Sendable (Int32) -> Void)?>(nil)
     static let cleanupDeadline: Double = 1.8
 
     /// The signal that cancelled the run, if one did.
@@ -21,6 +22,13 @@ enum Signals {
 
     /// The exit status of a run ended by `signal`: 128 + its number, as shells report it.
     static func exitStatus(for signal: Int32) -> Int32 { 128 + signal }
+
+    /// Replaces what the first signal does (cancel the run, with a watchdog): the scheduler
+    /// daemon stops starting runs and lets running ones finish. A second signal still ends the
+    /// process at once.
+    static func onFirstSignal(_ handler: @escaping @Sendable (Int32) -> Void) {
+        firstSignalHandler.withLock { $0 = handler }
+    }
 
     static func install() {
         var set = sigset_t()
@@ -45,6 +53,11 @@ enum Signals {
                 if !first {
                     report("\(name) again: stopping now; anything left behind is never listed, and prune removes it")
                     _exit(exitStatus(for: number))
+                }
+                if let handler = firstSignalHandler.withLock({ $0 }) {
+                    report("\(name): stopping")
+                    handler(number)
+                    continue
                 }
                 // A watchdog: cleanup gets a bounded time, then the process ends anyway.
                 let watchdog = Thread {

@@ -1,0 +1,217 @@
+import Foundation
+import LifeboatCore
+import LifeboatIO
+import Logging
+
+/// `lifeboat schedule`: runs each policy's backup by its schedule until stopped.
+///
+/// One loop on the thread that calls `run()` (never Swift's cooperative pool) asks
+/// `SchedulerPlan` what to do, starts each run on a thread of its own, and sleeps on a
+/// condition until the plan's next wake-up, the end of a run, or `stop()`. Every run has a
+/// `Cancellation` of its own: `run_timeout` and the stop deadline cancel it, and the backup
+/// engine then commits nothing. Each run ends with one line in the run history.
+public final class SchedulerDaemon: @unchecked Sendable {
+    /// What a job reports when it succeeds.
+    public struct JobResult: Sendable {
+        public var backupID: String?
+        public var bytes: Int64?
+        /// Committed without some entries.
+        public var incomplete: Bool
+
+        public init(backupID: String? = nil, bytes: Int64? = nil, incomplete: Bool = false) {
+            self.backupID = backupID
+            self.bytes = bytes
+            self.incomplete = incomplete
+        }
+    }
+
+    /// Runs one policy's job with the run's context (its own cancellation), blocking.
+    public typealias Job = @Sendable (_ policy: String, _ context: RunContext) throws -> JobResult
+
+    let policies: [(name: String, schedule: Schedule)]
+    let settings: SchedulerSettings
+    let state: StateDirectory
+    let context: RunContext
+    let job: Job
+
+    // Guarded by `condition`.
+    private let condition = NSCondition()
+    private var plan: SchedulerPlan?
+    private var stopRequested = false
+    private var pending = false
+    private var cancellations: [String: Cancellation] = [:]
+    private var timedOut: Set<String> = []
+    private var threads: [String: Wakeup] = [:]
+
+    /// - Parameters:
+    ///   - context: the daemon's; its clock drives the schedule, its logger logs.
+    ///   - job: what a run does (the backup of the policy; tests pass their own).
+    public init(policies: [(name: String, schedule: Schedule)], settings: SchedulerSettings, state: StateDirectory,
+                context: RunContext, job: @escaping Job) {
+        self.policies = policies
+        self.settings = settings
+        self.state = state
+        self.context = context
+        self.job = job
+    }
+
+    /// The daemon for a configuration: every policy with a `schedule`, backed up by
+    /// `BackupCommand`.
+    public static func backups(configuration: Configuration, context: RunContext, lockWait: TimeInterval) throws -> SchedulerDaemon {
+        let scheduled = configuration.policies.compactMap { policy in policy.schedule.map { (name: policy.name, schedule: $0) } }
+        guard !scheduled.isEmpty else {
+            throw LifeboatError(.configuration, "no policy in \(configuration.directory)/policies has a schedule: the scheduler has nothing to run",
+                                hint: "Add 'schedule: { cron: \"0 2 * * *\", timezone: Europe/Berlin }' to the policies to run on a schedule.")
+        }
+        return SchedulerDaemon(policies: scheduled, settings: configuration.scheduler,
+                               state: StateDirectory(path: configuration.resolvedStateDirectory), context: context) { policy, context in
+            let result = try BackupCommand(configuration: configuration, context: context, lockWait: lockWait).run(policy: policy)
+            return JobResult(backupID: result.manifest.id, bytes: result.manifest.storedBytes, incomplete: !result.skipped.isEmpty)
+        }
+    }
+
+    /// Asks the daemon to stop: nothing new starts; runs get `stop_timeout` to finish, then
+    /// are cancelled. Safe from any thread.
+    public func stop() {
+        condition.lock()
+        stopRequested = true
+        pending = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Runs until stopped and every run has ended. Blocks the calling thread.
+    public func run() throws {
+        let history = try state.history()
+        if history.unreadable > 0 {
+            context.logger.warning("run history has unreadable lines; they are skipped", metadata: [
+                "history.path": "\(state.historyPath)", "history.unreadable": "\(history.unreadable)",
+            ])
+        }
+        var lastScheduled: [String: Date] = [:]
+        for record in history.records { lastScheduled[record.policy] = max(lastScheduled[record.policy] ?? record.scheduled, record.scheduled) }
+        let start = context.clock()
+        condition.lock()
+        plan = SchedulerPlan(policies: policies, lastScheduled: lastScheduled, settings: settings, now: start)
+        for policy in policies {
+            context.logger.info("policy scheduled", metadata: [
+                "policy.name": "\(policy.name)", "schedule.cron": "\(policy.schedule.cron)", "schedule.timezone": "\(policy.schedule.timezone)",
+                "schedule.next": "\(plan?.nextRun(of: policy.name).map(iso) ?? "never")",
+            ])
+        }
+        while true {
+            let now = context.clock()
+            if stopRequested, plan?.isStopping == false {
+                plan?.stop(now: now)
+                context.logger.info("scheduler stopping: no new runs", metadata: [
+                    "scheduler.running": "\(plan?.runningCount ?? 0)", "scheduler.stop_timeout": "\(settings.stopTimeout)",
+                ])
+            }
+            let actions = plan?.tick(now: now) ?? []
+            var cancels: [(Cancellation, String)] = []
+            for action in actions {
+                if let cancel = perform(action, now: now) { cancels.append(cancel) }
+            }
+            if !cancels.isEmpty {
+                // Cancellation handlers (stopping a client program, aborting a transfer) run
+                // without the daemon's lock.
+                condition.unlock()
+                for (cancellation, reason) in cancels { cancellation.cancel(reason: reason) }
+                condition.lock()
+            }
+            if plan?.isFinished == true { break }
+            let wake = plan?.nextWake(now: now)
+            if !pending {
+                if let wake {
+                    // The wait is real time: the clock may be offset (tests), never scaled.
+                    _ = condition.wait(until: Date().addingTimeInterval(max(0, wake.timeIntervalSince(context.clock())) + 0.001))
+                } else {
+                    condition.wait()
+                }
+            }
+            pending = false
+        }
+        let waits = Array(threads.values)
+        condition.unlock()
+        for done in waits { done.wait() }
+        context.logger.info("scheduler stopped")
+    }
+
+    /// Called with `condition` locked; returns the cancellation to trigger once it is unlocked.
+    private func perform(_ action: SchedulerPlan.Action, now: Date) -> (Cancellation, String)? {
+        switch action {
+        case .start(let policy, let scheduled, let catchUp):
+            let cancellation = Cancellation()
+            cancellations[policy] = cancellation
+            timedOut.remove(policy)
+            let done = Wakeup()
+            threads[policy] = done
+            var context = context.with(metadata: "policy.name", policy)
+            context.cancellation = cancellation
+            let runContext = context
+            let thread = Thread { [self] in
+                defer { done.wake() }
+                execute(policy: policy, scheduled: scheduled, catchUp: catchUp, context: runContext)
+            }
+            thread.name = "lifeboat-run-\(policy)"
+            thread.start()
+            return nil
+        case .cancel(let policy, let isTimeout):
+            if isTimeout { timedOut.insert(policy) }
+            let reason = isTimeout ? "run_timeout \(settings.runTimeout) reached" : "scheduler stopping, stop_timeout \(settings.stopTimeout) reached"
+            context.logger.warning("cancelling run", metadata: ["policy.name": "\(policy)", "reason": "\(reason)"])
+            return cancellations[policy].map { ($0, reason) }
+        case .skip(let policy, let scheduled):
+            context.logger.warning("run skipped: the policy's previous run is still going", metadata: [
+                "policy.name": "\(policy)", "run.scheduled": "\(iso(scheduled))",
+            ])
+            return nil
+        }
+    }
+
+    /// One run, on its own thread.
+    private func execute(policy: String, scheduled: Date, catchUp: Bool, context: RunContext) {
+        let started = context.clock()
+        context.logger.info("run started", metadata: [
+            "run.job": "backup", "run.scheduled": "\(iso(scheduled))", "run.catch_up": "\(catchUp)",
+        ])
+        var record: RunRecord
+        do {
+            let result = try job(policy, context)
+            record = RunRecord(policy: policy, job: "backup", scheduled: scheduled, started: started, ended: context.clock(),
+                               outcome: result.incomplete ? .incomplete : .succeeded, backupID: result.backupID, bytes: result.bytes,
+                               error: result.incomplete ? "committed without some entries (see 'lifeboat list')" : nil)
+        } catch {
+            condition.lock()
+            let wasTimeout = timedOut.contains(policy)
+            condition.unlock()
+            let cancelled = (error as? LifeboatError)?.code == .cancelled || context.cancellation.isCancelled
+            record = RunRecord(policy: policy, job: "backup", scheduled: scheduled, started: started, ended: context.clock(),
+                               outcome: cancelled ? (wasTimeout ? .timedOut : .cancelled) : .failed, error: "\(error)")
+        }
+        do {
+            try state.append(record)
+        } catch {
+            context.logger.error("could not record the run in the history", metadata: ["error": "\(error)"])
+        }
+        let seconds = record.ended.timeIntervalSince(record.started)
+        var metadata: Logger.Metadata = [
+            "run.job": "backup", "run.outcome": "\(record.outcome.rawValue)", "run.seconds": "\(String(format: "%.1f", seconds))",
+        ]
+        if let id = record.backupID { metadata["backup.id"] = "\(id)" }
+        if let bytes = record.bytes { metadata["backup.stored_bytes"] = "\(bytes)" }
+        if let error = record.error { metadata["error"] = "\(error)" }
+        if record.outcome == .succeeded { context.logger.info("run ended", metadata: metadata) } else { context.logger.error("run ended", metadata: metadata) }
+        condition.lock()
+        plan?.finished(policy: policy)
+        cancellations[policy] = nil
+        threads[policy] = nil
+        pending = true
+        condition.broadcast()
+        condition.unlock()
+    }
+}
+
+func iso(_ date: Date) -> String {
+    ISO8601DateFormatter().string(from: date)
+}

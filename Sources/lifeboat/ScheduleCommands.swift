@@ -35,16 +35,12 @@ struct ScheduleDaemonCommand: ParsableCommand {
         try withExtendedLifetime(held) { try daemon.run() }
     }
 
-    /// The daemon's context: its runs are cancelled by the daemon, not directly by the
-    /// process's signal; a hidden, test-only `LIFEBOAT_TEST_CLOCK_OFFSET` (seconds) shifts the
-    /// daemon's clock, so that tests reach a firing without waiting for it.
+    /// The daemon's context: its runs are cancelled by the daemon (each has a cancellation of
+    /// its own), not directly by the process's signal; no progress line.
     func daemonContext(_ base: RunContext) -> RunContext {
         var context = base
         context.cancellation = Cancellation()
         context.progress = NoProgress()
-        if let text = base.environment["LIFEBOAT_TEST_CLOCK_OFFSET"], let offset = Double(text) {
-            context.clock = { Date().addingTimeInterval(offset) }
-        }
         return context
     }
 }

@@ -212,7 +212,7 @@ private func zone(_ name: String) -> TimeZone { TimeZone(identifier: name)! }
         #expect(records == [record, record])
         #expect(unreadable == 1)
         #expect(try record.line().filter { $0 == "\n" }.count == 1)
-        #expect(try record.line().contains(#""backup_id":"20260101T020001Z-ab""#))
+        #expect(try record.line().contains(#""backupID":"20260101T020001Z-ab""#))
     }
 }
 

@@ -41,12 +41,6 @@ public struct RunRecord: Codable, Sendable, Equatable {
         self.error = error.map(Secrets.redact)
     }
 
-    enum CodingKeys: String, CodingKey {
-        case policy, job, scheduled, started, ended, outcome
-        case backupID = "backup_id"
-        case bytes, error
-    }
-
     /// The record as one line (no newline inside; keys sorted; dates ISO 8601, whole seconds
     /// are enough for a schedule of minutes).
     public func line() throws -> String {

@@ -1,0 +1,92 @@
+import Foundation
+import Glibc
+import LifeboatCore
+import LifeboatIO
+import Testing
+import TestSupport
+
+/// `lifeboat schedule` as a real process: a `files` policy every minute; the last minute's
+/// firing is missed at start-up and caught up at once, so no test waits for the clock.
+@Suite(.timeLimit(.minutes(5)))
+struct SchedulerDaemonProcess {
+    func filesPolicy(_ dir: TemporaryDirectory, main: String) throws {
+        try dir.write("lifeboat.yaml", main)
+        try dir.write("src/a.txt", "alpha\n")
+        try dir.write("policies/files.yaml", """
+            policy: files
+            source: { files: { path: src } }
+            schedule: { cron: "* * * * *", timezone: Europe/Berlin }
+            """)
+    }
+
+    func history(_ dir: TemporaryDirectory) -> [RunRecord] {
+        guard let data = FileManager.default.contents(atPath: dir.subpath("state/history.jsonl")) else { return [] }
+        return RunRecord.parseHistory(data).records
+    }
+
+    @Test func aCaughtUpRunIsCommittedRecordedAndShownAndASecondDaemonIsRefused() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        try filesPolicy(dir, main: "state_dir: state\nscheduler: { catch_up: 1h, stop_timeout: 10s }\n")
+        let daemon = try RunningLifeboat.start(["schedule"], config: dir.path, environment: [:])
+        #expect(try eventually(timeout: 60) { !history(dir).isEmpty })
+        let record = try #require(history(dir).first)
+        #expect(record.outcome == .succeeded, "\(record)")
+        #expect(record.policy == "files" && record.job == "backup")
+        let id = try #require(record.backupID)
+        #expect((record.bytes ?? 0) > 0)
+
+        let list = try LifeboatCLI.run(["list", "files", "--json"], config: dir.path)
+        #expect(list.status == 0, "\(list.all)")
+        #expect(list.stdout.contains(id))
+
+        let second = try LifeboatCLI.run(["schedule"], config: dir.path)
+        #expect(second.status == 1, "\(second.all)")
+        #expect(second.stderr.contains("another 'lifeboat schedule' (pid \(daemon.child.pid)) already runs"), "\(second.stderr)")
+
+        let status = try LifeboatCLI.run(["status", "--json"], config: dir.path)
+        #expect(status.status == 0, "\(status.all)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any])
+        let policies = try #require(json["policies"] as? [[String: Any]])
+        let files = try #require(policies.first { $0["policy"] as? String == "files" })
+        let lastRun = try #require(files["lastRun"] as? [String: Any])
+        #expect(lastRun["outcome"] as? String == "succeeded")
+        #expect(lastRun["backupID"] as? String == id)
+        #expect(files["nextRun"] as? String != nil)
+        #expect(files["newestRestorable"] as? String != nil, "\(status.stdout)")
+        #expect(files["newestBackup"] as? String == id)
+
+        let (exit, seconds, stderr) = try daemon.interrupt(with: SIGTERM)
+        #expect(exit == 0, "\(stderr)")
+        #expect(seconds < 5)
+        #expect(stderr.contains("scheduler stopped"), "\(stderr)")
+    }
+
+    @Test func sigtermDuringARunCancelsItAfterTheStopTimeoutAndCommitsNothing() throws {
+        let (s3, proxy) = try FaultProxy.startInFrontOfS3()
+        defer { proxy.stop(); s3.stop() }
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        try filesPolicy(dir, main: """
+            repositories:
+              offsite:
+                s3: { endpoint: "\(proxy.endpoint)", region: \(s3.region), bucket: lifeboat-test, prefix: backups/lifeboat,
+                      access_key_id: "${TEST_S3_KEY}", secret_access_key: "${TEST_S3_SECRET}" }
+            default_repository: offsite
+            state_dir: state
+            scheduler: { stop_timeout: 1s }
+            """)
+        let env = s3Environment(s3)
+        try proxy.setRules([.stall(match: ".tar.zst")])
+        let daemon = try RunningLifeboat.start(["schedule"], config: dir.path, environment: env)
+        try proxy.waitFor("stall", match: ".tar.zst")
+        let (exit, seconds, stderr) = try daemon.interrupt(with: SIGTERM)
+        #expect(exit == 0, "\(stderr)")
+        #expect(seconds >= 1 && seconds < 10, "took \(seconds) s")
+        #expect(history(dir).map(\.outcome) == [.cancelled], "\(stderr)")
+        try proxy.setRules([])
+        let list = try LifeboatCLI.run(["list", "--all", "--json"], config: dir.path, environment: env)
+        #expect(list.status == 0, "\(list.all)")
+        #expect((try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [Any])?.isEmpty == true, "\(list.stdout)")
+    }
+}

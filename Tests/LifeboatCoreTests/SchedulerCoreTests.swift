@@ -240,3 +240,60 @@ private func zone(_ name: String) -> TimeZone { TimeZone(identifier: name)! }
         #expect(messages.contains { $0.contains("lifeboat.yaml:4:") && $0.contains("retries") })
     }
 }
+
+/// Lifeboat's firings against an independent implementation: Python's croniter 7.0.0, whose
+/// table `Fixtures/cron/generate.py` wrote (16 expressions × 4 time zones × 6 starts around
+/// daylight-saving changes, 12 firings each). croniter fires a repeated local time (clocks set
+/// back) at both occurrences, Lifeboat at the first only: those second occurrences are dropped
+/// from croniter's list before comparing; everything else must be identical.
+@Suite struct CronAgainstCroniter {
+    struct Case: Decodable {
+        var expression: String
+        var timezone: String
+        var after: String
+        var fires: [String]
+    }
+
+    static func cases() throws -> [Case] {
+        let directory = Bundle.module.url(forResource: "Fixtures", withExtension: nil)
+            ?? URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
+        return try JSONDecoder().decode([Case].self, from: Data(contentsOf: directory.appendingPathComponent("cron/croniter.json")))
+    }
+
+    /// Whether `instant` is the second occurrence of its local time (an earlier instant, before
+    /// the clocks went back, had the same local time).
+    static func isSecondOccurrence(_ instant: Date, in timeZone: TimeZone) -> Bool {
+        let offset = timeZone.secondsFromGMT(for: instant)
+        let earlier = timeZone.secondsFromGMT(for: instant.addingTimeInterval(-7200))
+        let shift = TimeInterval(earlier - offset)
+        guard shift > 0 else { return false }
+        let candidate = instant.addingTimeInterval(-shift)
+        return timeZone.secondsFromGMT(for: candidate) == earlier
+    }
+
+    @Test func everyFiringMatchesCroniterButRepeatedTimesRunOnce() throws {
+        let cases = try Self.cases()
+        #expect(cases.count == 384)
+        var compared = 0
+        var dropped = 0
+        for item in cases {
+            let tz = zone(item.timezone)
+            let expected = item.fires.map(utc).filter { fire in
+                let second = Self.isSecondOccurrence(fire, in: tz)
+                if second { dropped += 1 }
+                return !second
+            }
+            var cursor = utc(item.after)
+            var ours: [Date] = []
+            for _ in expected {
+                guard let next = cron(item.expression).nextFire(after: cursor, in: tz) else { break }
+                ours.append(next)
+                cursor = next
+            }
+            #expect(ours == expected, "\(item.expression) in \(item.timezone) after \(item.after)")
+            compared += expected.count
+        }
+        #expect(compared > 4000)
+        #expect(dropped > 0, "the table has repeated local times")
+    }
+}

@@ -223,10 +223,12 @@ private func zone(_ name: String) -> TimeZone { TimeZone(identifier: name)! }
     }
 
     @Test func theSchedulerKeysAreRead() {
-        let configuration = parse("scheduler: { catch_up: 2h, max_concurrent: 3, run_timeout: 1h, stop_timeout: 30s }\n")
+        let configuration = parse("scheduler: { catch_up: 2h, max_concurrent: 3, run_timeout: 1h, stop_timeout: 30s, prune: { cron: '0 4 * * *', timezone: Europe/Berlin } }\n")
         #expect(configuration.problems.isEmpty)
         #expect(configuration.scheduler == SchedulerSettings(catchUp: ConfigDuration(seconds: 7200), maxConcurrent: 3,
-                                                             runTimeout: ConfigDuration(seconds: 3600), stopTimeout: ConfigDuration(seconds: 30)))
+                                                             runTimeout: ConfigDuration(seconds: 3600), stopTimeout: ConfigDuration(seconds: 30),
+                                                             prune: Schedule(cron: try! CronExpression(parsing: "0 4 * * *"), timezone: "Europe/Berlin")))
+        #expect(parse("scheduler: { prune: { cron: '0 4 * *' } }\n").problems.first?.error.description.contains("lifeboat.yaml:1:") == true)
         #expect(configuration.resolvedStateDirectory == "/etc/lifeboat/.lifeboat/state")
         #expect(parse("state_dir: /var/lib/lifeboat\n").resolvedStateDirectory == "/var/lib/lifeboat")
     }

@@ -27,10 +27,12 @@ struct SchedulerDaemonProcess {
     @Test func aCaughtUpRunIsCommittedRecordedAndShownAndASecondDaemonIsRefused() throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
-        try filesPolicy(dir, main: "state_dir: state\nscheduler: { catch_up: 1h, stop_timeout: 10s }\n")
+        try filesPolicy(dir, main: "state_dir: state\nscheduler: { catch_up: 1h, stop_timeout: 10s, prune: { cron: \"* * * * *\" } }\n")
         let daemon = try RunningLifeboat.start(["schedule"], config: dir.path, environment: [:])
-        #expect(try eventually(timeout: 60) { !history(dir).isEmpty })
-        let record = try #require(history(dir).first)
+        #expect(try eventually(timeout: 60) { history(dir).count >= 2 })
+        let prune = try #require(history(dir).first { $0.job == "prune" })
+        #expect(prune.outcome == .succeeded && prune.policy == "*", "\(prune)")
+        let record = try #require(history(dir).first { $0.job == "backup" })
         #expect(record.outcome == .succeeded, "\(record)")
         #expect(record.policy == "files" && record.job == "backup")
         let id = try #require(record.backupID)

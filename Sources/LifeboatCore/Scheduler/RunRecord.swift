@@ -16,7 +16,7 @@ public struct RunRecord: Codable, Sendable, Equatable {
     }
 
     public var policy: String
-    /// What ran: `backup`.
+    /// What ran: `backup`, or `prune` (policy `*`: every policy).
     public var job: String
     /// The firing it ran for (cron time plus jitter); a catch-up run carries the missed one.
     public var scheduled: Date

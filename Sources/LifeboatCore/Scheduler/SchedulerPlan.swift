@@ -1,6 +1,8 @@
 import Foundation
 
-/// The scheduler's decisions, without threads, clocks or I/O: given the time, which runs start,
+/// The scheduler's decisions, without threads, clocks or I/O. A job is named by its key: a
+/// policy's name for its backup, `prune:*` for the prune of every policy (no policy name has
+/// a colon). given the time, which runs start,
 /// which are cancelled, and when to look again. `lifeboat schedule` drives it from a thread
 /// with the wall clock; tests drive it with a virtual one.
 ///

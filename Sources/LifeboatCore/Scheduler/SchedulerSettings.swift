@@ -12,16 +12,26 @@ public struct SchedulerSettings: Sendable, Equatable {
     /// On SIGTERM/SIGINT, running runs get this long to finish before they are cancelled
     /// (`stop_timeout`, default 5m).
     public var stopTimeout: ConfigDuration
+    /// When the daemon runs `prune` over every policy (`prune: { cron, timezone, jitter }`);
+    /// nil: never.
+    public var prune: Schedule?
 
     public init(catchUp: ConfigDuration = ConfigDuration(seconds: 3600), maxConcurrent: Int = 2,
-                runTimeout: ConfigDuration = ConfigDuration(seconds: 6 * 3600), stopTimeout: ConfigDuration = ConfigDuration(seconds: 300)) {
+                runTimeout: ConfigDuration = ConfigDuration(seconds: 6 * 3600), stopTimeout: ConfigDuration = ConfigDuration(seconds: 300),
+                prune: Schedule? = nil) {
         self.catchUp = catchUp
         self.maxConcurrent = maxConcurrent
         self.runTimeout = runTimeout
         self.stopTimeout = stopTimeout
+        self.prune = prune
     }
 
-    static let keys = ["catch_up", "max_concurrent", "run_timeout", "stop_timeout"]
+    public static func == (a: SchedulerSettings, b: SchedulerSettings) -> Bool {
+        (a.catchUp, a.maxConcurrent, a.runTimeout, a.stopTimeout) == (b.catchUp, b.maxConcurrent, b.runTimeout, b.stopTimeout)
+            && a.prune?.cron == b.prune?.cron && a.prune?.timezone == b.prune?.timezone && a.prune?.jitter == b.prune?.jitter
+    }
+
+    static let keys = ["catch_up", "max_concurrent", "run_timeout", "stop_timeout", "prune"]
 
     /// Reads `scheduler:`; every problem is reported on its node (file:line:column).
     static func parse(_ node: ConfigNode) -> SchedulerSettings {
@@ -31,6 +41,7 @@ public struct SchedulerSettings: Sendable, Equatable {
         if let value = map["max_concurrent"]?.int(in: 1...64) { settings.maxConcurrent = value }
         if let value = map["run_timeout"]?.positiveDuration() { settings.runTimeout = value }
         if let value = map["stop_timeout"]?.duration() { settings.stopTimeout = value }
+        if let node = map["prune"] { settings.prune = ConfigurationParser.parseSchedule(node) }
         return settings
     }
 }

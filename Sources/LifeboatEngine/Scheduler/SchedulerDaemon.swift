@@ -25,8 +25,22 @@ public final class SchedulerDaemon: @unchecked Sendable {
         }
     }
 
-    /// Runs one policy's job with the run's context (its own cancellation), blocking.
-    public typealias Job = @Sendable (_ policy: String, _ context: RunContext) throws -> JobResult
+    /// Runs one job (by its key: a policy's name, or `SchedulerDaemon.pruneKey`) with the
+    /// run's context (its own cancellation), blocking.
+    public typealias Job = @Sendable (_ key: String, _ context: RunContext) throws -> JobResult
+
+    /// The key of the prune of every policy (`scheduler.prune`); no policy name has a colon.
+    public static let pruneKey = "prune:*"
+
+    /// What a key's run is called in the history: its job and its policy (`*`: every policy).
+    static func describe(_ key: String) -> (job: String, policy: String) {
+        key == pruneKey ? ("prune", "*") : ("backup", key)
+    }
+
+    /// The key a history record belongs to.
+    static func key(of record: RunRecord) -> String {
+        record.job == "prune" ? pruneKey : record.policy
+    }
 
     let policies: [(name: String, schedule: Schedule)]
     let settings: SchedulerSettings
@@ -56,15 +70,21 @@ public final class SchedulerDaemon: @unchecked Sendable {
     }
 
     /// The daemon for a configuration: every policy with a `schedule`, backed up by
-    /// `BackupCommand`.
+    /// `BackupCommand`, and `scheduler.prune`, by `PruneCommand` over every policy.
     public static func backups(configuration: Configuration, context: RunContext, lockWait: TimeInterval) throws -> SchedulerDaemon {
-        let scheduled = configuration.policies.compactMap { policy in policy.schedule.map { (name: policy.name, schedule: $0) } }
+        var scheduled = configuration.policies.compactMap { policy in policy.schedule.map { (name: policy.name, schedule: $0) } }
         guard !scheduled.isEmpty else {
             throw LifeboatError(.configuration, "no policy in \(configuration.directory)/policies has a schedule: the scheduler has nothing to run",
                                 hint: "Add 'schedule: { cron: \"0 2 * * *\", timezone: Europe/Berlin }' to the policies to run on a schedule.")
         }
+        if let prune = configuration.scheduler.prune { scheduled.append((name: pruneKey, schedule: prune)) }
         return SchedulerDaemon(policies: scheduled, settings: configuration.scheduler,
                                state: StateDirectory(path: configuration.resolvedStateDirectory), context: context) { policy, context in
+            if policy == pruneKey {
+                let report = try PruneCommand(configuration: configuration, context: context, lockWait: lockWait).run(policy: nil, options: .init())
+                if let refused = report.refused { throw LifeboatError(.io, refused) }
+                return JobResult()
+            }
             let result = try BackupCommand(configuration: configuration, context: context, lockWait: lockWait).run(policy: policy)
             return JobResult(backupID: result.manifest.id, bytes: result.manifest.storedBytes, incomplete: !result.skipped.isEmpty)
         }
@@ -89,13 +109,16 @@ public final class SchedulerDaemon: @unchecked Sendable {
             ])
         }
         var lastScheduled: [String: Date] = [:]
-        for record in history.records { lastScheduled[record.policy] = max(lastScheduled[record.policy] ?? record.scheduled, record.scheduled) }
+        for record in history.records {
+            let key = Self.key(of: record)
+            lastScheduled[key] = max(lastScheduled[key] ?? record.scheduled, record.scheduled)
+        }
         let start = context.clock()
         condition.lock()
         plan = SchedulerPlan(policies: policies, lastScheduled: lastScheduled, settings: settings, now: start)
         for policy in policies {
             context.logger.info("policy scheduled", metadata: [
-                "policy.name": "\(policy.name)", "schedule.cron": "\(policy.schedule.cron)", "schedule.timezone": "\(policy.schedule.timezone)",
+                "policy.name": "\(Self.describe(policy.name).policy)", "run.job": "\(Self.describe(policy.name).job)", "schedule.cron": "\(policy.schedule.cron)", "schedule.timezone": "\(policy.schedule.timezone)",
                 "schedule.next": "\(plan?.nextRun(of: policy.name).map(iso) ?? "never")",
             ])
         }
@@ -146,7 +169,7 @@ public final class SchedulerDaemon: @unchecked Sendable {
             timedOut.remove(policy)
             let done = Wakeup()
             threads[policy] = done
-            var context = context.with(metadata: "policy.name", policy)
+            var context = context.with(metadata: "policy.name", Self.describe(policy).policy)
             context.cancellation = cancellation
             let runContext = context
             let thread = Thread { [self] in
@@ -170,23 +193,24 @@ public final class SchedulerDaemon: @unchecked Sendable {
     }
 
     /// One run, on its own thread.
-    private func execute(policy: String, scheduled: Date, catchUp: Bool, context: RunContext) {
+    private func execute(policy key: String, scheduled: Date, catchUp: Bool, context: RunContext) {
         let started = context.clock()
+        let (jobName, policy) = Self.describe(key)
         context.logger.info("run started", metadata: [
-            "run.job": "backup", "run.scheduled": "\(iso(scheduled))", "run.catch_up": "\(catchUp)",
+            "run.job": "\(jobName)", "run.scheduled": "\(iso(scheduled))", "run.catch_up": "\(catchUp)",
         ])
         var record: RunRecord
         do {
-            let result = try job(policy, context)
-            record = RunRecord(policy: policy, job: "backup", scheduled: scheduled, started: started, ended: context.clock(),
+            let result = try job(key, context)
+            record = RunRecord(policy: policy, job: jobName, scheduled: scheduled, started: started, ended: context.clock(),
                                outcome: result.incomplete ? .incomplete : .succeeded, backupID: result.backupID, bytes: result.bytes,
                                error: result.incomplete ? "committed without some entries (see 'lifeboat list')" : nil)
         } catch {
             condition.lock()
-            let wasTimeout = timedOut.contains(policy)
+            let wasTimeout = timedOut.contains(key)
             condition.unlock()
             let cancelled = (error as? LifeboatError)?.code == .cancelled || context.cancellation.isCancelled
-            record = RunRecord(policy: policy, job: "backup", scheduled: scheduled, started: started, ended: context.clock(),
+            record = RunRecord(policy: policy, job: jobName, scheduled: scheduled, started: started, ended: context.clock(),
                                outcome: cancelled ? (wasTimeout ? .timedOut : .cancelled) : .failed, error: "\(error)")
         }
         do {
@@ -196,16 +220,16 @@ public final class SchedulerDaemon: @unchecked Sendable {
         }
         let seconds = record.ended.timeIntervalSince(record.started)
         var metadata: Logger.Metadata = [
-            "run.job": "backup", "run.outcome": "\(record.outcome.rawValue)", "run.seconds": "\(String(format: "%.1f", seconds))",
+            "run.job": "\(jobName)", "run.outcome": "\(record.outcome.rawValue)", "run.seconds": "\(String(format: "%.1f", seconds))",
         ]
         if let id = record.backupID { metadata["backup.id"] = "\(id)" }
         if let bytes = record.bytes { metadata["backup.stored_bytes"] = "\(bytes)" }
         if let error = record.error { metadata["error"] = "\(error)" }
         if record.outcome == .succeeded { context.logger.info("run ended", metadata: metadata) } else { context.logger.error("run ended", metadata: metadata) }
         condition.lock()
-        plan?.finished(policy: policy)
-        cancellations[policy] = nil
-        threads[policy] = nil
+        plan?.finished(policy: key)
+        cancellations[key] = nil
+        threads[key] = nil
         pending = true
         condition.broadcast()
         condition.unlock()

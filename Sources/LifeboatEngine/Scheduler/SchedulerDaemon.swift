@@ -118,7 +118,8 @@ public final class SchedulerDaemon: @unchecked Sendable {
         plan = SchedulerPlan(policies: policies, lastScheduled: lastScheduled, settings: settings, now: start)
         for policy in policies {
             context.logger.info("policy scheduled", metadata: [
-                "policy.name": "\(Self.describe(policy.name).policy)", "run.job": "\(Self.describe(policy.name).job)", "schedule.cron": "\(policy.schedule.cron)", "schedule.timezone": "\(policy.schedule.timezone)",
+                "policy.name": "\(Self.describe(policy.name).policy)", "run.job": "\(Self.describe(policy.name).job)",
+                "schedule.cron": "\(policy.schedule.cron)", "schedule.timezone": "\(policy.schedule.timezone)",
                 "schedule.next": "\(plan?.nextRun(of: policy.name).map(iso) ?? "never")",
             ])
         }
@@ -146,8 +147,10 @@ public final class SchedulerDaemon: @unchecked Sendable {
             let wake = plan?.nextWake(now: now)
             if !pending {
                 if let wake {
-                    // The wait is real time: the clock may be offset (tests), never scaled.
-                    _ = condition.wait(until: Date().addingTimeInterval(max(0, wake.timeIntervalSince(context.clock())) + 0.001))
+                    // At most a minute at a time: a wall clock set forward or back (NTP, a
+                    // suspended machine) is noticed within a minute.
+                    let seconds = min(60, max(0, wake.timeIntervalSince(context.clock())) + 0.001)
+                    _ = condition.wait(until: Date().addingTimeInterval(seconds))
                 } else {
                     condition.wait()
                 }
@@ -236,6 +239,6 @@ public final class SchedulerDaemon: @unchecked Sendable {
     }
 }
 
-func iso(_ date: Date) -> String {
+private func iso(_ date: Date) -> String {
     ISO8601DateFormatter().string(from: date)
 }

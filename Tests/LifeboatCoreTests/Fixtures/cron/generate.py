@@ -31,4 +31,4 @@ for expression in EXPRESSIONS:
             it = croniter(expression, begin)
             fires = [it.get_next(datetime).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") for _ in range(12)]
             cases.append({"expression": expression, "timezone": zone, "after": start, "fires": fires})
-print(json.dumps(cases, indent=1))
+print("[\n" + ",\n".join(json.dumps(case) for case in cases) + "\n]")  # one case a line

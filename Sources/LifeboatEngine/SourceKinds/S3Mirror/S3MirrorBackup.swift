@@ -18,8 +18,10 @@ import Synchronization
 /// 3. copy `parallel` objects at once: a GET pinned to the listed ETag (`If-Match`), the
 ///    bytes hashed as they arrive and stored once at their address
 ///    (`<policy>/blobs/<aa>/<sha256>`, created only if absent). Objects up to
-///    `bufferedObjectLimit` are held in memory; larger ones stream into a staging key under
-///    the run's backup directory, then are copied to their address and the staging key deleted;
+///    `bufferedObjectLimit` are held in memory and written with a conditional create (which
+///    is also the check that the blob exists); larger ones stream into a staging key under
+///    the run's backup directory, then are copied to their address unless a `stat` finds it
+///    there, and the staging key is deleted;
 /// 4. write the entries, in key order, to a temporary file, then store it as the bucket's
 ///    listing artifact (`listing.jsonl` in `data/NNNN.tar.zst`).
 ///
@@ -286,12 +288,12 @@ final class BlobCopier: Sendable {
             throw LifeboatError(.internalError, "a SHA-256 digest did not form a blob address")
         }
         let key = try MirrorLayout.blobKey(policy: policy, address: address)
-        if try !exists(key, size: object.size, for: object, source: source) {
-            do {
-                try store.put(key: key, bytes: bytes, ifAbsent: true)
-            } catch let error as LifeboatError where error.code == .alreadyExists {
-                // Another run stored the same content meanwhile: it is there, which is all we need.
-            }
+        // The conditional create is the existence check (one request, not a stat and a put):
+        // a blob that is there already is never replaced, only checked for its size.
+        do {
+            try store.put(key: key, bytes: bytes, ifAbsent: true)
+        } catch let error as LifeboatError where error.code == .alreadyExists {
+            guard try exists(key, size: object.size, for: object, source: source) else { throw error }
         }
         return .entry(entry(for: object, headers: headers, blob: address))
     }

@@ -318,6 +318,9 @@ public final class HTTPClient: Sendable {
         try handle.set(CURLOPT_PROTOCOLS_STR, "http,https")
         try handle.set(CURLOPT_NOSIGNAL, true)  // required with threads; no SIGALRM for timeouts
         try handle.set(CURLOPT_FOLLOWLOCATION, false)
+        // The path as given: S3 keys may hold `.` and `..` segments (`a/../b` is its own key),
+        // which libcurl would otherwise squash into another key's path.
+        try handle.set(CURLOPT_PATH_AS_IS, true)
         try handle.set(CURLOPT_USERAGENT, config.userAgent)
         try handle.set(CURLOPT_TCP_KEEPALIVE, true)
         // Larger upload pieces, fewer read callbacks. (Not CURLOPT_BUFFERSIZE for downloads:

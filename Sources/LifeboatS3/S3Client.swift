@@ -271,9 +271,12 @@ public final class S3Client: Sendable {
     }
 
     /// One ListObjectsV2 request: at most `maxKeys` objects and common prefixes, in byte order.
+    /// With `urlEncodedKeys`, asks for `encoding-type=url` (keys with characters XML cannot
+    /// carry, such as control characters, arrive intact) and decodes the keys.
     public func listObjectsV2(prefix: String, delimiter: String? = nil, startAfter: String? = nil,
-                              continuationToken: String? = nil, maxKeys: Int = 1000) throws -> ListResult {
+                              continuationToken: String? = nil, maxKeys: Int = 1000, urlEncodedKeys: Bool = false) throws -> ListResult {
         var query = [SigV4Request.QueryItem("list-type", "2"), .init("prefix", prefix), .init("max-keys", String(maxKeys))]
+        if urlEncodedKeys { query.append(.init("encoding-type", "url")) }
         if let delimiter { query.append(.init("delimiter", delimiter)) }
         if let startAfter, !startAfter.isEmpty { query.append(.init("start-after", startAfter)) }
         if let continuationToken { query.append(.init("continuation-token", continuationToken)) }
@@ -281,13 +284,15 @@ public final class S3Client: Sendable {
         let root = try xml(response, for: "ListObjectsV2", key: prefix)
         var objects: [ListedObject] = []
         for item in root.all("Contents") {
-            let key = item["Key"] ?? "", lastModified = item["LastModified"] ?? ""
+            let key = try urlEncodedKeys ? decodeListedKey(item["Key"] ?? "", listing: prefix) : item["Key"] ?? ""
+            let lastModified = item["LastModified"] ?? ""
             guard let modified = Self.parseTime(lastModified) else {
                 throw LifeboatError(.storage, "S3 ListObjectsV2 \(display(prefix)) listed \(display(key)) with a LastModified that is not a date: '\(lastModified)'")
             }
             objects.append(ListedObject(key: key, size: Int64(item["Size"] ?? "") ?? 0, etag: item["ETag"] ?? "", modified: modified))
         }
-        let commonPrefixes = root.all("CommonPrefixes").compactMap { $0["Prefix"] }
+        let commonPrefixes = try root.all("CommonPrefixes").compactMap { $0["Prefix"] }
+            .map { urlEncodedKeys ? try decodeListedKey($0, listing: prefix) : $0 }
         var token: String?
         if root["IsTruncated"] == "true" {
             guard let next = root["NextContinuationToken"], !next.isEmpty else {

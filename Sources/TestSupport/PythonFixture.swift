@@ -137,6 +137,11 @@ public final class FaultProxy: Sendable {
             Rule(match: match, times: times, action: "stall", status: nil, code: nil, beforeBody: beforeBody)
         }
 
+        /// Keeps matching requests (recorded as "held") until `release()`, then forwards them.
+        public static func hold(match: String = "", times: Int? = nil) -> Rule {
+            Rule(match: match, times: times, action: "hold", status: nil, code: nil)
+        }
+
         var json: [String: Any] {
             var object: [String: Any] = ["match": match, "action": action]
             if let times { object["times"] = times }
@@ -185,7 +190,12 @@ public final class FaultProxy: Sendable {
         }
     }
 
-    /// Requests seen so far: method, path with query, and status (or "reset", "stall").
+    /// Lets every request held by a `hold` rule go on.
+    public func release() throws {
+        try fixture.send(["release": true])
+    }
+
+    /// Requests seen so far: method, path with query, and status (or "reset", "stall", "held").
     public func requests() throws -> [(method: String, path: String, outcome: String)] {
         let answer = try fixture.send(["stats": true])
         return (answer["requests"] as? [[Any]] ?? []).map { ($0[0] as? String ?? "", $0[1] as? String ?? "", "\($0[2])") }

@@ -145,6 +145,9 @@ struct List: ParsableCommand {
             for entry in listing.backups where entry.state != .committed || entry.detail != nil {
                 print("  \(entry.policy) \(entry.id): \(entry.state.rawValue)\(entry.detail.map { " — \($0)" } ?? "")")
             }
+            for entry in listing.backups {
+                for line in entry.contents ?? [] { print("  \(entry.policy) \(entry.id): \(line)") }
+            }
             for ranges in listing.ranges {
                 if ranges.intervals.isEmpty {
                     print("point-in-time recovery of \(ranges.policy): no backup has all the WAL it needs")
@@ -169,11 +172,23 @@ struct Verify: ParsableCommand {
     @OptionGroup var lock: ReadLockOptions
     @Argument(help: "The policy.") var policy: String
     @Argument(help: "A backup id, or 'latest'.") var backup: String = "latest"
+    @Flag(name: .long, help: "S3 mirrors: read every blob the snapshot references and check its SHA-256 (else only that it exists, with its size).")
+    var readData = false
+    @Option(name: .long, help: ArgumentHelp("S3 mirrors: read part n of t of the blobs (a fixed split of the address space; 1/7 … 7/7 read each once).", valueName: "n/t"))
+    var readDataSubset: String?
     @Flag(name: .long, help: "Print the report as JSON.") var json = false
 
     func run() throws {
+        var options = VerifyOptions(readData: readData || readDataSubset != nil)
+        if let readDataSubset {
+            guard let subset = BlobSubset(parsing: readDataSubset) else {
+                throw LifeboatError(.usage, "'\(readDataSubset)' is not a subset for --read-data-subset", hint: "Write it as n/t with 1 ≤ n ≤ t, e.g. 2/7.")
+            }
+            options.subset = subset
+        }
         let source = try repository.source(global, policy: policy)
-        let report = try VerifyCommand(source: source, context: global.context, lockWait: try lock.wait).run(policy: policy, selector: backup)
+        let report = try VerifyCommand(source: source, context: global.context, lockWait: try lock.wait, options: options)
+            .run(policy: policy, selector: backup)
         if json {
             try printJSON(report)
         } else if report.ok {
@@ -204,8 +219,11 @@ struct Restore: ParsableCommand {
     var database: [String] = []
     @Flag(name: .long, help: "Logical PostgreSQL: do not create roles and tablespaces.") var noGlobals = false
     @OptionGroup var recovery: RecoveryTargetOptions
-    @Option(name: .long, help: ArgumentHelp("Extract this many artifacts at once (default: one per core, at most 4).", valueName: "N"))
+    @Option(name: .long, help: ArgumentHelp("Extract this many artifacts at once (default: one per core, at most 4); S3 mirrors: write this many objects at once (default 8).", valueName: "N"))
     var parallel: Int?
+    @Option(name: .long, help: ArgumentHelp("Restore the newest backup started at or before this time, e.g. '2026-11-29 17:30:00+01' (no zone: this machine's).", valueName: "time"))
+    var at: String?
+    @OptionGroup var mirror: MirrorRestoreArguments
     @Flag(name: .long, help: "Print the result as JSON.") var json = false
 
     func validate() throws {
@@ -215,13 +233,29 @@ struct Restore: ParsableCommand {
     }
 
     func run() throws {
-        let source = try repository.source(global, policy: policy)
+        let source = try repository.source(global, policy: policy, targetOptions: true)
         var options = try recovery.options()
         options.restoreCommand = try walFetchCommand()
+        var time: Date?
+        if let at {
+            guard let date = RecoveryTarget.parseTime(at) else {
+                throw LifeboatError(.usage, "'\(at)' is not a time for --at",
+                                    hint: "Write it as 2026-11-29 17:30:00, with fractions of a second and a zone if needed (2026-11-29T17:30:00.5+01:00, …Z).")
+            }
+            guard backup == "latest" else {
+                throw LifeboatError(.usage, "--at chooses the backup by time; it cannot be given with a backup id (\(backup))", hint: "Give one of them.")
+            }
+            guard options.isDefault else {
+                throw LifeboatError(.usage, "--at cannot be given with --target-*, --tablespace-map or --delta",
+                                    hint: "For point-in-time recovery of PostgreSQL, use --target-time.")
+            }
+            time = date
+        }
         let request = RestoreCommand.Request(to: to, databases: database.isEmpty ? nil : database, globals: !noGlobals,
-                                             recovery: options, parallel: parallel)
+                                             recovery: options, parallel: parallel,
+                                             mirror: try mirror.options(repository: repository))
         let result = try RestoreCommand(source: source, context: global.context, lockWait: try lock.wait)
-            .run(policy: policy, selector: backup, request: request)
+            .run(policy: policy, selector: backup, at: time, request: request)
         if json {
             try printJSON(result)
         } else {
@@ -255,6 +289,51 @@ extension Restore {
         words.append(policy)
         return words.map(RecoveryOptions.shellQuoted).joined(separator: " ") + " %f %p"
     }
+}
+
+/// `restore`'s options for S3 mirrors.
+struct MirrorRestoreArguments: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("S3 mirrors: the bucket of the snapshot to restore (needed when it holds several and --to is a bucket).", valueName: "bucket"))
+    var bucket: String?
+    @Option(name: .long, help: ArgumentHelp("S3 mirrors: restore only the keys starting with this.", valueName: "prefix"))
+    var prefix: String?
+    @Option(name: .long, help: ArgumentHelp("S3 mirrors: restore only this key.", valueName: "key"))
+    var key: String?
+    @Flag(name: .long, help: "S3 mirrors: delete objects of the target bucket (within the restored prefix) that the snapshot does not have.")
+    var deleteExtra = false
+    @Option(name: .long, help: ArgumentHelp("S3 mirrors: with --delete-extra, refuse (before writing or deleting anything) when more objects would be deleted (default 1000).", valueName: "N"))
+    var maxDelete: Int?
+    @Option(name: .long, help: ArgumentHelp("S3 mirrors: the target bucket's S3 endpoint (default: --endpoint when no --repository is given, else the snapshot's source endpoint).", valueName: "url"))
+    var toEndpoint: String?
+
+    /// The options, or nil when none was given (the target's endpoint options may come from
+    /// `--endpoint`, `--region`, `--virtual-hosted`, `--ca-bundle` without `--repository`).
+    func options(repository: RepositoryOptions) throws -> MirrorRestoreOptions? {
+        let targetFromRepositoryOptions = repository.repository == nil
+        let endpoint = toEndpoint ?? (targetFromRepositoryOptions ? repository.endpoint : nil)
+        if let endpoint, !(endpoint.hasPrefix("http://") || endpoint.hasPrefix("https://")) {
+            throw LifeboatError(.usage, "S3 endpoint '\(endpoint)' must start with http:// or https://")
+        }
+        if let maxDelete, maxDelete < 0 {
+            throw LifeboatError(.usage, "--max-delete must be 0 or more, not \(maxDelete)")
+        }
+        if maxDelete != nil, !deleteExtra {
+            throw LifeboatError(.usage, "--max-delete goes with --delete-extra", hint: "Without --delete-extra nothing is deleted.")
+        }
+        let given = bucket != nil || prefix != nil || key != nil || deleteExtra || endpoint != nil
+            || (targetFromRepositoryOptions && (repository.region != nil || repository.caBundle != nil || repository.virtualHosted))
+        guard given else { return nil }
+        return MirrorRestoreOptions(
+            bucket: bucket, prefix: prefix, key: key, deleteExtra: deleteExtra, maxDelete: maxDelete ?? MirrorRestoreOptions.defaultMaxDelete,
+            endpoint: endpoint, region: targetFromRepositoryOptions ? repository.region : nil,
+            pathStyle: targetFromRepositoryOptions && repository.virtualHosted ? false : nil,
+            caBundle: targetFromRepositoryOptions ? repository.caBundle.map { resolvePathArgument($0) } : nil)
+    }
+}
+
+/// An absolute path for a path given on the command line.
+func resolvePathArgument(_ path: String) -> String {
+    path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
 }
 
 /// `restore`'s point-in-time recovery options (base backups only).

@@ -78,14 +78,16 @@ struct RepositoryOptions: ParsableArguments {
     var caBundle: String?
 
     /// The configuration or the repository the command works from.
-    func source(_ global: GlobalOptions, policy: String? = nil) throws -> RepositorySource {
+    /// `targetOptions`: without `--repository`, `--endpoint`, `--region`, `--virtual-hosted` and
+    /// `--ca-bundle` name something else (an S3 mirror restore's target) and are let through.
+    func source(_ global: GlobalOptions, policy: String? = nil, targetOptions: Bool = false) throws -> RepositorySource {
         if let repository {
             global.bootstrap()
             return .address(try RepositoryAddress.parse(
                 repository, s3: RepositoryAddress.S3Options(endpoint: endpoint, region: region, pathStyle: !virtualHosted, caBundle: caBundle),
                 workingDirectory: FileManager.default.currentDirectoryPath, environment: global.environment))
         }
-        if endpoint != nil || region != nil || caBundle != nil || virtualHosted {
+        if !targetOptions, endpoint != nil || region != nil || caBundle != nil || virtualHosted {
             throw LifeboatError(.usage, "--endpoint, --region, --virtual-hosted and --ca-bundle go with --repository s3://…",
                                 hint: "A configured repository takes these settings from lifeboat.yaml.")
         }

@@ -8,21 +8,23 @@ with one JSON line:
 
     {"rules": [RULE, ...]}   replace the rules          → {"ok": true}
     {"stats": true}          requests seen so far       → {"requests": [[METHOD, PATH, STATUS], ...]}
+    {"release": true}        lets every request held by a "hold" rule go on → {"ok": true}
     {"await": {"outcome": "stall", "match": "...", "count": N, "timeout": S}}
                              waits until N requests whose 'METHOD /path?query' holds "match"
                              have that outcome → {"ok": true}, or {"ok": false} after S seconds
 
 A RULE: {"match": "substring of 'METHOD /path?query'" (default: every request),
          "times": N (how many matching requests it applies to; default: all),
-         "action": "status" | "reset" | "stall",
+         "action": "status" | "reset" | "stall" | "hold",
          "status": 503 (for "status"), "code": "SlowDown" (the S3 error code in the body),
          "before_body": true (for "stall": stall before reading the request body)}
 
 "status" answers with that status and an S3 error document (after reading the request
 body); "reset" closes the connection with a TCP reset after reading the request head;
 "stall" sends nothing for 30 s, after reading the request body (or before, with
-"before_body", so that an upload stalls while it is sent). The proxy exits when its stdin
-closes.
+"before_body", so that an upload stalls while it is sent). "hold" records the request as
+"held" and keeps it until a "release" command (at most 60 s), then forwards it: a test changes
+the server's state while a request is on its way. The proxy exits when its stdin closes.
 """
 import json
 import socket
@@ -35,6 +37,7 @@ lock = threading.Lock()
 changed = threading.Condition(lock)
 rules = []
 seen = []
+releases = [0]
 
 
 def read_head(conn):
@@ -120,6 +123,12 @@ def handle(conn, upstream):
             time.sleep(30)
             return
         body = read_body(conn, headers, rest)
+        if rule and rule["action"] == "hold":
+            with lock:
+                generation = releases[0]
+                seen.append([method, path, "held"])
+                changed.notify_all()
+                changed.wait_for(lambda: releases[0] > generation, 60)
         if rule and rule["action"] == "stall":
             record(method, path, "stall")
             time.sleep(30)
@@ -176,6 +185,11 @@ def main():
         if "rules" in command:
             with lock:
                 rules[:] = command["rules"]
+            print(json.dumps({"ok": True}), flush=True)
+        elif "release" in command:
+            with lock:
+                releases[0] += 1
+                changed.notify_all()
             print(json.dumps({"ok": True}), flush=True)
         elif "stats" in command:
             with lock:

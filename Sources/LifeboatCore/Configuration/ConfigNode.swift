@@ -21,6 +21,12 @@ public struct ConfigNode {
         diagnostics.error(file, mark, message, hint: hint)
     }
 
+    /// Whether the node is a scalar (for values that may be written short or as a mapping).
+    public var isScalar: Bool {
+        if case .scalar = node { return true }
+        return false
+    }
+
     private var what: String { path.isEmpty ? "the document" : "'\(path)'" }
 
     private var kindName: String {

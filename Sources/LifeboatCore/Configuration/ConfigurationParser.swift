@@ -200,42 +200,24 @@ public enum ConfigurationParser {
             guard let path = value.absolutePath() else { return nil }
             return RepositoryConfig(name: name, kind: .local(path: path))
         default:
-            guard let s3 = value.mapping(allowed: [
-                "endpoint", "region", "bucket", "prefix", "access_key_id", "secret_access_key",
-                "session_token", "profile", "path_style", "ca_bundle", "checksum", "concurrency",
-            ]) else { return nil }
-            let endpoint = s3.required("endpoint")?.string()
-            if let endpoint, !(endpoint.hasPrefix("http://") || endpoint.hasPrefix("https://")) {
-                s3["endpoint"]?.error("endpoint '\(endpoint)' must start with http:// or https://")
-                return nil
-            }
+            guard let s3 = value.mapping(allowed: S3Connection.keys + ["bucket", "prefix", "checksum", "concurrency"]) else { return nil }
+            let connection = S3Connection.parse(s3)
             let bucket = s3.required("bucket")?.string()
-            let region = s3["region"]?.string()
             let prefix = s3["prefix"]?.string()
-            let accessKeyID = s3["access_key_id"]?.string()
-            let secretAccessKey = s3["secret_access_key"]?.string()
-            let sessionToken = s3["session_token"]?.string()
-            let profile = s3["profile"]?.string()
-            let pathStyle = s3["path_style"]?.bool()
-            let caBundle = s3["ca_bundle"]?.absolutePath()
             let checksum = s3["checksum"]?.oneOf(["sha256", "md5"])
             let concurrency = s3["concurrency"]?.int(in: 1...64)
             // A value that was given but could not be read is an error already reported:
             // do not fall back to a default for it.
-            for (key, value) in [("region", region as Any?), ("prefix", prefix), ("access_key_id", accessKeyID),
-                                 ("secret_access_key", secretAccessKey), ("session_token", sessionToken),
-                                 ("profile", profile), ("path_style", pathStyle), ("ca_bundle", caBundle),
-                                 ("checksum", checksum), ("concurrency", concurrency)] where s3[key] != nil && value == nil {
+            for (key, value) in [("prefix", prefix as Any?), ("checksum", checksum), ("concurrency", concurrency)]
+                where s3[key] != nil && value == nil {
                 return nil
             }
-            guard let endpoint, let bucket else { return nil }
-            Secrets.register(secretAccessKey)
-            Secrets.register(sessionToken)
-            return RepositoryConfig(name: name, kind: .s3(S3RepositoryConfig(
-                endpoint: endpoint, region: region ?? "us-east-1", bucket: bucket, prefix: S3RepositoryConfig.normalizedPrefix(prefix ?? ""),
-                accessKeyID: accessKeyID, secretAccessKey: secretAccessKey, sessionToken: sessionToken, profile: profile,
-                pathStyle: pathStyle ?? true, caBundle: caBundle, checksum: checksum ?? "sha256",
-                concurrency: concurrency ?? S3RepositoryConfig.defaultConcurrency)))
+            guard var config = connection, let bucket else { return nil }
+            config.bucket = bucket
+            config.prefix = S3RepositoryConfig.normalizedPrefix(prefix ?? "")
+            config.checksum = checksum ?? "sha256"
+            config.concurrency = concurrency ?? S3RepositoryConfig.defaultConcurrency
+            return RepositoryConfig(name: name, kind: .s3(config))
         }
     }
 

@@ -12,6 +12,8 @@ public struct RestoreTarget: Sendable, Equatable {
         case postgresServer(conninfo: String)
         /// A PostgreSQL data directory (absolute), for physical backups.
         case dataDirectory(String)
+        /// An S3 bucket, and a key prefix in it (S3 mirrors).
+        case s3(bucket: String, prefix: String)
 
         /// What to call it in messages (no secrets).
         public var description: String {
@@ -19,6 +21,7 @@ public struct RestoreTarget: Sendable, Equatable {
             case .directory(let path): return "directory '\(path)'"
             case .postgresServer: return "a PostgreSQL server"
             case .dataDirectory(let path): return "data directory '\(path)'"
+            case .s3(let bucket, let prefix): return "s3://\(bucket)/\(prefix)"
             }
         }
 
@@ -33,6 +36,7 @@ public struct RestoreTarget: Sendable, Equatable {
             case .directory: return "path"
             case .postgresServer: return "conninfo"
             case .dataDirectory: return "data_dir"
+            case .s3: return "s3"
             }
         }
     }
@@ -47,14 +51,18 @@ public struct RestoreTarget: Sendable, Equatable {
     /// Physical PostgreSQL: the recovery target and how to get there.
     public var recovery: RecoveryOptions?
     /// How many artifacts are extracted at once; nil: one per core (see `automaticParallelism`).
+    /// S3 mirrors: objects written at once (nil: 8).
     public var parallel: Int?
+    /// S3 mirrors: which objects, the target's endpoint, deletions.
+    public var mirror: MirrorRestoreOptions?
 
     /// One artifact per core, at most 4 (beyond that the disk, not the CPU, is the limit).
     public static var automaticParallelism: Int { max(1, min(ProcessInfo.processInfo.activeProcessorCount, 4)) }
 
     public init(location: Location, databases: [String]? = nil, globals: Bool = true, time: String? = nil,
-                recovery: RecoveryOptions? = nil, parallel: Int? = nil) {
+                recovery: RecoveryOptions? = nil, parallel: Int? = nil, mirror: MirrorRestoreOptions? = nil) {
         self.parallel = parallel
+        self.mirror = mirror
         self.location = location
         self.databases = databases
         self.globals = globals

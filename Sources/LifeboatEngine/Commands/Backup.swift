@@ -44,6 +44,7 @@ public struct BackupCommand {
         // in theory, draw another).
         let preferredID = BackupID.draw(at: self.context.clock())
         var context = self.context.with(metadata: "policy.name", policy.name).with(metadata: "backup.id", preferredID)
+            .temporaryFiles(of: configuration)
         let owner = ProcessProbe.current(host: context.host)
         let repository = try Repository.open(try configuration.repository(for: policy), context: context)
         try repository.prepareForWriting(now: context.clock())

@@ -42,6 +42,8 @@ public struct ListCommand {
         /// Why it is damaged, or who runs it, or why it counts as interrupted; for a backup
         /// that cannot be restored (a base backup whose WAL is incomplete), why.
         public var detail: String?
+        /// What the backup holds, for people (an S3 mirror: objects and bytes per bucket).
+        public var contents: [String]?
         /// Point-in-time recovery (base backups): the interval of points this backup starts
         /// (merged with the backups it overlaps), or nil when it cannot be recovered.
         public var recoverable: RecoverableInterval?
@@ -133,7 +135,7 @@ public struct ListCommand {
             try context.cancellation.checkCancelled()
             var entry = Entry(policy: policy, id: backup.id, state: .committed, committed: false, source: nil, startedAt: nil,
                               finishedAt: nil, artifacts: backup.objectCount, storedBytes: backup.bytes, sourceBytes: nil,
-                              repository: repository.name, detail: nil, recoverable: nil)
+                              repository: repository.name, detail: nil, contents: nil, recoverable: nil)
             if backup.committed {
                 switch try repository.committedManifest(policy: policy, id: backup.id) {
                 case .readable(let manifest):
@@ -144,6 +146,10 @@ public struct ListCommand {
                     entry.artifacts = manifest.artifacts.count
                     entry.storedBytes = manifest.storedBytes
                     entry.sourceBytes = manifest.sourceBytes
+                    if let summary = (try? SourceKinds.named(manifest.source.kind, for: "backup \(backup.id)"))?.listSummary(of: manifest) {
+                        entry.sourceBytes = summary.sourceBytes ?? manifest.sourceBytes
+                        entry.contents = summary.lines
+                    }
                 case .damaged(let error):
                     entry.state = .damaged
                     entry.detail = error.message

@@ -44,6 +44,7 @@ public struct RepositoryCheck {
             }
         }
         let sources = configuration.policies.compactMap { policy -> Result? in
+            if let mirror = policy.source as? S3MirrorConfiguration { return check(mirror, of: policy) }
             guard let files = policy.source as? FilesConfiguration else { return nil }
             guard isDirectory(files.path) else {
                 return Result(kind: "source", name: policy.name, repository: nil, location: files.path, state: "failed",
@@ -56,5 +57,20 @@ public struct RepositoryCheck {
             return Result(kind: "source", name: policy.name, repository: nil, location: files.path, state: "ok", detail: "directory exists and is readable")
         }
         return repositories + sources
+    }
+
+    /// An S3 mirror's source: credentials accepted, and each bucket listable (one LIST of one key).
+    func check(_ mirror: S3MirrorConfiguration, of policy: Policy) -> Result {
+        let location = mirror.connection.endpoint
+        do {
+            let endpoint = try S3Endpoint(mirror.connection, what: "the s3 source of policy '\(policy.name)'", context: context)
+            for bucket in mirror.buckets {
+                _ = try endpoint.client(bucket: bucket.bucket).listObjectsV2(prefix: bucket.prefix, maxKeys: 1)
+            }
+            return Result(kind: "source", name: policy.name, repository: nil, location: location, state: "ok",
+                          detail: "buckets listable: \(mirror.buckets.map(\.bucket).joined(separator: ", "))")
+        } catch {
+            return Result(kind: "source", name: policy.name, repository: nil, location: location, state: "failed", detail: "\(error)")
+        }
     }
 }

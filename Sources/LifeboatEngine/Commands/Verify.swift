@@ -10,11 +10,14 @@ public struct VerifyCommand {
     public let context: RunContext
     /// How long to wait for a conflicting lock; nil takes no lock (read-only credentials).
     public var lockWait: TimeInterval?
+    /// `--read-data`, `--read-data-subset`.
+    public var options: VerifyOptions
 
-    public init(source: RepositorySource, context: RunContext, lockWait: TimeInterval? = 600) {
+    public init(source: RepositorySource, context: RunContext, lockWait: TimeInterval? = 600, options: VerifyOptions = VerifyOptions()) {
         self.source = source
         self.context = context
         self.lockWait = lockWait
+        self.options = options
     }
 
     public struct Report: Sendable, Encodable {
@@ -89,7 +92,7 @@ public struct VerifyCommand {
             report.problems += problems.map { Report.Problem(artifact: $0.artifact, entry: $0.entry, message: $0.message) }
         }
         if let kind = try? SourceKinds.named(manifest.source.kind, for: "backup \(manifest.id)") {
-            let problems = try kind.verifyDependencies(of: manifest, in: repository, context: context)
+            let problems = try kind.verifyDependencies(of: manifest, in: repository, options: options, context: context)
             for problem in problems {
                 context.logger.error("verification failed", metadata: ["object": "\(problem.artifact)", "problem": "\(problem.message)"])
             }

@@ -28,13 +28,17 @@ public enum RepositorySource: Sendable {
     /// What `verify` and `restore` share: the policy's repository, a shared lock on it (none
     /// with a nil `lockWait`), and the committed backup `selector` names; `body` gets them
     /// with a context whose log lines carry the backup's id.
-    func withBackup<T>(policy name: String, selector: String, command: String, lockWait: TimeInterval?, context: RunContext,
-                       _ body: (Repository, Policy?, Manifest, RunContext) throws -> T) throws -> T {
-        let context = context.with(metadata: "policy.name", name)
+    /// `at`: the newest backup started at or before that time instead of `selector` (`restore --at`).
+    func withBackup<T>(policy name: String, selector: String, at: Date? = nil, command: String, lockWait: TimeInterval?,
+                       context: RunContext, _ body: (Repository, Policy?, Manifest, RunContext) throws -> T) throws -> T {
+        var context = context.with(metadata: "policy.name", name)
+        if case .configuration(let configuration) = self { context = context.temporaryFiles(of: configuration) }
         let (repository, policy) = try repository(forPolicy: name, context: context)
         try repository.requireFormat()
         return try repository.withSharedLock(command: "\(command) \(name)", wait: lockWait, context: context) {
-            let manifest = try repository.resolve(policy: name, selector: selector) { context.logger.warning("\($0)") }
+            let warn: (String) -> Void = { context.logger.warning("\($0)") }
+            let manifest = try at.map { try repository.resolve(policy: name, at: $0, warn: warn) }
+                ?? repository.resolve(policy: name, selector: selector, warn: warn)
             return try body(repository, policy, manifest, context.with(metadata: "backup.id", manifest.id))
         }
     }

@@ -25,6 +25,10 @@ public struct RunContext: Sendable {
     /// Who this process is, for reservations and locks.
     public var host: String
     public var pid: Int32
+    /// Where temporary files go (the sorted runs of a bucket's listing): `<state_dir>/tmp` when
+    /// the configuration sets `state_dir` (see `Configuration.temporaryFiles(of:)`),
+    /// else `$TMPDIR`, else `/tmp`.
+    public var temporaryDirectory: String
 
     public init(logger: Logger = Logger(label: "lifeboat"), clock: @escaping @Sendable () -> Date = { Date() },
                 cancellation: Cancellation = Cancellation(), progress: any ProgressReporter = NoProgress(),
@@ -40,12 +44,20 @@ public struct RunContext: Sendable {
         self.environment = environment
         self.host = host
         self.pid = pid
+        self.temporaryDirectory = environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
     }
 
     /// A copy whose log lines carry `key = value` as well.
     public func with(metadata key: String, _ value: String) -> RunContext {
         var copy = self
         copy.logger[metadataKey: key] = "\(value)"
+        return copy
+    }
+
+    /// A copy whose temporary files go under `configuration`'s `state_dir`, when it sets one.
+    public func temporaryFiles(of configuration: Configuration) -> RunContext {
+        var copy = self
+        if let state = configuration.stateDirectory { copy.temporaryDirectory = state + "/tmp" }
         return copy
     }
 

@@ -21,6 +21,12 @@ public final class ArtifactSink {
         self.context = context
     }
 
+    /// Counts keys a source wrote under this backup's directory by other means (an S3 mirror's
+    /// staging objects) among what a failed run deletes.
+    func noteWritten(_ keys: [String]) {
+        writtenKeys += keys
+    }
+
     /// Writes one artifact: `body` adds its entries. The artifact is committed to the store
     /// (durable, under its final key) before this returns. Stops with a cancellation error as
     /// soon as the run is cancelled.

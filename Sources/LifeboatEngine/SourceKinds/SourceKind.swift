@@ -42,6 +42,14 @@ public protocol SourceKind: Sendable {
     /// needs), as problems.
     func verifyDependencies(of manifest: Manifest, in repository: Repository, context: RunContext) throws -> [VerificationProblem]
 
+    /// `verifyDependencies` with `verify`'s options (`--read-data`); the default ignores them.
+    func verifyDependencies(of manifest: Manifest, in repository: Repository, options: VerifyOptions,
+                            context: RunContext) throws -> [VerificationProblem]
+
+    /// What `list` shows of a committed backup besides its artifacts (an S3 mirror: objects
+    /// and bytes per bucket); nil for nothing more.
+    func listSummary(of manifest: Manifest) -> ListSummary?
+
     /// What a restore of this kind that failed or was cancelled half-way leaves in `target`,
     /// and what to do about it: a whole sentence, for the error's hint.
     func leftovers(of target: RestoreTarget) -> String
@@ -114,6 +122,13 @@ extension SourceKind {
 
     public func verifyDependencies(of manifest: Manifest, in repository: Repository, context: RunContext) throws -> [VerificationProblem] { [] }
 
+    public func listSummary(of manifest: Manifest) -> ListSummary? { nil }
+
+    public func verifyDependencies(of manifest: Manifest, in repository: Repository, options: VerifyOptions,
+                                   context: RunContext) throws -> [VerificationProblem] {
+        try verifyDependencies(of: manifest, in: repository, context: context)
+    }
+
     public func chooseBackup(selected: Manifest, explicit: Bool, target: RestoreTarget, repository: Repository,
                              context: RunContext) throws -> Manifest {
         selected
@@ -148,6 +163,34 @@ public struct Recoverability: Sendable {
     public init(intervals: [RecoverableInterval], unusable: [String: String]) {
         self.intervals = intervals
         self.unusable = unusable
+    }
+}
+
+/// How deeply `verify` checks what a backup refers to outside its artifacts.
+public struct VerifyOptions: Sendable, Equatable {
+    /// S3 mirrors: read every blob the snapshot references again and check its SHA-256 (else
+    /// only that each exists, with its size).
+    public var readData: Bool
+    /// S3 mirrors: read only this part of the blobs (`--read-data-subset n/t`).
+    public var subset: BlobSubset?
+
+    public init(readData: Bool = false, subset: BlobSubset? = nil) {
+        self.readData = readData
+        self.subset = subset
+    }
+}
+
+/// What `list` says of a backup beyond its artifacts.
+public struct ListSummary: Sendable, Equatable {
+    /// The bytes of the source the backup holds, when the artifacts' entries do not say it
+    /// (an S3 mirror's artifacts hold listings; its objects are blobs).
+    public var sourceBytes: Int64?
+    /// Lines for people: one per bucket, …
+    public var lines: [String]
+
+    public init(sourceBytes: Int64? = nil, lines: [String] = []) {
+        self.sourceBytes = sourceBytes
+        self.lines = lines
     }
 }
 
@@ -195,7 +238,7 @@ public struct RestoreReport: Sendable, Encodable {
 
 /// The registry: every source kind Lifeboat knows, in one place.
 public enum SourceKinds {
-    public static let all: [any SourceKind] = [PostgresKind(), FilesKind(), RedisKind()]
+    public static let all: [any SourceKind] = [PostgresKind(), FilesKind(), RedisKind(), S3MirrorKind()]
 
     /// How each kind reads its configuration, for `ConfigurationParser`.
     public static var parsers: [SourceKindParser] { all.map(\.parser) }

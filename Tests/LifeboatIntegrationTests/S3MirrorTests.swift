@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import LifeboatCore
 import LifeboatHTTP
@@ -398,6 +399,51 @@ struct S3Mirrors {
             #expect(restore.status == 0, "\(restore.stderr)")
             #expect(try fixture.contents("restored") == state)
             #expect(try repositoryKeys(fixture).filter { $0.contains("/staging/") || $0.hasSuffix("reservation.json") || $0.hasPrefix("locks/") } == [])
+        }
+    }
+
+    @Test(arguments: RepositoryKind.allCases)
+    func pruneDeletesExpiredSnapshotsAndOnlyTheBlobsNoKeptSnapshotReferences(kind: RepositoryKind) async throws {
+        try await offThePool {
+            let fixture = try MirrorFixture(kind, buckets: ["alpha", "restored"], sources: "[alpha]", parallel: 2)
+            defer { fixture.stop() }
+            func blobNames() throws -> Set<String> {
+                Set(try repositoryKeys(fixture).filter { $0.contains("/blobs/") }.map { String($0.split(separator: "/").last ?? "") })
+            }
+            func address(_ text: String) -> String { SHA256.hash(data: Array(text.utf8)).map { String(format: "%02x", $0) }.joined() }
+            try fixture.put("alpha", "kept.txt", Array("in both snapshots".utf8))
+            try fixture.put("alpha", "changed.txt", Array("first".utf8))
+            try fixture.put("alpha", "deleted.txt", Array("only in the first".utf8))
+            let first = try fixture.backup()
+            try fixture.put("alpha", "changed.txt", Array("later".utf8))
+            try fixture.delete("alpha", ["deleted.txt"])
+            let state = try fixture.contents("alpha")
+            let second = try fixture.backup()
+            #expect(try blobNames() == Set(["in both snapshots", "first", "only in the first", "later"].map(address)))
+
+            // Keep the newest snapshot only.
+            let policyFile = fixture.directory.subpath("policies/\(MirrorFixture.policy).yaml")
+            try (try String(contentsOfFile: policyFile, encoding: .utf8) + "\nretention: { keep_last: 1 }\n")
+                .write(toFile: policyFile, atomically: true, encoding: .utf8)
+            let dryRun = try fixture.run(["prune", MirrorFixture.policy, "--dry-run"])
+            #expect(dryRun.status == 0, "\(dryRun.all)")
+            #expect(try blobNames().count == 4, "a dry run deletes nothing")
+            let pruned = try fixture.run(["prune", MirrorFixture.policy, "--json"])
+            #expect(pruned.status == 0, "\(pruned.all)")
+            #expect(pruned.stdout.contains("\"blobs\""), "\(pruned.stdout)")
+            #expect(try blobNames() == Set(["in both snapshots", "later"].map(address)))
+
+            let listed = try fixture.run(["list", MirrorFixture.policy])
+            #expect(listed.stdout.contains(second) && !listed.stdout.contains(first), "\(listed.stdout)")
+            let verify = try fixture.run(["verify", MirrorFixture.policy, second, "--read-data"])
+            #expect(verify.status == 0, "\(verify.all)")
+            let restore = try fixture.restore([second, "--to", "s3://restored"])
+            #expect(restore.status == 0, "\(restore.all)")
+            #expect(try fixture.contents("restored") == state)
+            // A second prune finds nothing more to delete.
+            let again = try fixture.run(["prune", MirrorFixture.policy])
+            #expect(again.status == 0, "\(again.all)")
+            #expect(try blobNames().count == 2)
         }
     }
 

@@ -108,6 +108,12 @@ public struct S3MirrorKind: SourceKind {
         try S3MirrorVerify(manifest: manifest, repository: repository, options: options, context: context).run()
     }
 
+    /// Deletes the blobs no kept snapshot references (`S3MirrorPrune`).
+    public func pruneDependencies(policy: String, kept: [Manifest], in repository: Repository, dryRun: Bool,
+                                  context: RunContext) throws -> DependencyPruneReport? {
+        try S3MirrorPrune(policy: policy, kept: kept, repository: repository, dryRun: dryRun, context: context).run()
+    }
+
     public func listSummary(of manifest: Manifest) -> ListSummary? {
         guard let record = try? manifest.source.details(as: S3MirrorRecord.self) else { return nil }
         return ListSummary(sourceBytes: record.buckets.reduce(0) { $0 + $1.bytes },

@@ -447,6 +447,44 @@ struct S3Mirrors {
         }
     }
 
+    /// A prune started while a mirror run has placed a blob but not committed its snapshot
+    /// waits for the run (the run's shared lock against prune's exclusive one), then keeps
+    /// every blob of the new snapshot.
+    @Test func aPruneBesideAMirrorRunLosesNothing() async throws {
+        try await offThePool {
+            let fixture = try MirrorFixture(.local, buckets: ["alpha", "restored"], sources: "[alpha]", parallel: 1)
+            defer { fixture.stop() }
+            try fixture.put("alpha", "old.txt", Array("from the first run".utf8))
+            _ = try fixture.backup()
+            let policyFile = fixture.directory.subpath("policies/\(MirrorFixture.policy).yaml")
+            try (try String(contentsOfFile: policyFile, encoding: .utf8) + "\nretention: { keep_last: 1 }\n")
+                .write(toFile: policyFile, atomically: true, encoding: .utf8)
+            // The second run copies new-1 (its blob placed, unreferenced by any committed
+            // snapshot), then is held on new-2.
+            try fixture.put("alpha", "new-1.txt", Array("placed before the prune".utf8))
+            try fixture.put("alpha", "new-2.txt", Array("held".utf8))
+            try fixture.proxy.setRules([.hold(match: "GET /alpha/new-2.txt", times: 1)])
+            let running = try fixture.start(["backup", MirrorFixture.policy, "--json"])
+            try fixture.proxy.waitFor("held", match: "GET /alpha/new-2.txt", timeout: .seconds(120))
+            let pruning = try fixture.start(["prune", MirrorFixture.policy, "--lock-wait", "2m"])
+            Thread.sleep(forTimeInterval: 1)  // let the prune reach the lock (it must wait for the run)
+            let state = try fixture.contents("alpha")
+            try fixture.proxy.release()
+            let backup = try running.wait()
+            #expect(backup.status == 0, "\(backup.stderr)")
+            let id = try MirrorFixture.id(of: backup)
+            let pruned = try pruning.wait()
+            #expect(pruned.status == 0, "\(pruned.all)")
+            #expect(pruned.stderr.contains("waiting for the repository lock"), "the prune waited for the run: \(pruned.stderr)")
+
+            let verify = try fixture.run(["verify", MirrorFixture.policy, id, "--read-data"])
+            #expect(verify.status == 0, "\(verify.all)")
+            let restore = try fixture.restore([id, "--to", "s3://restored"])
+            #expect(restore.status == 0, "\(restore.all)")
+            #expect(try fixture.contents("restored") == state)
+        }
+    }
+
     /// Every key of the fixture's repository.
     func repositoryKeys(_ fixture: MirrorFixture) throws -> [String] {
         switch fixture.kind {

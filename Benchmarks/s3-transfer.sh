@@ -2,19 +2,39 @@
 # Benchmark: upload and download a 1 GiB artifact to a local S3 server (moto, started here on
 # loopback with signature checking on) through Lifeboat's S3 client, beside the aws CLI and
 # boto3 (s3transfer) doing the same transfers against the same server, in one run.
-# Prints wall time, throughput and peak RSS for each, and the ratios.
-# Targets: Lifeboat at least as fast as the reference; its peak RSS below 200 MiB.
+# Prints wall time, throughput, CPU time and peak RSS for each, and the ratios.
+# Targets: Lifeboat at least as fast as the best reference; its peak RSS below 200 MiB.
 #
-#   Benchmarks/s3-transfer.sh [--mib N]
+#   Benchmarks/s3-transfer.sh [--mib N] [--runs N] [--upload-only] [--baseline BIN]
+#
+# --runs N repeats the transfers N times on the same server, interleaved: each run measures
+# every tool once, the order rotating from one run to the next, so that the noise of a shared
+# machine (and the state of the server) hits them alike. Every run is printed with the load
+# average before it, then the medians and the per-run ratios.
+# --upload-only skips the downloads (moto serves ranged reads at ~12 MiB/s to every client,
+# so they take minutes and say little).
+# --baseline BIN also runs another s3-transfer-bench binary (an earlier build, to compare a
+# change) in the same rotation.
+#
+# Lifeboat's times are the upload's and the download's own (measured inside the process,
+# without start-up or the digest it takes of the file first); the references' are their
+# processes' wall times, Python start-up included (~0.3 s for boto3, ~0.6 s for the aws CLI
+# here). CPU: user + system; for Lifeboat that of the upload alone (getrusage).
 #
 # Needs: python3 with moto[server] and boto3, the aws CLI (pip install awscli), GNU time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 mib=1024
+runs=1
+upload_only=0
+baseline=""
 while (($#)); do
     case "$1" in
         --mib) mib=$2; shift 2 ;;
+        --runs) runs=$2; shift 2 ;;
+        --upload-only) upload_only=1; shift ;;
+        --baseline) baseline=$(realpath "$2"); shift 2 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -41,22 +61,6 @@ echo "== S3 server (moto) at $endpoint"
 echo "== writing ${mib} MiB of random bytes"
 head -c $((mib * 1024 * 1024)) /dev/urandom > "$work/artifact.bin"
 
-measure() {  # measure NAME COMMAND... → prints "wall_seconds peak_rss_kib"
-    local name=$1; shift
-    /usr/bin/time -f "%e %M" -o "$work/$name.time" "$@" > "$work/$name.out" 2> "$work/$name.err" \
-        || { echo "$name failed:" >&2; cat "$work/$name.err" >&2; exit 1; }
-    cat "$work/$name.time"
-}
-
-echo "== lifeboat S3 client: upload + download"
-read -r _ lb_rss < <(measure lifeboat "$bench" "$endpoint" bench lifeboat/artifact.bin "$work/artifact.bin")
-read -r lb_up lb_down < <(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["upload_seconds"], d["download_seconds"])' "$work/lifeboat.out")
-
-echo "== aws CLI: upload, download"
-read -r aws_up aws_up_rss < <(measure aws-up aws --endpoint-url "$endpoint" s3 cp --only-show-errors "$work/artifact.bin" s3://bench/aws/artifact.bin)
-read -r aws_down aws_down_rss < <(measure aws-down aws --endpoint-url "$endpoint" s3 cp --only-show-errors s3://bench/aws/artifact.bin "$work/aws-download.bin")
-
-echo "== boto3 (s3transfer): upload, download"
 cat > "$work/boto3_transfer.py" <<'PY'
 import sys, boto3
 endpoint, direction, path = sys.argv[1:]
@@ -66,26 +70,109 @@ if direction == "up":
 else:
     s3.download_file("bench", "boto3/artifact.bin", path)
 PY
-read -r b3_up b3_up_rss < <(measure boto3-up python3 "$work/boto3_transfer.py" "$endpoint" up "$work/artifact.bin")
-read -r b3_down b3_down_rss < <(measure boto3-down python3 "$work/boto3_transfer.py" "$endpoint" down "$work/boto3-download.bin")
-cmp -s "$work/artifact.bin" "$work/aws-download.bin" || { echo "aws download differs" >&2; exit 1; }
 
-python3 - "$mib" "$lb_up" "$lb_down" "$lb_rss" "$aws_up" "$aws_down" "$aws_up_rss" "$aws_down_rss" \
-    "$b3_up" "$b3_down" "$b3_up_rss" "$b3_down_rss" <<'PY'
-import sys
+measure() {  # measure NAME COMMAND... → prints "wall_seconds peak_rss_kib cpu_seconds"
+    local name=$1 wall rss user system; shift
+    /usr/bin/time -f "%e %M %U %S" -o "$work/$name.time" "$@" > "$work/$name.out" 2> "$work/$name.err" \
+        || { echo "$name failed:" >&2; cat "$work/$name.err" >&2; exit 1; }
+    read -r wall rss user system < "$work/$name.time"
+    echo "$wall $rss $(python3 -c "print(f'{$user + $system:.2f}')")"
+}
+
+# Each measurement appends "run tool direction seconds peak_rss_kib cpu_seconds load" to results.
+results="$work/results"
+: > "$results"
+run_lifeboat() {  # run_lifeboat RUN NAME BINARY LOAD
+    local run=$1 name=$2 binary=$3 load=$4 wall rss cpu up down upcpu downcpu
+    local environment=()
+    ((upload_only)) && environment=(BENCH_UPLOAD_ONLY=1)
+    read -r wall rss cpu < <(measure "$name" env "${environment[@]}" "$binary" "$endpoint" bench "$name/artifact.bin" "$work/artifact.bin")
+    read -r up down upcpu downcpu < <(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["upload_seconds"], d.get("download_seconds", 0), d.get("upload_cpu_seconds", 0), d.get("download_cpu_seconds", 0))' "$work/$name.out")
+    echo "$run $name up $up $rss $upcpu $load" >> "$results"
+    ((upload_only)) || echo "$run $name down $down $rss $downcpu $load" >> "$results"
+    printf '  %-9s up %6.2f s (CPU %5.2f s)%s  peak RSS %6.1f MiB  process %s s\n' "$name" "$up" "$upcpu" \
+        "$( ((upload_only)) || printf '  down %6.2f s' "$down")" "$(python3 -c "print($rss / 1024)")" "$wall"
+}
+run_aws() {  # run_aws RUN LOAD
+    local run=$1 load=$2 wall rss cpu
+    read -r wall rss cpu < <(measure aws-up aws --endpoint-url "$endpoint" s3 cp --only-show-errors "$work/artifact.bin" s3://bench/aws/artifact.bin)
+    echo "$run aws up $wall $rss $cpu $load" >> "$results"
+    printf '  %-9s up %6.2f s (CPU %5.2f s)  peak RSS %6.1f MiB\n' aws "$wall" "$cpu" "$(python3 -c "print($rss / 1024)")"
+    ((upload_only)) && return
+    read -r wall rss cpu < <(measure aws-down aws --endpoint-url "$endpoint" s3 cp --only-show-errors s3://bench/aws/artifact.bin "$work/aws-download.bin")
+    cmp -s "$work/artifact.bin" "$work/aws-download.bin" || { echo "aws download differs" >&2; exit 1; }
+    rm -f "$work/aws-download.bin"
+    echo "$run aws down $wall $rss $cpu $load" >> "$results"
+    printf '  %-9s down %6.2f s  peak RSS %6.1f MiB\n' aws "$wall" "$(python3 -c "print($rss / 1024)")"
+}
+run_boto3() {  # run_boto3 RUN LOAD
+    local run=$1 load=$2 wall rss cpu
+    read -r wall rss cpu < <(measure boto3-up python3 "$work/boto3_transfer.py" "$endpoint" up "$work/artifact.bin")
+    echo "$run boto3 up $wall $rss $cpu $load" >> "$results"
+    printf '  %-9s up %6.2f s (CPU %5.2f s)  peak RSS %6.1f MiB\n' boto3 "$wall" "$cpu" "$(python3 -c "print($rss / 1024)")"
+    ((upload_only)) && return
+    read -r wall rss cpu < <(measure boto3-down python3 "$work/boto3_transfer.py" "$endpoint" down "$work/boto3-download.bin")
+    rm -f "$work/boto3-download.bin"
+    echo "$run boto3 down $wall $rss $cpu $load" >> "$results"
+    printf '  %-9s down %6.2f s  peak RSS %6.1f MiB\n' boto3 "$wall" "$(python3 -c "print($rss / 1024)")"
+}
+
+tools=(lifeboat aws boto3)
+[[ -n $baseline ]] && tools=(lifeboat baseline aws boto3)
+for ((run = 1; run <= runs; run++)); do
+    load=$(cut -d' ' -f1 /proc/loadavg)
+    echo "== run $run of $runs (load average $load: $(uptime | sed 's/.*load average: //'))"
+    for ((i = 0; i < ${#tools[@]}; i++)); do
+        tool=${tools[$(((i + run - 1) % ${#tools[@]}))]}
+        load=$(cut -d' ' -f1 /proc/loadavg)
+        case $tool in
+            lifeboat) run_lifeboat "$run" lifeboat "$bench" "$load" ;;
+            baseline) run_lifeboat "$run" baseline "$baseline" "$load" ;;
+            aws) run_aws "$run" "$load" ;;
+            boto3) run_boto3 "$run" "$load" ;;
+        esac
+    done
+done
+echo "== load average at the end: $(uptime | sed 's/.*load average: //')"
+
+python3 - "$mib" "$results" <<'PY'
+import statistics, sys
 mib = int(sys.argv[1])
-lb_up, lb_down, lb_rss, aws_up, aws_down, aws_up_rss, aws_down_rss, b3_up, b3_down, b3_up_rss, b3_down_rss = map(float, sys.argv[2:])
+rows = [line.split() for line in open(sys.argv[2])]
+data = {}  # (tool, direction) -> [(run, seconds, rss MiB, cpu, load)]
+for run, tool, direction, seconds, rss, cpu, load in rows:
+    data.setdefault((tool, direction), []).append((int(run), float(seconds), int(rss) / 1024, float(cpu), float(load)))
+labels = {"lifeboat": "lifeboat S3Store", "baseline": "lifeboat (baseline)", "aws": "aws s3 cp", "boto3": "boto3 upload/download"}
+tools = [t for t in labels if (t, "up") in data]
 print()
-print(f"object: {mib} MiB, moto on loopback")
-print(f"{'':24}{'upload s':>10}{'MiB/s':>8}{'download s':>12}{'MiB/s':>8}{'peak RSS MiB':>14}")
-def row(name, up, down, rss):
-    print(f"{name:24}{up:10.1f}{mib / up:8.1f}{down:12.1f}{mib / down:8.1f}{rss / 1024:14.1f}")
-row("lifeboat S3Store", lb_up, lb_down, lb_rss)
-row("aws s3 cp", aws_up, aws_down, max(aws_up_rss, aws_down_rss))
-row("boto3 upload/download", b3_up, b3_down, max(b3_up_rss, b3_down_rss))
+runs = len(data[("lifeboat", "up")])
+print(f"object: {mib} MiB, moto on loopback; {runs} run(s), interleaved; seconds of every run, then the median")
+print(f"{'':24}{'direction':>10}{'runs (s)':>40}{'median s':>10}{'MiB/s':>8}{'CPU s':>8}{'peak RSS MiB':>14}")
+for tool in tools:
+    for direction in ["up", "down"]:
+        if (tool, direction) not in data: continue
+        entries = data[(tool, direction)]
+        seconds = [s for _, s, _, _, _ in entries]
+        m = statistics.median(seconds)
+        cpu = statistics.median(c for _, _, _, c, _ in entries)
+        rss = max(r for _, _, r, _, _ in entries)
+        print(f"{labels[tool]:24}{direction:>10}{' '.join(f'{s:.2f}' for s in seconds):>40}{m:10.2f}{mib / m:8.1f}{cpu:8.2f}{rss:14.1f}")
 print()
-best_up, best_down = min(aws_up, b3_up), min(aws_down, b3_down)
-print(f"upload: lifeboat/best reference time {lb_up / best_up:.2f} ({'PASS' if lb_up <= best_up else 'FAIL'}: target <= 1.00)")
-print(f"download: lifeboat/best reference time {lb_down / best_down:.2f} ({'PASS' if lb_down <= best_down else 'FAIL'}: target <= 1.00)")
-print(f"lifeboat peak RSS: {lb_rss / 1024:.1f} MiB ({'PASS' if lb_rss / 1024 < 200 else 'FAIL'}: target < 200)")
+def best(direction, run):
+    return min(s for tool in ("aws", "boto3") for r, s, _, _, _ in data[(tool, direction)] if r == run)
+for name in [t for t in ("lifeboat", "baseline") if t in tools]:
+    for direction in ["up", "down"]:
+        if (name, direction) not in data: continue
+        ratios = [s / best(direction, r) for r, s, _, _, _ in data[(name, direction)]]
+        loads = [l for _, _, _, _, l in data[(name, direction)]]
+        passed = sum(1 for x in ratios if x <= 1.0)
+        label = "upload" if direction == "up" else "download"
+        print(f"{name} {label} / best reference, per run: {' '.join(f'{x:.2f}' for x in ratios)} "
+              f"(median {statistics.median(ratios):.2f}; load {' '.join(f'{l:.2f}' for l in loads)}); "
+              f"<= 1.00 in {passed} of {len(ratios)} ({'PASS' if passed == len(ratios) else 'FAIL'})")
+    rss = max(r for _, _, r, _, _ in data[(name, "up")])
+    print(f"{name} peak RSS: {rss:.1f} MiB ({'PASS' if rss < 200 else 'FAIL'}: target < 200)")
+if "baseline" in tools:
+    per = [a[1] / b[1] for a, b in zip(data[("lifeboat", "up")], data[("baseline", "up")])]
+    print(f"lifeboat / baseline upload per run: {' '.join(f'{x:.2f}' for x in per)} (median {statistics.median(per):.2f})")
 PY

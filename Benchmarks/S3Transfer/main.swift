@@ -4,13 +4,23 @@
 //
 //   s3-transfer-bench ENDPOINT BUCKET KEY FILE
 //
-// Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+// Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY. For exploring:
+// BENCH_CONCURRENCY, BENCH_READ_AHEAD, BENCH_PART_MIB (the store's settings), BENCH_UPLOAD_ONLY,
+// BENCH_DEBUG.
 import Crypto
 import Foundation
 import LifeboatCore
 import LifeboatHTTP
 import LifeboatS3
 import Logging
+
+/// User + system CPU seconds of the whole process so far (every thread).
+func cpuSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+    return seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
 
 func fail(_ message: String) -> Never {
     FileHandle.standardError.write(Data("s3-transfer-bench: \(message)\n".utf8))
@@ -25,15 +35,21 @@ guard let id = environment["AWS_ACCESS_KEY_ID"], let secret = environment["AWS_S
     fail("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
 }
 
+// BENCH_DEBUG=1 logs every request (action, duration, bytes) on standard error.
+var logger = Logger(label: "bench")
+if environment["BENCH_DEBUG"] != nil { logger.logLevel = .debug }
+
 do {
     let client = try S3Client(
         configuration: .init(endpoint: endpoint, region: environment["AWS_DEFAULT_REGION"] ?? "us-east-1", bucket: bucket,
                              pathStyle: true, credentials: AWSCredentials(accessKeyID: id, secretAccessKey: secret)),
-        http: try HTTPClient(environment: environment), logger: Logger(label: "bench"))
+        http: try HTTPClient(environment: environment), logger: logger)
     // The defaults of an S3 repository, unless the environment says otherwise (for exploring).
     let concurrency = Int(environment["BENCH_CONCURRENCY"] ?? "") ?? S3RepositoryConfig.defaultConcurrency
     let readAhead = Int(environment["BENCH_READ_AHEAD"] ?? "") ?? 4
-    let store = S3Store(client: client, prefix: "", concurrency: concurrency, readAhead: readAhead, logger: Logger(label: "bench"))
+    let partSize = (Int(environment["BENCH_PART_MIB"] ?? "") ?? 8) << 20
+    let store = S3Store(client: client, prefix: "", partSize: partSize, concurrency: concurrency, readAhead: readAhead,
+                        logger: logger)
     // The file's digest, taken before the clock starts: the upload itself hashes only what
     // signing needs, as the aws CLI does.
     guard let hashInput = FileHandle(forReadingAtPath: file), let input = FileHandle(forReadingAtPath: file) else {
@@ -42,6 +58,7 @@ do {
     var uploadHash = SHA256()
     while let chunk = try hashInput.read(upToCount: 1 << 20), !chunk.isEmpty { uploadHash.update(data: chunk) }
 
+    let uploadCPUStart = cpuSeconds()
     let uploadStart = Date()
     let writer = try store.openWriter(key: key)
     var uploaded = 0
@@ -51,12 +68,14 @@ do {
     }
     try writer.commit()
     let uploadSeconds = Date().timeIntervalSince(uploadStart)
+    let uploadCPU = cpuSeconds() - uploadCPUStart
 
     if environment["BENCH_UPLOAD_ONLY"] != nil {
-        print("{\"bytes\": \(uploaded), \"upload_seconds\": \(uploadSeconds)}")
+        print("{\"bytes\": \(uploaded), \"upload_seconds\": \(uploadSeconds), \"upload_cpu_seconds\": \(uploadCPU)}")
         exit(0)
     }
     var downloadHash = SHA256()
+    let downloadCPUStart = cpuSeconds()
     let downloadStart = Date()
     let reader = try store.openReader(key: key)
     var buffer = [UInt8](repeating: 0, count: 1 << 20)
@@ -69,9 +88,11 @@ do {
     }
     reader.close()
     let downloadSeconds = Date().timeIntervalSince(downloadStart)
+    let downloadCPU = cpuSeconds() - downloadCPUStart
     let same = Data(uploadHash.finalize()) == Data(downloadHash.finalize())
     guard same, downloaded == uploaded else { fail("the object read back differs from the file (\(downloaded) of \(uploaded) bytes)") }
-    print("{\"bytes\": \(uploaded), \"upload_seconds\": \(uploadSeconds), \"download_seconds\": \(downloadSeconds)}")
+    print("{\"bytes\": \(uploaded), \"upload_seconds\": \(uploadSeconds), \"download_seconds\": \(downloadSeconds), "
+          + "\"upload_cpu_seconds\": \(uploadCPU), \"download_cpu_seconds\": \(downloadCPU)}")
 } catch {
     fail("\(error)")
 }

@@ -189,6 +189,11 @@ final class TransferContext {
                                                    detail: "more than \(limit) bytes"))
                 return false
             }
+            if collected.isEmpty, let length = Int(headers["Content-Length"] ?? ""), length > chunk.count, length <= limit {
+                // Room for the whole body at once (a range of 8 MiB): no growing by doubling, so
+                // no copying what arrived so far and no second buffer while it is made.
+                collected.reserveCapacity(length)
+            }
             collected.append(contentsOf: chunk)
             return true
         }

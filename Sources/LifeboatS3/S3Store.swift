@@ -95,16 +95,18 @@ public struct S3Store: ObjectStore {
     }
 }
 
-/// Buffers a part, then hands it to a thread of its own; see `S3Store`.
+/// Fills a part buffer, then hands it to `PartUploads`, whose workers send it; see `S3Store`.
 ///
-/// `@unchecked Sendable` is not claimed: the writer is used by one thread; the part threads
-/// share only `PartUploads`, which is locked.
+/// `@unchecked Sendable` is not claimed: the writer is used by one thread; the workers share
+/// only `PartUploads`, which is locked, and the buffers it hands over.
 final class S3ObjectWriter: ObjectWriter {
     let store: S3Store
     let key: String
     /// Commit with `If-None-Match: *`.
     let ifAbsent: Bool
-    private var buffer: [UInt8] = []
+    /// The part being filled; nil between a full part sent and the next write (which takes a
+    /// buffer from `uploads`). Before a multipart upload exists, it is the whole object.
+    private var buffer: PartBuffer?
     private var nextPart = 1
     private var uploads: PartUploads?
     /// CreateMultipartUpload failed after it may have reached the server (a cancellation or a
@@ -117,23 +119,37 @@ final class S3ObjectWriter: ObjectWriter {
         self.store = store
         self.key = key
         self.ifAbsent = ifAbsent
-        buffer.reserveCapacity(store.partSize)
     }
 
     deinit { abort() }
 
     var fullKey: String { store.prefix + key }
 
+    /// What the multipart upload used (buffers made, worker threads started), for tests; nil
+    /// when the object went up in one PutObject.
+    var partStatistics: (buffers: Int, workers: Int)? { uploads?.statistics }
+
     func write(_ bytes: UnsafeRawBufferPointer) throws {
         guard !finished else { throw LifeboatError(.internalError, "write to \(store.client.display(fullKey)) after it was closed") }
         var offset = 0
         while offset < bytes.count {
             let size = S3Store.partSize(number: nextPart, base: store.partSize)
-            let n = min(size - buffer.count, bytes.count - offset)
-            buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + n)]))
+            let part = try currentBuffer(capacity: size)
+            let n = min(size - part.bytes.count, bytes.count - offset)
+            part.bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + n)]))
             offset += n
-            if buffer.count == size { try sendPart() }
+            if part.bytes.count == size { try sendPart() }
         }
+    }
+
+    /// The buffer being filled: the first part's (made here: a small object never needs
+    /// more), or one `uploads` gives back once its part was sent (waiting for one when
+    /// `concurrency + 1` are in use).
+    private func currentBuffer(capacity: Int) throws -> PartBuffer {
+        if let buffer { return buffer }
+        let part = try uploads?.takeBuffer(capacity: capacity) ?? PartBuffer(capacity: capacity)
+        buffer = part
+        return part
     }
 
     private func sendPart() throws {
@@ -147,21 +163,19 @@ final class S3ObjectWriter: ObjectWriter {
             }
             uploads = PartUploads(client: store.client, key: fullKey, uploadID: uploadID, concurrency: store.concurrency)
         }
-        guard let uploads else { return }
+        guard let uploads, let part = buffer else { return }
         guard nextPart <= 10_000 else {
             throw LifeboatError(.storage, "\(store.client.display(fullKey)) would need more than 10,000 parts")
         }
-        var part: [UInt8] = []
-        part.reserveCapacity(S3Store.partSize(number: nextPart + 1, base: store.partSize))
-        swap(&part, &buffer)
-        try uploads.submit(number: nextPart, bytes: part)
+        buffer = nil
+        try uploads.submit(number: nextPart, buffer: part)
         nextPart += 1
     }
 
     func commit() throws {
         guard !finished else { throw LifeboatError(.internalError, "commit of \(store.client.display(fullKey)) after it was closed") }
         if let uploads {
-            if !buffer.isEmpty { try sendPart() }
+            if let buffer, !buffer.bytes.isEmpty { try sendPart() }
             let parts = try uploads.waitForAll()
             do {
                 try store.client.completeMultipartUpload(key: fullKey, uploadID: uploads.uploadID, parts: parts, ifAbsent: ifAbsent)
@@ -170,10 +184,10 @@ final class S3ObjectWriter: ObjectWriter {
                 throw error
             }
         } else {
-            try store.client.putObject(key: fullKey, bytes: buffer, ifAbsent: ifAbsent)
+            try store.client.putObject(key: fullKey, bytes: buffer?.bytes ?? [], ifAbsent: ifAbsent)
         }
         finished = true
-        buffer = []
+        buffer = nil
     }
 
     /// Aborts the multipart upload (so no parts are left behind, billed and invisible): parts
@@ -183,7 +197,7 @@ final class S3ObjectWriter: ObjectWriter {
     func abort() {
         guard !finished else { return }
         finished = true
-        buffer = []
+        buffer = nil
         if let uploads {
             uploads.cancelAndWait()
             abortUpload(uploads.uploadID, client: store.client.forCleanup())
@@ -223,84 +237,172 @@ final class S3ObjectWriter: ObjectWriter {
     }
 }
 
-/// The parts of one multipart upload in flight, each on a thread of its own, at most
-/// `concurrency` at once. `@unchecked Sendable`: every mutable property is read and written
-/// only while `condition` is locked.
+/// The bytes of one part: filled by the writer, sent by a worker, then filled again with a
+/// later part. Only this box refers to its array (and, while a worker sends it, the request),
+/// so filling it again appends in place: no allocation, no page faults, no copy.
+///
+/// `@unchecked Sendable`: one thread uses it at a time — the writer while it fills it, a worker
+/// while it sends it — and it changes hands under `PartUploads`' lock.
+final class PartBuffer: @unchecked Sendable {
+    var bytes: [UInt8] = []
+
+    init(capacity: Int) {
+        bytes.reserveCapacity(capacity)
+    }
+}
+
+/// The parts of one multipart upload: at most `concurrency` worker threads send them, each
+/// part as soon as a worker is free, and every buffer goes back to the writer once its part
+/// is sent. At most `concurrency + 1` buffers ever exist (`bufferLimit`): one being filled,
+/// the others sent or waiting for a worker; the writer waits for one when all are in use.
+///
+/// `@unchecked Sendable`: every mutable property is read and written only while `condition`
+/// is locked.
 final class PartUploads: @unchecked Sendable {
     let client: S3Client
     let key: String
     let uploadID: String
     let concurrency: Int
+    /// The most part buffers this upload uses, the writer's first one included.
+    let bufferLimit: Int
     private let condition = NSCondition()
+    /// Parts submitted and not yet taken by a worker, oldest first.
+    private var queue: [(number: Int, buffer: PartBuffer)] = []
+    /// Buffers whose parts were sent (or dropped), for the writer to fill again.
+    private var free: [PartBuffer] = []
+    /// Buffers made so far: the writer's first one, then those `takeBuffer` made.
+    private var buffersMade = 1
+    private var workers = 0
+    private var workersStarted = 0
+    private var idleWorkers = 0
+    /// Parts a worker is sending.
     private var inFlight = 0
     private var parts: [Int: S3Client.UploadedPart] = [:]
     private var failure: (any Error)?
+    /// Aborted: parts not started are dropped.
     private var cancelled = false
+    /// No part will come: idle workers end.
+    private var closing = false
 
     init(client: S3Client, key: String, uploadID: String, concurrency: Int) {
         self.client = client
         self.key = key
         self.uploadID = uploadID
         self.concurrency = concurrency
+        self.bufferLimit = concurrency + 1
     }
 
-    /// Starts uploading a part; waits while `concurrency` parts are in flight. Throws the
-    /// first failure of an earlier part (`.cancelled` once the run is: the parts in flight
-    /// end at once then).
-    func submit(number: Int, bytes: [UInt8]) throws {
+    /// What the upload used, for tests: buffers made, worker threads started.
+    var statistics: (buffers: Int, workers: Int) {
         condition.lock()
-        while inFlight >= concurrency && failure == nil { condition.wait() }
+        defer { condition.unlock() }
+        return (buffersMade, workersStarted)
+    }
+
+    /// An empty buffer with room for `capacity` bytes, for the next part: one whose part was
+    /// sent, or a new one while fewer than `bufferLimit` exist; otherwise waits for a part to
+    /// be sent. Throws the first failure of a part (`.cancelled` once the run is).
+    func takeBuffer(capacity: Int) throws -> PartBuffer {
+        condition.lock()
+        while free.isEmpty && buffersMade >= bufferLimit && failure == nil && !cancelled { condition.wait() }
         if let failure {
             condition.unlock()
             throw failure
         }
-        inFlight += 1
+        let reused = free.popLast()
+        if reused == nil { buffersMade += 1 }
         condition.unlock()
-        let thread = Thread { [self] in
-            var part: S3Client.UploadedPart?
-            var error: (any Error)?
-            if !self.isStopped {
-                do {
-                    part = try self.client.uploadPart(key: self.key, uploadID: self.uploadID, partNumber: number, bytes: bytes)
-                } catch let e {
-                    error = e
-                }
-            }
-            self.condition.lock()
-            if let part { self.parts[number] = part }
-            if let error, self.failure == nil { self.failure = error }
-            self.inFlight -= 1
-            self.condition.broadcast()
-            self.condition.unlock()
-        }
-        thread.name = "lifeboat-s3-part"
-        thread.start()
+        guard let reused else { return PartBuffer(capacity: capacity) }
+        reused.bytes.removeAll(keepingCapacity: true)
+        if reused.bytes.capacity < capacity { reused.bytes.reserveCapacity(capacity) }  // the part size doubled
+        return reused
     }
 
-    /// Whether a part that has not started yet is better not started: the upload is being
-    /// aborted, or an earlier part failed (which fails the upload).
-    private var isStopped: Bool {
+    /// Queues a full part for the next free worker (starting one while fewer than
+    /// `concurrency` run and none is idle). Throws the first failure of an earlier part.
+    func submit(number: Int, buffer: PartBuffer) throws {
         condition.lock()
         defer { condition.unlock() }
-        return cancelled || failure != nil
+        if let failure { throw failure }
+        queue.append((number, buffer))
+        if queue.count > idleWorkers && workers < concurrency {
+            workers += 1
+            workersStarted += 1
+            let thread = Thread { [self] in self.work() }
+            thread.name = "lifeboat-s3-part"
+            thread.start()
+        }
+        condition.broadcast()
     }
 
-    /// Waits for every part; returns them in order, or throws the first failure.
+    /// A worker: sends queued parts until the upload is closed or aborted. A part that has
+    /// not started when the upload is aborted, or after a part failed (which fails the
+    /// upload), is dropped.
+    private func work() {
+        condition.lock()
+        while true {
+            if queue.isEmpty {
+                if closing || cancelled { break }
+                idleWorkers += 1
+                condition.wait()
+                idleWorkers -= 1
+                continue
+            }
+            let (number, buffer) = queue.removeFirst()
+            if cancelled || failure != nil {
+                free.append(buffer)
+                condition.broadcast()
+                continue
+            }
+            inFlight += 1
+            condition.unlock()
+            var part: S3Client.UploadedPart?
+            var error: (any Error)?
+            do {
+                part = try client.uploadPart(key: key, uploadID: uploadID, partNumber: number, bytes: buffer.bytes)
+            } catch let e {
+                error = e
+            }
+            condition.lock()
+            inFlight -= 1
+            if let part { parts[number] = part }
+            if let error, failure == nil { failure = error }
+            free.append(buffer)
+            condition.broadcast()
+        }
+        workers -= 1
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Waits for every part; returns them in order, or throws the first failure. The
+    /// workers end and the buffers are released.
     func waitForAll() throws -> [S3Client.UploadedPart] {
         condition.lock()
         defer { condition.unlock() }
-        while inFlight > 0 { condition.wait() }
+        while !queue.isEmpty || inFlight > 0 { condition.wait() }
+        close()
         if let failure { throw failure }
         return parts.values.sorted { $0.number < $1.number }
     }
 
-    /// Stops parts that have not started, and waits for those in flight (which end at once
-    /// when the client's cancellation is cancelled; otherwise they run to their end).
+    /// Drops the parts not started, and waits for those in flight (which end at once when
+    /// the client's cancellation is cancelled; otherwise they run to their end).
     func cancelAndWait() {
         condition.lock()
+        defer { condition.unlock() }
         cancelled = true
-        while inFlight > 0 { condition.wait() }
-        condition.unlock()
+        queue.removeAll()
+        close()
+    }
+
+    /// Ends the workers (once the queue is empty) and waits for them; releases the buffers.
+    /// Called with `condition` locked.
+    private func close() {
+        closing = true
+        condition.broadcast()
+        while workers > 0 { condition.wait() }
+        free.removeAll()
     }
 }
 

@@ -243,6 +243,20 @@ struct HTTPClientTests {
         }
     }
 
+    /// A body held in memory gets room for its Content-Length at once (a ranged GET of a
+    /// part): no growing by doubling, which copies what arrived and briefly holds two buffers.
+    @Test(.timeLimit(.minutes(10)))
+    func aBodyInMemoryIsGivenItsContentLengthAtOnce() async throws {
+        try await withServer { server in
+            let client = try HTTPClient()
+            let length = 3_000_001  // a doubling array would end with room for 4 MiB
+            let response = try client.perform(HTTPRequest(.get, server.url("/bytes/\(length)")), bodyLimit: length + 1)
+            #expect(response.body.count == length)
+            #expect(response.body.capacity < length + (64 << 10), "capacity \(response.body.capacity)")
+            #expect(response.body.enumerated().allSatisfy { Int($0.element) == $0.offset % Pattern.period })
+        }
+    }
+
     @Test(.timeLimit(.minutes(10)))
     func bodyOverTheMemoryLimitFails() async throws {
         try await withServer { server in

@@ -233,6 +233,28 @@ private func zone(_ name: String) -> TimeZone { TimeZone(identifier: name)! }
         #expect(parse("state_dir: /var/lib/lifeboat\n").resolvedStateDirectory == "/var/lib/lifeboat")
     }
 
+    @Test func theVerifyScheduleIsReadAndRotatesItsReadDataPart() throws {
+        let configuration = parse("scheduler:\n  verify: { cron: '0 5 * * *', timezone: Europe/Berlin, read_data_parts: 7 }\n")
+        #expect(configuration.problems.isEmpty)
+        let verify = try #require(configuration.scheduler.verify)
+        #expect(verify.schedule.cron.description == "0 5 * * *")
+        #expect(verify.schedule.timezone == "Europe/Berlin")
+        #expect(verify.readDataParts == 7)
+        // The part rotates with the verify runs before it: 7 runs read every part once.
+        #expect((0..<8).map { verify.subset(afterRuns: $0)!.part } == [1, 2, 3, 4, 5, 6, 7, 1])
+        #expect(verify.subset(afterRuns: 3)!.of == 7)
+        // Without read_data_parts a run reads no data.
+        #expect(parse("scheduler: { verify: { cron: '0 5 * * *' } }\n").scheduler.verify?.subset(afterRuns: 4) == nil)
+    }
+
+    @Test func aBadVerifyScheduleIsReportedWhereItIs() {
+        let messages = parse("scheduler:\n  verify:\n    cron: '0 5 * *'\n    read_data_parts: 0\n    read_data: yes\n").problems.map(\.error.description)
+        #expect(messages.count == 3, "\(messages)")
+        #expect(messages.contains { $0.contains("lifeboat.yaml:3:") && $0.contains("cron") })
+        #expect(messages.contains { $0.contains("lifeboat.yaml:4:") && $0.contains("read_data_parts") })
+        #expect(messages.contains { $0.contains("lifeboat.yaml:5:") && $0.contains("read_data") })
+    }
+
     @Test func badValuesAreReportedWhereTheyAre() {
         let configuration = parse("scheduler:\n  max_concurrent: 0\n  run_timeout: soon\n  retries: 3\n")
         let messages = configuration.problems.map { $0.error.description }

@@ -91,4 +91,44 @@ struct SchedulerDaemonLoop {
         #expect(stat(state.historyPath, &info) == 0 && info.st_mode & 0o777 == 0o600)
         #expect(stat(state.path, &info) == 0 && info.st_mode & 0o777 == 0o700)
     }
+
+    /// Past its limit the history becomes the previous generation; reading joins both, in
+    /// order, and never more than two generations stay on disk. Appends from many threads at
+    /// once lose no record across a rotation.
+    @Test func theHistoryRotatesIntoOnePreviousGenerationAndLosesNoRecordWhileItDoes() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        var state = StateDirectory(path: dir.subpath("state"))
+        state.historyLimit = 4_000
+        let base = Date(timeIntervalSince1970: 1_800_000_000)
+        @Sendable func record(_ n: Int) -> RunRecord {
+            RunRecord(policy: "p\(n % 3)", job: "backup", scheduled: base + Double(n), started: base + Double(n), ended: base + Double(n),
+                      outcome: .succeeded, backupID: "id-\(n)")
+        }
+        let lineSize = try record(0).line().utf8.count
+        let perThread = 40
+        let threads = 4
+        let appended = state
+        for result in together(threads, { thread in
+            for i in 0..<perThread { try appended.append(record(thread * perThread + i)) }
+        }) { try result.get() }
+        let total = perThread * threads
+        #expect(total * lineSize > 3 * state.historyLimit, "enough records to rotate more than once")
+        let history = try state.history()
+        #expect(history.unreadable == 0)
+        var size = stat()
+        #expect(stat(state.historyPath, &size) == 0 && Int(size.st_size) <= state.historyLimit + lineSize)
+        #expect(stat(state.previousHistoryPath, &size) == 0 && Int(size.st_size) <= state.historyLimit + lineSize)
+        // What is kept is the newest records, each once; the oldest generations are gone.
+        let ids = history.records.compactMap(\.backupID)
+        #expect(Set(ids).count == ids.count)
+        #expect(ids.count < total && ids.count * lineSize > state.historyLimit)
+        // Each thread's kept records are the newest ones it appended, in its order, without a
+        // gap: none was lost while another thread rotated the file.
+        for thread in 0..<threads {
+            let mine = ids.compactMap { Int($0.dropFirst(3)) }.filter { $0 / perThread == thread }
+            let newest = thread * perThread + perThread - 1
+            #expect(mine == Array((newest - mine.count + 1)...newest), "thread \(thread): \(mine)")
+        }
+    }
 }

@@ -64,6 +64,44 @@ struct SchedulerDaemonProcess {
         #expect(stderr.contains("scheduler stopped"), "\(stderr)")
     }
 
+    /// `scheduler.verify` verifies the newest backup of every policy: a damaged one fails the
+    /// run, which names it; an intact one is verified; one with no backup yet is passed over.
+    @Test func theScheduledVerifyFailsOnADamagedBackupAndNamesOnlyItsPolicy() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        try dir.write("lifeboat.yaml", "state_dir: state\nscheduler: { verify: { cron: \"* * * * *\", read_data_parts: 3 } }\n")
+        for name in ["damaged", "intact", "empty"] {
+            try dir.write("src-\(name)/a.txt", String(repeating: "\(name) ", count: 50_000))
+            try dir.write("policies/\(name).yaml", "policy: \(name)\nsource: { files: { path: src-\(name) } }\n")
+        }
+        for name in ["damaged", "intact"] {
+            let backup = try LifeboatCLI.run(["backup", name], config: dir.path)
+            #expect(backup.status == 0, "\(backup.all)")
+        }
+        // Flip bytes in the middle of the damaged policy's artifact.
+        let root = dir.subpath(".lifeboat/repository")
+        let artifacts = try #require(FileManager.default.enumerator(atPath: root)).compactMap { $0 as? String }
+            .filter { $0.contains("damaged") && $0.hasSuffix(".tar.zst") }
+        let artifact = try #require(artifacts.first, "no artifact among \(artifacts)")
+        let handle = try #require(FileHandle(forUpdatingAtPath: root + "/" + artifact))
+        let size = try handle.seekToEnd()
+        try handle.seek(toOffset: size / 2)
+        try handle.write(contentsOf: Data(repeating: 0x5A, count: 16))
+        try handle.close()
+
+        let daemon = try RunningLifeboat.start(["schedule"], config: dir.path, environment: [:])
+        #expect(try eventually(timeout: 60) { history(dir).contains { $0.job == "verify" } })
+        let (exit, _, stderr) = try daemon.interrupt(with: SIGTERM)
+        #expect(exit == 0, "\(stderr)")
+        let record = try #require(history(dir).first { $0.job == "verify" })
+        #expect(record.outcome == .failed && record.policy == "*", "\(record)")
+        let error = record.error ?? ""
+        #expect(error.contains("damaged: backup") && error.contains("failed verification"), "\(error)")
+        #expect(!error.contains("intact") && !error.contains("empty"), "\(error)")
+        #expect(stderr.contains("backup verified") && stderr.contains("\"verify.read_data\":\"1/3\""), "\(stderr)")
+        #expect(stderr.contains("nothing to verify"), "\(stderr)")
+    }
+
     @Test func sigtermDuringARunCancelsItAfterTheStopTimeoutAndCommitsNothing() throws {
         let (s3, proxy) = try FaultProxy.startInFrontOfS3()
         defer { proxy.stop(); s3.stop() }

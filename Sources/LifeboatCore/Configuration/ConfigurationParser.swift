@@ -278,8 +278,15 @@ public enum ConfigurationParser {
         return parser.parse(value)
     }
 
+    static let scheduleKeys = ["cron", "timezone", "jitter"]
+
     static func parseSchedule(_ node: ConfigNode) -> Schedule? {
-        guard let map = node.mapping(allowed: ["cron", "timezone", "jitter"]) else { return nil }
+        guard let map = node.mapping(allowed: scheduleKeys) else { return nil }
+        return parseSchedule(map)
+    }
+
+    /// The schedule keys of a mapping that may hold others (`scheduler.verify`).
+    static func parseSchedule(_ map: ConfigMapping) -> Schedule? {
         var cron: CronExpression?
         if let cronNode = map.required("cron"), let text = cronNode.string() {
             do {

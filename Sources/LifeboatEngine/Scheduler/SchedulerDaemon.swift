@@ -29,17 +29,21 @@ public final class SchedulerDaemon: @unchecked Sendable {
     /// run's context (its own cancellation), blocking.
     public typealias Job = @Sendable (_ key: String, _ context: RunContext) throws -> JobResult
 
-    /// The key of the prune of every policy (`scheduler.prune`); no policy name has a colon.
+    /// The key of the prune of every policy (`scheduler.prune`). A job other than a policy's
+    /// backup has a key `JOB:POLICY` (`*`: every policy); no policy name has a colon.
     public static let pruneKey = "prune:*"
+    /// The key of the verify of every policy (`scheduler.verify`).
+    public static let verifyKey = "verify:*"
 
     /// What a key's run is called in the history: its job and its policy (`*`: every policy).
     static func describe(_ key: String) -> (job: String, policy: String) {
-        key == pruneKey ? ("prune", "*") : ("backup", key)
+        guard let colon = key.firstIndex(of: ":") else { return ("backup", key) }
+        return (String(key[..<colon]), String(key[key.index(after: colon)...]))
     }
 
     /// The key a history record belongs to.
     static func key(of record: RunRecord) -> String {
-        record.job == "prune" ? pruneKey : record.policy
+        record.job == "backup" ? record.policy : "\(record.job):\(record.policy)"
     }
 
     let policies: [(name: String, schedule: Schedule)]
@@ -70,16 +74,23 @@ public final class SchedulerDaemon: @unchecked Sendable {
     }
 
     /// The daemon for a configuration: every policy with a `schedule`, backed up by
-    /// `BackupCommand`, and `scheduler.prune`, by `PruneCommand` over every policy.
+    /// `BackupCommand`; `scheduler.prune`, by `PruneCommand` over every policy; and
+    /// `scheduler.verify`, by `ScheduledVerify`.
     public static func backups(configuration: Configuration, context: RunContext, lockWait: TimeInterval) throws -> SchedulerDaemon {
         var scheduled = configuration.policies.compactMap { policy in policy.schedule.map { (name: policy.name, schedule: $0) } }
+        if let prune = configuration.scheduler.prune { scheduled.append((name: pruneKey, schedule: prune)) }
+        if let verify = configuration.scheduler.verify { scheduled.append((name: verifyKey, schedule: verify.schedule)) }
         guard !scheduled.isEmpty else {
-            throw LifeboatError(.configuration, "no policy in \(configuration.directory)/policies has a schedule: the scheduler has nothing to run",
+            throw LifeboatError(.configuration, "no policy in \(configuration.directory)/policies has a schedule, nor has lifeboat.yaml a scheduler.prune or scheduler.verify: the scheduler has nothing to run",
                                 hint: "Add 'schedule: { cron: \"0 2 * * *\", timezone: Europe/Berlin }' to the policies to run on a schedule.")
         }
-        if let prune = configuration.scheduler.prune { scheduled.append((name: pruneKey, schedule: prune)) }
-        return SchedulerDaemon(policies: scheduled, settings: configuration.scheduler,
-                               state: StateDirectory(path: configuration.resolvedStateDirectory), context: context) { policy, context in
+        let state = StateDirectory(path: configuration.resolvedStateDirectory)
+        return SchedulerDaemon(policies: scheduled, settings: configuration.scheduler, state: state, context: context) { policy, context in
+            if policy == verifyKey, let verify = configuration.scheduler.verify {
+                let previous = try state.history().records.count { $0.job == "verify" }
+                return try ScheduledVerify(configuration: configuration, context: context, lockWait: lockWait)
+                    .run(subset: verify.subset(afterRuns: previous))
+            }
             if policy == pruneKey {
                 let report = try PruneCommand(configuration: configuration, context: context, lockWait: lockWait).run(policy: nil, options: .init())
                 if let refused = report.refused { throw LifeboatError(.io, refused) }

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import LifeboatCore
 import LifeboatIO
+import Synchronization
 
 /// The scheduler's state directory (`state_dir`, default `.lifeboat/state` in the configuration
 /// directory; mode 0700): the run history and the daemon's lock.
@@ -13,6 +14,18 @@ public struct StateDirectory: Sendable {
     static let hint = "Check that this user owns the state directory (state_dir in lifeboat.yaml) and that its disk is not full."
 
     public var historyPath: String { path + "/history.jsonl" }
+    /// The previous generation of the run history (see `append`).
+    public var previousHistoryPath: String { path + "/history.1.jsonl" }
+
+    /// Once the run history is larger than this, it becomes the previous generation and a new
+    /// one starts: at most about twice this on disk, and the newest record of every job is
+    /// kept as long as the job ran at least once in the last generation (4 MiB: some 13,000
+    /// runs).
+    public var historyLimit = 4 << 20
+
+    /// Appends and rotations of this process, one at a time (the daemon's run threads append
+    /// at once; only one daemon uses a state directory).
+    private static let appending = Mutex<Void>(())
     public var lockPath: String { path + "/scheduler.lock" }
 
     /// Creates the directory (0700) when it is missing.
@@ -27,10 +40,22 @@ public struct StateDirectory: Sendable {
 
     /// Appends one record to the run history: one `write(2)` of the whole line to a file opened
     /// with `O_APPEND` (0600), then `fsync`. A crash can leave a torn last line at most; reading
-    /// skips it.
+    /// skips it. When the history has grown past `historyLimit`, it is renamed to
+    /// `history.1.jsonl` (replacing the generation before) and the next record starts a new one.
     public func append(_ record: RunRecord) throws {
         try prepare()
         let line = Array(try record.line().utf8)
+        try Self.appending.withLock { _ in
+            try write(line)
+            var status = stat()
+            if stat(historyPath, &status) == 0, Int(status.st_size) > historyLimit, rename(historyPath, previousHistoryPath) != 0 {
+                let saved = errno
+                throw LifeboatError(.io, "unable to rotate the run history '\(historyPath)' to '\(previousHistoryPath)': \(errnoText(saved))", hint: StateDirectory.hint)
+            }
+        }
+    }
+
+    private func write(_ line: [UInt8]) throws {
         let fd = open(historyPath, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
             let saved = errno
@@ -51,11 +76,17 @@ public struct StateDirectory: Sendable {
         _ = fsync(fd)
     }
 
-    /// The run history, oldest first; empty when there is none yet.
+    /// The run history, oldest first (the previous generation, then the current one); empty
+    /// when there is none yet.
     public func history() throws -> (records: [RunRecord], unreadable: Int) {
-        guard pathExists(historyPath) else { return ([], 0) }
-        let text = try readTextFile(historyPath)
-        return RunRecord.parseHistory(Data(text.utf8))
+        var records: [RunRecord] = []
+        var unreadable = 0
+        for file in [previousHistoryPath, historyPath] where pathExists(file) {
+            let parsed = RunRecord.parseHistory(Data(try readTextFile(file).utf8))
+            records += parsed.records
+            unreadable += parsed.unreadable
+        }
+        return (records, unreadable)
     }
 
     /// Takes the daemon's lock (an `flock` on `scheduler.lock`, which then holds this process's

@@ -42,7 +42,8 @@ if environment["BENCH_DEBUG"] != nil { logger.logLevel = .debug }
 do {
     let client = try S3Client(
         configuration: .init(endpoint: endpoint, region: environment["AWS_DEFAULT_REGION"] ?? "us-east-1", bucket: bucket,
-                             pathStyle: true, credentials: AWSCredentials(accessKeyID: id, secretAccessKey: secret)),
+                             pathStyle: true, credentials: AWSCredentials(accessKeyID: id, secretAccessKey: secret),
+                             checksum: S3Checksum(rawValue: environment["BENCH_CHECKSUM"] ?? "") ?? .sha256),
         http: try HTTPClient(environment: environment), logger: logger)
     // The defaults of an S3 repository, unless the environment says otherwise (for exploring).
     let concurrency = Int(environment["BENCH_CONCURRENCY"] ?? "") ?? S3RepositoryConfig.defaultConcurrency

@@ -163,6 +163,19 @@ public protocol ObjectReader: AnyObject {
     func close()
 }
 
+extension ObjectReader {
+    /// Hands what is left of the object to `body`, a piece of at most `bufferSize` bytes at a
+    /// time, through one buffer.
+    public func forEachPiece(bufferSize: Int = 1 << 20, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        var buffer = [UInt8](repeating: 0, count: bufferSize)
+        while true {
+            let n = try buffer.withUnsafeMutableBytes { try read(into: $0) }
+            if n == 0 { return }
+            try buffer.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+        }
+    }
+}
+
 extension ObjectStore {
     /// Starts writing an object that replaces any object under `key` when committed.
     public func openWriter(key: String) throws -> any ObjectWriter {

@@ -214,12 +214,7 @@ public struct LocalStore: ObjectStore {
         defer { reader.close() }
         let writer = try openWriter(key: destination, ifAbsent: false)
         do {
-            var buffer = [UInt8](repeating: 0, count: 1 << 20)
-            while true {
-                let n = try buffer.withUnsafeMutableBytes { try reader.read(into: $0) }
-                if n == 0 { break }
-                try buffer.withUnsafeBytes { try writer.write(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
-            }
+            try reader.forEachPiece { try writer.write($0) }
             try writer.commit()
         } catch {
             writer.abort()

@@ -152,9 +152,11 @@ public final class S3Client: Sendable {
         }
     }
 
-    public func createMultipartUpload(key: String) throws -> String {
+    /// - Parameter declareChecksum: announce SHA-256 part checksums (uploads of bytes we send;
+    ///   not a copy, whose parts the server reads itself).
+    public func createMultipartUpload(key: String, declareChecksum: Bool = true) throws -> String {
         var headers: [SigV4Request.Header] = []
-        if configuration.checksum == .sha256 { headers.append(SigV4Request.Header("x-amz-checksum-algorithm", "SHA256")) }
+        if configuration.checksum == .sha256, declareChecksum { headers.append(SigV4Request.Header("x-amz-checksum-algorithm", "SHA256")) }
         let response = try send(S3Call(action: "CreateMultipartUpload", method: .post, key: key,
                                        query: [.init("uploads")], headers: headers))
         guard let uploadID = try xml(response, for: "CreateMultipartUpload", key: key)["UploadId"], !uploadID.isEmpty else {
@@ -337,11 +339,35 @@ public final class S3Client: Sendable {
         }
     }
 
-    /// CopyObject within the bucket.
+    /// The `x-amz-copy-source` of an object of this bucket.
+    func copySource(_ key: String) -> SigV4Request.Header {
+        SigV4Request.Header("x-amz-copy-source",
+                            "/" + SigV4.uriEncode(configuration.bucket, encodeSlash: true) + "/" + SigV4.uriEncode(key, encodeSlash: false))
+    }
+
+    /// UploadPartCopy: part `partNumber` of an upload is the bytes `range` of `source`, copied
+    /// by the server. Pass the source's ETag as `ifMatch` so that a source replaced meanwhile
+    /// fails the part rather than splicing two objects.
+    public func uploadPartCopy(key: String, uploadID: String, partNumber: Int, source: String, range: ClosedRange<Int64>,
+                               ifMatch: String?) throws -> UploadedPart {
+        var headers = [copySource(source), SigV4Request.Header("x-amz-copy-source-range", "bytes=\(range.lowerBound)-\(range.upperBound)")]
+        if let ifMatch { headers.append(SigV4Request.Header("x-amz-copy-source-if-match", ifMatch)) }
+        let response = try send(S3Call(action: "UploadPartCopy", method: .put, key: key,
+                                       query: [.init("partNumber", String(partNumber)), .init("uploadId", uploadID)], headers: headers))
+        let root = try xml(response, for: "UploadPartCopy", key: key)
+        if root.name == "Error" {
+            throw mapError(action: "UploadPartCopy", method: .put, key: key, status: 200, error: root, headers: response.headers)
+        }
+        guard let etag = root["ETag"], !etag.isEmpty else {
+            throw LifeboatError(.storage, "S3 UploadPartCopy \(partNumber) of \(display(key)) answered without an ETag")
+        }
+        return UploadedPart(number: partNumber, etag: etag, checksumSHA256: nil)
+    }
+
+    /// CopyObject within the bucket (S3 copies objects of up to 5 GiB this way; `S3Store.copy`
+    /// copies larger ones in parts).
     public func copyObject(from source: String, to key: String) throws {
-        let copySource = "/" + SigV4.uriEncode(configuration.bucket, encodeSlash: true) + "/" + SigV4.uriEncode(source, encodeSlash: false)
-        let response = try send(S3Call(action: "CopyObject", method: .put, key: key,
-                                       headers: [SigV4Request.Header("x-amz-copy-source", copySource)]))
+        let response = try send(S3Call(action: "CopyObject", method: .put, key: key, headers: [copySource(source)]))
         let root = try xml(response, for: "CopyObject", key: key)
         if root.name == "Error" {
             throw mapError(action: "CopyObject", method: .put, key: key, status: 200, error: root, headers: response.headers)

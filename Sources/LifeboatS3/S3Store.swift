@@ -1,6 +1,7 @@
 import Foundation
 import LifeboatCore
 import Logging
+import Synchronization
 
 /// A repository on S3: the local store's layout under a bucket and prefix.
 ///
@@ -80,13 +81,75 @@ public struct S3Store: ObjectStore {
         try client.putObject(key: prefix + key, bytes: bytes, ifAbsent: ifAbsent)
     }
 
-    /// CopyObject: the bytes stay in the bucket. (S3 copies objects of up to 5 GiB this way.)
+    /// Objects up to this size are copied with one CopyObject (S3's limit); larger ones in
+    /// parts of `copyPartSize` with UploadPartCopy.
+    public var copyLimit: Int64 = 5 << 30
+    public var copyPartSize: Int64 = 1 << 30
+
+    /// A copy inside the bucket: the bytes never leave the server. CopyObject up to
+    /// `copyLimit`; beyond, a multipart upload whose parts the server copies (`concurrency` at
+    /// a time), each on the condition that the source still has the ETag it had at the start;
+    /// on any failure the upload is aborted and nothing is left behind.
     public func copy(from source: String, to destination: String) throws {
         do {
-            try client.copyObject(from: prefix + source, to: prefix + destination)
+            guard let head = try client.headObject(key: prefix + source) else {
+                throw LifeboatError(.notFound, "object '\(source)' does not exist in repository \(location); it cannot be copied")
+            }
+            if head.size <= copyLimit {
+                try client.copyObject(from: prefix + source, to: prefix + destination)
+            } else {
+                try copyInParts(from: prefix + source, size: head.size, etag: head.etag, to: prefix + destination)
+            }
         } catch let error as LifeboatError where error.code == .notFound {
             throw LifeboatError(.notFound, "object '\(source)' does not exist in repository \(location); it cannot be copied",
                                 underlying: error)
+        }
+    }
+
+    private func copyInParts(from source: String, size: Int64, etag: String?, to destination: String) throws {
+        let partSize = max(copyPartSize, (size + 9_999) / 10_000, 5 << 20)
+        let ranges = stride(from: Int64(0), to: size, by: Int(partSize)).map { $0...(min($0 + partSize, size) - 1) }
+        let uploadID = try client.createMultipartUpload(key: destination, declareChecksum: false)
+        let state = Mutex<(next: Int, parts: [S3Client.UploadedPart], error: (any Error)?)>((0, [], nil))
+        let workers = (0..<min(concurrency, ranges.count)).map { _ in
+            let done = DispatchSemaphore(value: 0)
+            let thread = Thread { [client] in
+                defer { done.signal() }
+                while true {
+                    let index: Int? = state.withLock { state in
+                        guard state.error == nil, state.next < ranges.count else { return nil }
+                        state.next += 1
+                        return state.next - 1
+                    }
+                    guard let index else { return }
+                    do {
+                        let part = try client.uploadPartCopy(key: destination, uploadID: uploadID, partNumber: index + 1, source: source,
+                                                             range: ranges[index], ifMatch: etag)
+                        state.withLock { $0.parts.append(part) }
+                    } catch {
+                        state.withLock { if $0.error == nil { $0.error = error } }
+                        return
+                    }
+                }
+            }
+            thread.name = "lifeboat-s3-copy-part"
+            thread.start()
+            return done
+        }
+        for done in workers { done.wait() }
+        let (parts, failure) = state.withLock { ($0.parts, $0.error) }
+        do {
+            if let failure { throw failure }
+            try client.completeMultipartUpload(key: destination, uploadID: uploadID, parts: parts)
+        } catch {
+            do {
+                try client.forCleanup().abortMultipartUpload(key: destination, uploadID: uploadID)
+            } catch {
+                logger.warning("could not abort a multipart copy; a lifecycle rule for incomplete uploads removes it", metadata: [
+                    "s3.object": "\(client.display(destination))", "s3.upload_id": "\(uploadID)", "error": "\(error)",
+                ])
+            }
+            throw error
         }
     }
 

@@ -113,6 +113,39 @@ struct S3ClientAgainstAServer {
         #expect(sha256Hex(read) == sha256Hex(data))
     }
 
+    /// Beyond CopyObject's limit (5 GiB on S3; 5 MiB here) a copy goes in parts the server
+    /// copies itself; a part that fails aborts the upload and leaves nothing behind.
+    @Test func aCopyBeyondTheCopyObjectLimitGoesInPartsAndAFailedOneLeavesNothing() throws {
+        let (s3, proxy) = try FaultProxy.startInFrontOfS3()
+        defer { proxy.stop(); s3.stop() }
+        var store = S3Store(client: try directClient(s3, endpoint: proxy.endpoint, retry: RetryPolicy(maxAttempts: 1)),
+                            prefix: "copy", partSize: 5 << 20, concurrency: 2, logger: quietLogger)
+        store.copyLimit = 5 << 20
+        store.copyPartSize = 5 << 20
+        let data = pseudoRandomBytes((12 << 20) + 7, seed: 7)  // 5 + 5 + 2 MiB
+        let writer = try store.openWriter(key: "source.bin")
+        try data.withUnsafeBytes { try writer.write($0) }
+        try writer.commit()
+
+        try store.copy(from: "source.bin", to: "copied.bin")
+        let etag = try #require(try store.client.headObject(key: "copy/copied.bin")?.etag)
+        #expect(etag.hasSuffix("-3\""), "a copy in 3 parts, not one CopyObject: \(etag)")
+        #expect(sha256Hex(try readBack(store, key: "copied.bin")) == sha256Hex(data))
+        let copies = try proxy.requests().filter { $0.method == "PUT" && $0.path.contains("copied.bin") && $0.path.contains("partNumber=") }
+        #expect(copies.count == 3, "\(copies)")
+
+        // The second part is refused: the copy fails, names the object, and is aborted.
+        try proxy.setRules([.status(403, code: "AccessDenied", match: "failed.bin?partNumber=2")])
+        #expect { try store.copy(from: "source.bin", to: "failed.bin") } throws: { error in
+            "\(error)".contains("failed.bin") && (error as? LifeboatError)?.code != .notFound
+        }
+        try proxy.setRules([])
+        #expect(try store.stat(key: "failed.bin") == nil)
+        #expect(try store.client.listMultipartUploads(prefix: "copy/").isEmpty)
+
+        #expect { try store.copy(from: "missing.bin", to: "other.bin") } throws: { ($0 as? LifeboatError)?.code == .notFound }
+    }
+
     @Test func theServerHoldsTheSHA256OfEachPartThatWasSentWithIt() throws {
         let s3 = try S3TestServer.start()
         defer { s3.stop() }

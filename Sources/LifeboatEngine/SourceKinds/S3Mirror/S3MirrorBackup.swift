@@ -397,12 +397,7 @@ final class BlobCopier: Sendable {
         defer { reader.close() }
         let writer = try store.openWriter(key: key, ifAbsent: true)
         do {
-            var buffer = [UInt8](repeating: 0, count: 1 << 20)
-            while true {
-                let n = try buffer.withUnsafeMutableBytes { try reader.read(into: $0) }
-                if n == 0 { break }
-                try buffer.withUnsafeBytes { try writer.write(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
-            }
+            try reader.forEachPiece { try writer.write($0) }
             try writer.commit()
         } catch let error as LifeboatError where error.code == .alreadyExists {
             writer.abort()  // stored meanwhile by another run: the same content

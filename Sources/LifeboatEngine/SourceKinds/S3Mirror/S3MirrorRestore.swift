@@ -255,12 +255,7 @@ struct BlobReader: Sendable {
     func read(_ entry: MirrorEntry, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
         let blob = try VerifiedBlob(entry, repository: repository, policy: policy, context: context)
         defer { blob.close() }
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
-        while true {
-            let n = try buffer.withUnsafeMutableBytes { try blob.read(into: $0) }
-            if n == 0 { return }
-            try buffer.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
-        }
+        try blob.forEachPiece(body)
     }
 
     /// Writes an object into a bucket with its content type, metadata and headers; returns its size.
@@ -296,7 +291,7 @@ struct BlobReader: Sendable {
 /// A blob opened for reading, its size and SHA-256 checked against the entry before the last
 /// byte is handed over: a damaged blob fails the read (naming the key and the blob) before a
 /// target has all of it, so an upload is aborted and never completes with wrong content.
-final class VerifiedBlob {
+final class VerifiedBlob: ObjectReader {
     let entry: MirrorEntry
     let key: String
     let policy: String

@@ -252,3 +252,262 @@ enum PromQLNames {
         #expect(throws: PromQLNames.UnknownFunction.self) { try PromQLNames.metrics(in: "rates(x[5m])") }
     }
 }
+
+// MARK: lifeboat export
+
+/// A configuration with a PostgreSQL policy (WAL archiving), an S3 mirror, a files policy on a
+/// local repository and a scheduled runbook; the S3 repository's secret and the database
+/// password are `${VAR}` references.
+private func exportFixture() throws -> TemporaryDirectory {
+    let directory = try TemporaryDirectory("lifeboat-export")
+    try directory.write("lifeboat.yaml", """
+        state_dir: /var/lib/lifeboat
+        default_repository: offsite
+        repositories:
+          offsite:
+            s3:
+              endpoint: https://s3.example.com
+              bucket: backups
+              access_key_id: ${S3_KEY}
+              secret_access_key: ${S3_SECRET}
+          disk:
+            path: /srv/lifeboat
+        scheduler:
+          run_timeout: 2h
+          stop_timeout: 1m
+          prune: { cron: "30 4 * * *", timezone: Europe/Berlin }
+
+        """)
+    try directory.write("policies/hub-postgres.yaml", """
+        policy: hub-postgres
+        source:
+          postgres:
+            conninfo: "host=db user=backup password=${PG_PASSWORD}"
+            mode: physical
+            wal: { timeout: 5m }
+        schedule: { cron: "0 2 * * 1-5", timezone: Europe/Berlin, jitter: 10m }
+
+        """)
+    try directory.write("policies/assets.yaml", """
+        policy: assets
+        source:
+          s3:
+            endpoint: https://s3.example.com
+            buckets: [assets]
+            access_key_id: ${ASSETS_KEY:-anonymous}
+            secret_access_key: ${ASSETS_SECRET:-none}
+        schedule: { cron: "@daily", timezone: America/New_York }
+
+        """)
+    try directory.write("policies/etc_files.yaml", """
+        policy: etc_files
+        repository: disk
+        source: { files: { path: /etc } }
+        schedule: { cron: "*/15 9-17 1,15 * mon" }
+
+        """)
+    try directory.write("runbooks/restore-hub.yaml", """
+        runbook: restore-hub
+        schedule: { cron: "0 6 * * 0", timezone: UTC }
+        objectives: { rto: 30m, rpo: 1h }
+        steps:
+          - restore: etc_files
+            target: { path: /restore/etc }
+          - manual: check the restored files
+
+        """)
+    return directory
+}
+
+@Suite struct ExportCommands {
+    static let secretMarker = "s3cr3t-MARKER-7f3a"
+
+    @Test func kubernetesManifestsValidateAndHoldNoSecret() throws {
+        let validate = try tool("kubernetes-validate", install: "pip install kubernetes-validate")
+        let config = try exportFixture()
+        defer { config.remove() }
+        let output = config.path + "/manifests"
+        // Secrets set in the environment, as on an operator's machine: none may be written.
+        let environment = ["S3_SECRET": Self.secretMarker, "PG_PASSWORD": Self.secretMarker, "S3_KEY": "AKIA-MARKER"]
+        let written = try LifeboatCLI.run(["export", "kubernetes", "--namespace", "backup", "--secret", "lifeboat-env", "--output", output],
+                                          config: config.path, environment: environment)
+        #expect(written.status == 0, "\(written.stderr)")
+        let streamed = try LifeboatCLI.run(["export", "kubernetes", "--namespace", "backup", "--secret", "lifeboat-env"],
+                                           config: config.path, environment: environment)
+        #expect(streamed.status == 0, "\(streamed.stderr)")
+
+        let files = try FileManager.default.contentsOfDirectory(atPath: output).sorted()
+        #expect(files == ["configmap-lifeboat.yaml", "cronjob-lifeboat-backup-assets.yaml", "cronjob-lifeboat-backup-etc-files.yaml",
+                          "cronjob-lifeboat-backup-hub-postgres.yaml", "cronjob-lifeboat-drill-restore-hub.yaml", "cronjob-lifeboat-prune.yaml"])
+        var texts: [String] = []
+        for file in files {
+            let path = output + "/" + file
+            texts.append(try String(contentsOfFile: path, encoding: .utf8))
+            let check = try run(validate, ["--strict", path])
+            #expect(check.status.isSuccess, "\(file): \(check.stdout)\(check.stderr)")
+        }
+        // Standard output holds the same documents (in the order they were made).
+        #expect(streamed.stdout.components(separatedBy: "---\n").filter { !$0.isEmpty }.sorted() == texts.sorted())
+        let stream = config.path + "/all.yaml"
+        try streamed.stdout.write(toFile: stream, atomically: true, encoding: .utf8)
+        let checkStream = try run(validate, ["--strict", stream])
+        #expect(checkStream.status.isSuccess, "\(checkStream.stdout)\(checkStream.stderr)")
+
+        for text in texts + [written.all, streamed.all] {
+            #expect(!text.contains(Self.secretMarker))
+            #expect(!text.contains("AKIA-MARKER"))
+        }
+        // The ConfigMap holds the files as written, references intact.
+        #expect(texts[0].contains("secret_access_key: ${S3_SECRET}"))
+        // Every CronJob takes every variable from the Secret.
+        for text in texts.dropFirst() {
+            for name in ["S3_SECRET", "S3_KEY", "PG_PASSWORD"] {
+                #expect(text.contains("- name: \(name)\n              valueFrom:\n                secretKeyRef:\n                  name: lifeboat-env\n                  key: \(name)\n"), "\(name)")
+            }
+            #expect(text.contains("key: ASSETS_SECRET\n                  optional: true\n"))
+            #expect(text.contains("concurrencyPolicy: Forbid\n") && text.contains("restartPolicy: Never\n"))
+            #expect(text.contains("runAsNonRoot: true\n") && text.contains("readOnlyRootFilesystem: true\n"))
+            #expect(text.contains("activeDeadlineSeconds: 7200\n"))
+        }
+        let backup = texts[3]
+        #expect(backup.contains("schedule: \"0 2 * * 1-5\"\n  timeZone: Europe/Berlin\n"))
+        #expect(backup.contains("- \"--config\"\n            - /etc/lifeboat\n            - backup\n            - hub-postgres\n"))
+        let drill = texts[4]
+        #expect(drill.contains("- drill\n            - restore-hub\n"))
+        #expect(drill.contains("claimName: lifeboat-repository-disk\n") && drill.contains("mountPath: /restore/etc\n"))
+        #expect(written.stderr.contains("jitter 10m is not applied"))
+    }
+
+    @Test func policiesWhoseNamesCollideInKubernetesAreRefusedWithStatus2() throws {
+        let config = try TemporaryDirectory("lifeboat-export")
+        defer { config.remove() }
+        try config.write("lifeboat.yaml", "state_dir: /var/lib/lifeboat\nrepositories: { disk: { path: /srv/lifeboat } }\ndefault_repository: disk\n")
+        try config.write("policies/db.main.yaml", "policy: db.main\nsource: { files: { path: /etc } }\nschedule: { cron: '0 1 * * *' }\n")
+        try config.write("policies/db_main.yaml", "policy: db_main\nsource: { files: { path: /etc } }\nschedule: { cron: '0 2 * * *' }\n")
+        let result = try LifeboatCLI.run(["export", "kubernetes"], config: config.path)
+        #expect(result.status == 2)
+        #expect(result.stderr.contains("policy 'db.main' and policy 'db_main' would both be the CronJob 'lifeboat-backup-db-main'"), "\(result.stderr)")
+        #expect(result.stdout.isEmpty)
+    }
+
+    @Test func systemdUnitsPassSystemdAnalyzeVerify() throws {
+        let analyze = try tool("systemd-analyze", install: "Install the Debian package systemd.")
+        let config = try exportFixture()
+        defer { config.remove() }
+        let output = config.path + "/units"
+        let binary = try LifeboatCLI.executable
+        let written = try LifeboatCLI.run(["export", "systemd", "--binary", binary, "--output", output], config: config.path,
+                                          environment: ["S3_SECRET": Self.secretMarker])
+        #expect(written.status == 0, "\(written.stderr)")
+        let files = try FileManager.default.contentsOfDirectory(atPath: output).sorted()
+        #expect(files == ["lifeboat-backup-assets.service", "lifeboat-backup-assets.timer", "lifeboat-backup-etc_files.service",
+                          "lifeboat-backup-etc_files.timer", "lifeboat-backup-hub\\x2dpostgres.service", "lifeboat-backup-hub\\x2dpostgres.timer",
+                          "lifeboat-drill-restore\\x2dhub.service", "lifeboat-drill-restore\\x2dhub.timer", "lifeboat-prune.service",
+                          "lifeboat-prune.timer", "lifeboat-scheduler.service"])
+        // Works in a container without systemd as PID 1: verify loads the units itself.
+        let verify = try run(analyze, ["verify", "--man=no"] + files.map { output + "/" + $0 })
+        #expect(verify.status.isSuccess, "\(verify.stdout)\(verify.stderr)")
+        #expect(!verify.stderr.contains("lifeboat"), "\(verify.stderr)")
+        for file in files {
+            #expect(!(try String(contentsOfFile: output + "/" + file, encoding: .utf8)).contains(Self.secretMarker))
+        }
+        let scheduler = try String(contentsOfFile: output + "/lifeboat-scheduler.service", encoding: .utf8)
+        #expect(scheduler.contains("ExecStart=\(binary) --config \(config.path) schedule\n"))
+        #expect(scheduler.contains("TimeoutStopSec=90s\n"))
+        let timer = try String(contentsOfFile: output + "/lifeboat-backup-etc_files.timer", encoding: .utf8)
+        #expect(timer.contains("OnCalendar=Mon *-*-* 09..17:00/15:00 UTC\nOnCalendar=*-*-01,15 09..17:00/15:00 UTC\n"))
+    }
+}
+
+// MARK: OnCalendar against systemd
+
+/// Our conversion of each expression, run through `systemd-analyze calendar`, fires when our
+/// own `CronExpression.nextFire` does — around the daylight-saving changes of Berlin and New
+/// York, and in UTC. The one difference is known and checked: a local time that does not
+/// occur (clocks set forward) is skipped by systemd, where we fire at the change.
+@Suite struct OnCalendarAgainstSystemd {
+    /// (expression, time zone, from, firings at a change for a local time that does not occur)
+    static let cases: [(String, String, String, Int)] = [
+        ("30 2 * * *", "Europe/Berlin", "2026-03-27T12:00:00Z", 1),
+        ("30 2 * * *", "Europe/Berlin", "2026-10-23T12:00:00Z", 0),
+        ("0 * * * *", "Europe/Berlin", "2026-03-28T20:00:00Z", 0),
+        ("0 * * * *", "Europe/Berlin", "2026-10-24T20:00:00Z", 0),
+        ("*/15 1-3 * * *", "Europe/Berlin", "2026-03-28T12:00:00Z", 0),
+        ("*/15 1-3 * * *", "Europe/Berlin", "2026-10-24T12:00:00Z", 0),
+        ("30 2 * * *", "America/New_York", "2026-03-06T12:00:00Z", 1),
+        ("30 1 * * *", "America/New_York", "2026-10-30T12:00:00Z", 0),
+        ("*/20 0-3 * * sun", "America/New_York", "2026-03-01T12:00:00Z", 0),
+        ("*/20 0-3 * * sun", "America/New_York", "2026-10-25T12:00:00Z", 0),
+        ("0 0 13 * 5", "Europe/Berlin", "2026-01-01T00:00:00Z", 0),
+        ("15 4 * * mon-fri", "America/New_York", "2026-02-20T00:00:00Z", 0),
+        ("5-59/20 */6 1,15 * *", "UTC", "2026-01-01T00:00:00Z", 0),
+        ("0 12 * jan,jul sun", "UTC", "2026-01-01T00:00:00Z", 0),
+        ("@daily", "Europe/Berlin", "2026-03-20T00:00:00Z", 0),
+        ("@weekly", "America/New_York", "2026-10-01T00:00:00Z", 0),
+        ("0 0 31 * *", "UTC", "2026-01-01T00:00:00Z", 0),
+    ]
+    static let iterations = 40
+
+    @Test(arguments: cases)
+    func systemdFiresWhenWeDo(expression: String, timeZone: String, base: String, skippedBySystemd: Int) throws {
+        let analyze = try tool("systemd-analyze", install: "Install the Debian package systemd.")
+        let cron = try CronExpression(parsing: expression)
+        let zone = try #require(TimeZone(identifier: timeZone))
+        let start = try #require(ISO8601DateFormatter().date(from: base))
+        let lines = cron.onCalendar(timeZone: timeZone)
+        let result = try run(analyze, ["calendar", "--base-time=@\(Int(start.timeIntervalSince1970))", "--iterations=\(Self.iterations)"] + lines,
+                             environment: ["TZ": "UTC", "LC_ALL": "C"])
+        #expect(result.status.isSuccess, "\(result.stdout)\(result.stderr)")
+        let theirs = Array(Set(try Self.elapses(result.stdout)).sorted().prefix(Self.iterations))
+        #expect(theirs.count == Self.iterations, "\(result.stdout)")
+        var ours: [Date] = []
+        var cursor = start
+        while ours.count < Self.iterations + 4, let next = cron.nextFire(after: cursor, in: zone) {
+            ours.append(next)
+            cursor = next
+        }
+        // Compare up to the last firing both lists reach.
+        guard let horizon = [theirs.last, ours.last].compactMap({ $0 }).min() else { return }
+        let theirSet = Set(theirs.filter { $0 <= horizon })
+        let ourSet = Set(ours.filter { $0 <= horizon })
+        #expect(theirSet.subtracting(ourSet).isEmpty, "systemd only: \(theirSet.subtracting(ourSet).sorted())")
+        #expect(ourSet.subtracting(theirSet).count == skippedBySystemd, "ours only: \(ourSet.subtracting(theirSet).sorted())")
+        for extra in ourSet.subtracting(theirSet) {
+            // Ours only: a firing at a daylight-saving change for a local time that did not
+            // occur — its own local time is not one the expression names.
+            #expect(!Self.names(cron, extra, zone), "\(expression) \(timeZone): we fire at \(extra), systemd does not")
+        }
+    }
+
+    /// Whether the local wall time of `instant` is one the expression names.
+    static func names(_ cron: CronExpression, _ instant: Date, _ zone: TimeZone) -> Bool {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = zone
+        let c = calendar.dateComponents([.month, .day, .hour, .minute, .weekday], from: instant)
+        guard let month = c.month, let day = c.day, let hour = c.hour, let minute = c.minute, let weekday = c.weekday else { return false }
+        guard cron.minutes.contains(minute), cron.hours.contains(hour), cron.months.contains(month) else { return false }
+        let dom = cron.daysOfMonth.contains(day), dow = cron.daysOfWeek.contains(weekday - 1)
+        switch (cron.dayOfMonthRestricted, cron.dayOfWeekRestricted) {
+        case (true, true): return dom || dow
+        case (true, false): return dom
+        case (false, true): return dow
+        case (false, false): return true
+        }
+    }
+
+    /// The instants of `Next elapse:` and `Iter. #n:` lines (`Mon 2026-03-30 00:30:00 UTC`).
+    static func elapses(_ output: String) throws -> [Date] {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "EEE yyyy-MM-dd HH:mm:ss 'UTC'"
+        return try output.split(separator: "\n").compactMap { line -> Date? in
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            guard trimmed.hasPrefix("Next elapse:") || trimmed.hasPrefix("Iter. #"), let colon = trimmed.firstIndex(of: ":") else { return nil }
+            let value = trimmed[trimmed.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            let date: Date? = formatter.date(from: value)
+            guard let date else { throw TestSupportError("systemd-analyze printed an unreadable time: \(line)") }
+            return date
+        }
+    }
+}

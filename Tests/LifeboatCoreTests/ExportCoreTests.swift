@@ -83,6 +83,19 @@ private func cron(_ text: String) -> CronExpression {
         #expect(timer.contains("Persistent=true\n") && timer.contains("RandomizedDelaySec=600s\n") && timer.contains("FixedRandomDelay=true\n"))
         #expect(result.files[4].text.contains("OnCalendar=*-*-* 04:00:00 UTC\n"))
     }
+
+    @Test func pathsWithSpacesPercentAndDollarAreWrittenSoSystemdReadsThemBack() throws {
+        let configuration = exportConfiguration(
+            main: "state_dir: '/var/lib/life boat/50%$x'\n",
+            policies: ["db.yaml": "policy: db\nsource: { test: {} }\nschedule: { cron: '0 1 * * *' }\n"],
+            directory: "/etc/life boat%")
+        let result = try SystemdExport.generate(configuration: configuration, options: .init(binary: "/opt/bin/lifeboat"))
+        let scheduler = result.files[0].text
+        #expect(scheduler.contains("Description=Lifeboat scheduler: backups by their schedules (/etc/life boat%%)\n"))
+        #expect(scheduler.contains("ExecStart=/opt/bin/lifeboat --config \"/etc/life boat%%\" schedule\n"))
+        #expect(scheduler.contains("ReadWritePaths=-\"/var/lib/life boat/50%%$x\"\n"))
+        #expect(!scheduler.contains("User="))
+    }
 }
 
 @Suite struct KubernetesManifests {

@@ -65,6 +65,9 @@ public enum KubernetesExport {
             throw LifeboatError(.usage, "\(what) '\(name)' is not a valid Kubernetes name",
                                 hint: "Use at most 63 lower-case letters, digits and '-', starting and ending with a letter or digit.")
         }
+        if options.image.isEmpty || options.image.contains(where: { $0.isWhitespace }) {
+            throw LifeboatError(.usage, "--image '\(options.image)' is not an image reference", hint: "Give it as REGISTRY/NAME:TAG.")
+        }
         var notes: [String] = []
         let references = try secretReferences(files: files, configuration: configuration)
         let configMap = try configMapObject(files: files, options: options)
@@ -252,7 +255,8 @@ public enum KubernetesExport {
 
     static func cronJob(name: String, job: Job, configuration: Configuration, files: [ConfigFile],
                         references: [(name: String, optional: Bool)], stateDirectory: String?, options: Options) -> YAMLValue {
-        var env: [YAMLValue] = [yamlMap(("name", .string("HOME")), ("value", .string("/tmp")))]
+        // HOME on the writable /tmp (unless the configuration takes HOME from the Secret).
+        var env: [YAMLValue] = references.contains { $0.name == "HOME" } ? [] : [yamlMap(("name", .string("HOME")), ("value", .string("/tmp")))]
         for reference in references {
             env.append(yamlMap(
                 ("name", .string(reference.name)),

@@ -67,6 +67,11 @@ public enum SystemdExport {
 
         var owners: [String: String] = [:]
         func addTimer(_ name: String, what: String, description: String, schedule: Schedule, arguments: [String], writable extra: [String]) throws {
+            // A unit's name has at most 255 characters; escaping makes a '-' four.
+            if name.utf8.count + ".service".utf8.count > 255 {
+                throw LifeboatError(.configuration, "\(what) makes the unit name \(name).service, longer than systemd's 255 characters",
+                                    hint: "Use a shorter name, with fewer characters other than letters, digits, '_' and '.'.")
+            }
             if let other = owners[name] {
                 throw LifeboatError(.configuration, "\(other) and \(what) would both be the unit \(name)", hint: "Rename one of them.")
             }
@@ -152,7 +157,7 @@ public enum SystemdExport {
         ]
         var seen: Set<String> = []
         for path in writable where seen.insert(path).inserted {
-            lines.append(("ReadWritePaths", "-" + quoteArgument(path)))
+            lines.append(("ReadWritePaths", "-" + quoteArgument(path, expandsVariables: false)))
         }
         return lines
     }
@@ -162,7 +167,10 @@ public enum SystemdExport {
         for (index, (name, lines)) in sections.enumerated() {
             if index > 0 { text += "\n" }
             text += "[\(name)]\n"
-            for (key, value) in lines { text += "\(key)=\(value)\n" }
+            for (key, value) in lines {
+                // Description= expands specifiers: a '%' of a path or name is written '%%'.
+                text += "\(key)=\(key == "Description" ? value.replacingOccurrences(of: "%", with: "%%") : value)\n"
+            }
         }
         return text
     }
@@ -170,11 +178,14 @@ public enum SystemdExport {
     /// An `ExecStart=` command line: each argument as is when it is plain, else in double
     /// quotes; `%` and `$` doubled so that systemd expands neither.
     static func commandLine(_ arguments: [String]) -> String {
-        arguments.map(quoteArgument).joined(separator: " ")
+        arguments.map { quoteArgument($0) }.joined(separator: " ")
     }
 
-    static func quoteArgument(_ argument: String) -> String {
-        var text = argument.replacingOccurrences(of: "%", with: "%%").replacingOccurrences(of: "$", with: "$$")
+    /// `expandsVariables`: whether systemd expands `$NAME` in the setting (ExecStart= does,
+    /// ReadWritePaths= does not); specifiers (`%`) are expanded in both.
+    static func quoteArgument(_ argument: String, expandsVariables: Bool = true) -> String {
+        var text = argument.replacingOccurrences(of: "%", with: "%%")
+        if expandsVariables { text = text.replacingOccurrences(of: "$", with: "$$") }
         let plain = !text.isEmpty && text.unicodeScalars.allSatisfy {
             ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || "/_.:=+,@%$-".unicodeScalars.contains($0)
         }

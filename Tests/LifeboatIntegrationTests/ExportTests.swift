@@ -388,6 +388,9 @@ private func exportFixture() throws -> TemporaryDirectory {
         #expect(result.status == 2)
         #expect(result.stderr.contains("policy 'db.main' and policy 'db_main' would both be the CronJob 'lifeboat-backup-db-main'"), "\(result.stderr)")
         #expect(result.stdout.isEmpty)
+        // --config before the command, as in archive_command, reaches the subcommand too.
+        let leading = try LifeboatCLI.run(["--config", config.path, "export", "kubernetes"])
+        #expect(leading.status == 2 && leading.stderr.contains("would both be the CronJob"), "\(leading.stderr)")
     }
 
     @Test func systemdUnitsPassSystemdAnalyzeVerify() throws {

@@ -514,3 +514,13 @@ private func exportFixture() throws -> TemporaryDirectory {
         }
     }
 }
+
+@Suite struct UnitNamesAgainstSystemdEscape {
+    @Test(arguments: ["hub-postgres", "etc_files", "db.main", "a b", "x/y", ".hidden", "ümlaut", "A-Z:0_9.x", "tab\there"])
+    func escapingMatchesSystemdEscape(name: String) throws {
+        let escape = try tool("systemd-escape", install: "Install the Debian package systemd.")
+        let result = try run(escape, ["--", name])
+        #expect(result.status.isSuccess, "\(result.stderr)")
+        #expect(SystemdExport.escapeUnitName(name) == result.stdout.trimmingCharacters(in: .newlines))
+    }
+}

@@ -168,6 +168,8 @@ let package = Package(
             dependencies: [
                 "LifeboatCore", "LifeboatIO", "LifeboatArchive", "LifeboatPostgres",
                 "LifeboatHTTP", "LifeboatS3", "LifeboatEngine", "TestSupport",
+                // Reads the shipped alert rules (deploy/prometheus) to check their metric names.
+                .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strict
         ),

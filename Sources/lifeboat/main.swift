@@ -51,7 +51,12 @@ func movingGlobalOptions(_ arguments: [String]) -> [String] {
         }
     }
     guard !leading.isEmpty, let command = rest.first, !command.hasPrefix("-") else { return arguments }
-    return [command] + leading + rest.dropFirst()
+    // `export kubernetes|systemd`: the options go behind the subcommand, which declares them.
+    let afterCommand = rest.dropFirst()
+    if command == "export", let subcommand = afterCommand.first, !subcommand.hasPrefix("-") {
+        return [command, subcommand] + leading + afterCommand.dropFirst()
+    }
+    return [command] + leading + afterCommand
 }
 
 Signals.install()

@@ -295,6 +295,8 @@ public struct Runbook: Sendable {
     public var name: String
     public var file: String
     public var objectives: Objectives?
+    /// `schedule:`: when the runbook is drilled (`lifeboat drill RUNBOOK`), for the exports.
+    public var schedule: Schedule?
     public var steps: [RunbookStep]
 }
 

@@ -345,7 +345,7 @@ public enum ConfigurationParser {
     // MARK: Runbooks
 
     static func parseRunbook(_ root: ConfigNode, file: ConfigFile, policies: [String: Policy], policyFiles: Set<String>) -> Runbook? {
-        guard let map = root.mapping(allowed: ["runbook", "objectives", "steps"]) else { return nil }
+        guard let map = root.mapping(allowed: ["runbook", "objectives", "schedule", "steps"]) else { return nil }
         let nameNode = map.required("runbook")
         var name = nameNode?.name()
         if let given = name, given != file.baseName {
@@ -364,8 +364,11 @@ public enum ConfigurationParser {
             steps = items.compactMap { parseStep($0, policies: policies, policyFiles: policyFiles) }
             stepsValid = !items.isEmpty && steps.count == items.count
         }
-        guard let name, stepsValid else { return nil }
-        return Runbook(name: name, file: file.name, objectives: objectives, steps: steps)
+        // When the runbook is drilled (`lifeboat drill`) on a schedule: `{ cron, timezone, jitter }`
+        // as a policy's; read by the exports (Kubernetes CronJobs, systemd timers).
+        let schedule = map["schedule"].flatMap(parseSchedule)
+        guard let name, stepsValid, map["schedule"] == nil || schedule != nil else { return nil }
+        return Runbook(name: name, file: file.name, objectives: objectives, schedule: schedule, steps: steps)
     }
 
     static func parseStep(_ node: ConfigNode, policies: [String: Policy], policyFiles: Set<String>) -> RunbookStep? {

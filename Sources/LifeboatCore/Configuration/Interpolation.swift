@@ -1,3 +1,5 @@
+import Yams
+
 /// `${VAR}` interpolation of configuration values from the environment.
 ///
 /// - `${NAME}` is replaced by the variable's value; an unset variable is an error.
@@ -55,5 +57,64 @@ public enum Interpolation {
     static func isValidName(_ name: Substring) -> Bool {
         guard let first = name.first, first == "_" || (first.isASCII && first.isLetter) else { return false }
         return name.allSatisfy { $0 == "_" || ($0.isASCII && ($0.isLetter || $0.isNumber)) }
+    }
+}
+
+extension Interpolation {
+    /// A `${NAME}` or `${NAME:-default}` a configuration value refers to.
+    public struct Reference: Hashable, Sendable {
+        public var name: String
+        /// Written `${NAME:-default}`: the value may be left unset.
+        public var hasDefault: Bool
+
+        public init(name: String, hasDefault: Bool) {
+            self.name = name
+            self.hasDefault = hasDefault
+        }
+    }
+
+    /// The variables `text` refers to, in order, by the rules of `expand` (`$$` is no
+    /// reference); a malformed reference is skipped (the parser reports it).
+    public static func references(in text: String) -> [Reference] {
+        var found: [Reference] = []
+        var i = text.startIndex
+        while i < text.endIndex {
+            let next = text.index(after: i)
+            guard text[i] == "$", next < text.endIndex else {
+                i = next
+                continue
+            }
+            if text[next] == "$" {
+                i = text.index(after: next)
+            } else if text[next] == "{", let close = text[next...].firstIndex(of: "}") {
+                let body = text[text.index(after: next)..<close]
+                let separator = body.range(of: ":-")
+                let name = separator.map { body[body.startIndex..<$0.lowerBound] } ?? body
+                if isValidName(name) { found.append(Reference(name: String(name), hasDefault: separator != nil)) }
+                i = text.index(after: close)
+            } else {
+                i = next
+            }
+        }
+        return found
+    }
+
+    /// The variables a YAML configuration file's values refer to (scalars only: comments and
+    /// keys are never interpolated). Nil when the text is not YAML.
+    public static func references(inYAML text: String) -> [Reference]? {
+        let document: Node?
+        do { document = try Yams.compose(yaml: text) } catch { return nil }
+        guard let root = document else { return [] }
+        var found: [Reference] = []
+        func walk(_ node: Node) {
+            switch node {
+            case .scalar(let scalar): found += references(in: scalar.string)
+            case .mapping(let mapping): for (_, value) in mapping { walk(value) }
+            case .sequence(let sequence): sequence.forEach(walk)
+            case .alias: break
+            }
+        }
+        walk(root)
+        return found
     }
 }

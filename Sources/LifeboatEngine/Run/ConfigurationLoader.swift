@@ -19,16 +19,21 @@ public enum ConfigurationLoader {
             throw LifeboatError(.configuration, "configuration directory '\(directory)' does not exist",
                                 hint: "Pass --config DIR or set LIFEBOAT_CONFIG to the directory holding lifeboat.yaml, policies/ and runbooks/; or give --repository to work from a repository alone.")
         }
-        let mainPath = directory + "/lifeboat.yaml"
-        let main = pathExists(mainPath) ? ConfigFile(name: "lifeboat.yaml", text: try readTextFile(mainPath)) : nil
-        let policies = try yamlFiles(in: directory, subdirectory: "policies")
-        let runbooks = try yamlFiles(in: directory, subdirectory: "runbooks")
+        let (main, policies, runbooks) = try files(directory: directory)
         if main == nil && policies.isEmpty && runbooks.isEmpty {
             throw LifeboatError(.configuration, "'\(directory)' holds no Lifeboat configuration (no lifeboat.yaml, policies/ or runbooks/)",
                                 hint: "Pass --config DIR or set LIFEBOAT_CONFIG to the directory holding lifeboat.yaml, policies/ and runbooks/; or give --repository to work from a repository alone.")
         }
         return ConfigurationParser.parse(directory: directory, main: main, policies: policies, runbooks: runbooks,
                                          sources: SourceKinds.parsers, environment: environment)
+    }
+
+    /// The configuration directory's files as they are: `lifeboat.yaml` (nil when absent),
+    /// `policies/*.yaml`, `runbooks/*.yaml` (also `.yml`).
+    public static func files(directory: String) throws -> (main: ConfigFile?, policies: [ConfigFile], runbooks: [ConfigFile]) {
+        let mainPath = directory + "/lifeboat.yaml"
+        let main = pathExists(mainPath) ? ConfigFile(name: "lifeboat.yaml", text: try readTextFile(mainPath)) : nil
+        return (main, try yamlFiles(in: directory, subdirectory: "policies"), try yamlFiles(in: directory, subdirectory: "runbooks"))
     }
 
     /// Loads `lifeboat.yaml` and one policy's file (`policies/<policy>.yaml` or `.yml`), and

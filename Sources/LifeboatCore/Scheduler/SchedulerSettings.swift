@@ -15,23 +15,27 @@ public struct SchedulerSettings: Sendable, Equatable {
     /// When the daemon runs `prune` over every policy (`prune: { cron, timezone, jitter }`);
     /// nil: never.
     public var prune: Schedule?
+    /// How often the daemon reads each policy's repository for its metrics and readiness
+    /// (`metrics_refresh`, default 5m); also at start and after each run of the policy.
+    public var metricsRefresh: ConfigDuration
 
     public init(catchUp: ConfigDuration = ConfigDuration(seconds: 3600), maxConcurrent: Int = 2,
                 runTimeout: ConfigDuration = ConfigDuration(seconds: 6 * 3600), stopTimeout: ConfigDuration = ConfigDuration(seconds: 300),
-                prune: Schedule? = nil) {
+                prune: Schedule? = nil, metricsRefresh: ConfigDuration = ConfigDuration(seconds: 300)) {
         self.catchUp = catchUp
         self.maxConcurrent = maxConcurrent
         self.runTimeout = runTimeout
         self.stopTimeout = stopTimeout
         self.prune = prune
+        self.metricsRefresh = metricsRefresh
     }
 
     public static func == (a: SchedulerSettings, b: SchedulerSettings) -> Bool {
-        (a.catchUp, a.maxConcurrent, a.runTimeout, a.stopTimeout) == (b.catchUp, b.maxConcurrent, b.runTimeout, b.stopTimeout)
+        (a.catchUp, a.maxConcurrent, a.runTimeout, a.stopTimeout, a.metricsRefresh) == (b.catchUp, b.maxConcurrent, b.runTimeout, b.stopTimeout, b.metricsRefresh)
             && a.prune?.cron == b.prune?.cron && a.prune?.timezone == b.prune?.timezone && a.prune?.jitter == b.prune?.jitter
     }
 
-    static let keys = ["catch_up", "max_concurrent", "run_timeout", "stop_timeout", "prune"]
+    static let keys = ["catch_up", "max_concurrent", "run_timeout", "stop_timeout", "prune", "metrics_refresh"]
 
     /// Reads `scheduler:`; every problem is reported on its node (file:line:column).
     static func parse(_ node: ConfigNode) -> SchedulerSettings {
@@ -42,6 +46,7 @@ public struct SchedulerSettings: Sendable, Equatable {
         if let value = map["run_timeout"]?.positiveDuration() { settings.runTimeout = value }
         if let value = map["stop_timeout"]?.duration() { settings.stopTimeout = value }
         if let node = map["prune"] { settings.prune = ConfigurationParser.parseSchedule(node) }
+        if let value = map["metrics_refresh"]?.positiveDuration() { settings.metricsRefresh = value }
         return settings
     }
 }

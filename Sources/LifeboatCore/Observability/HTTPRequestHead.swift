@@ -5,6 +5,11 @@ public struct HTTPRequestHead: Sendable, Equatable {
     /// The path, without the query.
     public var path: String
 
+    public init(method: String, path: String) {
+        self.method = method
+        self.path = path
+    }
+
     /// Where the head ends (`\r\n\r\n`, or `\n\n` from a lax client) in `bytes`, if it does.
     public static func end(in bytes: [UInt8]) -> Int? {
         guard bytes.count >= 2 else { return nil }

@@ -36,6 +36,7 @@ public final class HTTPListener: Sendable {
     private let wakePipe: (read: Int32, write: Int32)
     private let active = Mutex(0)
     private let stopped = Mutex(false)
+    private let started = Mutex(false)
     private let done = Wakeup()
 
     public static let maxConnections = 16
@@ -123,6 +124,7 @@ public final class HTTPListener: Sendable {
 
     /// Accepts connections on a thread of its own until `stop()`.
     public func start(_ handler: @escaping Handler) {
+        started.withLock { $0 = true }
         let thread = Thread { [self] in
             defer { done.wake() }
             acceptLoop(handler)
@@ -139,9 +141,11 @@ public final class HTTPListener: Sendable {
             return !stopped
         }
         guard first else { return }
-        var byte: UInt8 = 1
-        _ = write(wakePipe.write, &byte, 1)
-        done.wait()
+        if started.withLock({ $0 }) {
+            var byte: UInt8 = 1
+            _ = write(wakePipe.write, &byte, 1)
+            done.wait()
+        }
         close(fd)
         close(wakePipe.read)
         close(wakePipe.write)
@@ -191,6 +195,7 @@ public final class HTTPListener: Sendable {
         while headEnd == nil {
             guard bytes.count < maxRequestHead else {
                 send(client, Response(status: 431, body: "request head too large\n"), head: false)
+                drain(client)
                 return
             }
             guard Date() < deadline else { return }
@@ -209,6 +214,18 @@ public final class HTTPListener: Sendable {
             return
         }
         send(client, handler(request.path), head: request.method == "HEAD")
+    }
+
+    /// Reads what the client still sends (for at most 64 KiB and 200 ms), so that closing does
+    /// not reset the connection before the client has read the answer.
+    static func drain(_ client: Int32) {
+        var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
+        _ = setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var buffer = [UInt8](repeating: 0, count: 8192)
+        for _ in 0..<8 {
+            let n = buffer.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { return }
+        }
     }
 
     static func send(_ client: Int32, _ response: Response, head: Bool) {

@@ -1,0 +1,148 @@
+import Foundation
+import Glibc
+import LifeboatCore
+@testable import LifeboatEngine
+import LifeboatIO
+import Testing
+import TestSupport
+
+/// The scheduler's HTTP endpoints on a real socket (port 0), fed by a `SchedulerMonitor` that
+/// the test tells of the daemon's events; the refresher reads a real local repository.
+@Suite(.timeLimit(.minutes(2)))
+struct MetricsListener {
+    func monitor(_ dir: TemporaryDirectory) throws -> SchedulerMonitor {
+        try dir.write("lifeboat.yaml", "state_dir: state\nrepositories:\n  local: { path: repo }\ndefault_repository: local\n")
+        try dir.write("src/a.txt", "alpha\n")
+        try dir.write("policies/files.yaml", "policy: files\nsource: { files: { path: src } }\nschedule: { cron: \"0 2 * * *\" }\n")
+        let configuration = try ConfigurationLoader.load(directory: dir.path, environment: [:])
+        return SchedulerMonitor(configuration: configuration, context: RunContext(logger: quietLogger))
+    }
+
+    func json(_ response: RawHTTP.Response) throws -> (status: String, checks: [String: String]) {
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(response.body.utf8)) as? [String: Any], "\(response.body)")
+        return (object["status"] as? String ?? "", object["checks"] as? [String: String] ?? [:])
+    }
+
+    func waitForRefresh(_ monitor: SchedulerMonitor) -> Bool {
+        let deadline = Date(timeIntervalSinceNow: 10)
+        while monitor.registry.value(MetricCatalogue.repositoryCheckTimestamp, ["files"]) == nil, Date() < deadline { usleep(10_000) }
+        return monitor.registry.value(MetricCatalogue.repositoryCheckTimestamp, ["files"]) != nil
+    }
+
+    @Test func metricsHealthzAndReadyzAnswerWithTheirContentAndStatus() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let monitor = try monitor(dir)
+        let listener = try #require(try monitor.listen(on: .address(host: "127.0.0.1", port: 0), logger: quietLogger))
+        defer {
+            listener.stop()
+            monitor.stop()
+        }
+        #expect(listener.port > 0 && listener.address == "127.0.0.1:\(listener.port)")
+        let port = listener.port
+
+        // Before the loop runs: not alive.
+        let early = try RawHTTP.request(port: port, "/healthz")
+        #expect(early.status == 503)
+
+        monitor.schedulerStarted(history: [])
+        #expect(waitForRefresh(monitor))
+
+        let metrics = try RawHTTP.request(port: port, "/metrics")
+        #expect(metrics.status == 200)
+        #expect(metrics.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8")
+        #expect(metrics.headers["connection"] == "close")
+        #expect(metrics.headers["content-length"] == String(metrics.body.utf8.count))
+        #expect(metrics.body.contains("lifeboat_build_info{version=\"\(LifeboatVersion.current)\"} 1\n"))
+        #expect(metrics.body.contains("\nlifeboat_scheduler_running 1\n"))
+        #expect(metrics.body.contains("lifeboat_repository_up{policy=\"files\"} 1\n"), "\(metrics.body)")
+        #expect(metrics.body.contains("lifeboat_repository_backups{policy=\"files\"} 0\n"))
+        #expect(metrics.body.contains("lifeboat_backup_max_age_seconds{policy=\"files\"} 194400\n"))
+        #expect(metrics.body.contains("lifeboat_runs_total{policy=\"files\",job=\"backup\",outcome=\"failed\"} 0\n"))
+
+        let health = try RawHTTP.request(port: port, "/healthz")
+        #expect(health.status == 200)
+        #expect(try json(health).status == "healthy")
+        #expect(try json(health).checks == ["scheduler": "ok"])
+
+        var ready = try RawHTTP.request(port: port, "/readyz")
+        #expect(ready.status == 200)
+        #expect(ready.headers["content-type"] == "application/json")
+        #expect(try json(ready).status == "healthy", "\(ready.body)")
+        #expect(try json(ready).checks == ["scheduler": "ok", "repository:local": "ok", "policy:files": "ok"])
+
+        // A failed run: the policy check says so, readiness degrades, still 200.
+        let now = Date()
+        let failed = RunRecord(policy: "files", job: "backup", scheduled: now, started: now, ended: now.addingTimeInterval(2),
+                               outcome: .failed, error: "source unreadable")
+        monitor.runEnded(key: "files", record: failed, result: nil)
+        ready = try RawHTTP.request(port: port, "/readyz")
+        #expect(ready.status == 200)
+        #expect(try json(ready).status == "degraded")
+        #expect(try json(ready).checks["policy:files"] == "failing: last run failed: source unreadable")
+        let after = try RawHTTP.request(port: port, "/metrics").body
+        #expect(after.contains("lifeboat_runs_total{policy=\"files\",job=\"backup\",outcome=\"failed\"} 1\n"))
+        #expect(after.contains("lifeboat_last_run_success{policy=\"files\",job=\"backup\"} 0\n"))
+        #expect(after.contains("lifeboat_run_duration_seconds_bucket{policy=\"files\",job=\"backup\",le=\"5\"} 1\n"))
+
+        // Stopping: unhealthy, 503; still alive.
+        monitor.schedulerStopping()
+        ready = try RawHTTP.request(port: port, "/readyz")
+        #expect(ready.status == 503)
+        #expect(try json(ready).status == "unhealthy")
+        #expect(try json(ready).checks["scheduler"] == "stopping")
+        #expect(try RawHTTP.request(port: port, "/healthz").status == 200)
+        #expect(try RawHTTP.request(port: port, "/metrics").body.contains("\nlifeboat_scheduler_running 0\n"))
+    }
+
+    @Test func otherPathsAre404HeadHasNoBodyOtherMethodsAre405() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let monitor = try monitor(dir)
+        let listener = try #require(try monitor.listen(on: .address(host: "127.0.0.1", port: 0), logger: quietLogger))
+        defer { listener.stop() }
+        #expect(try RawHTTP.request(port: listener.port, "/nope").status == 404)
+        let head = try RawHTTP.request(port: listener.port, "/metrics", method: "HEAD")
+        #expect(head.status == 200)
+        #expect(head.body.isEmpty)
+        #expect(Int(head.headers["content-length"] ?? "") ?? 0 > 0)
+        let post = try RawHTTP.request(port: listener.port, "/metrics", method: "POST")
+        #expect(post.status == 405)
+        #expect(post.headers["allow"] == "GET, HEAD")
+    }
+
+    @Test func garbageAnOversizedHeadAndASilentClientDoNotWedgeIt() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let monitor = try monitor(dir)
+        let listener = try #require(try monitor.listen(on: .address(host: "127.0.0.1", port: 0), logger: quietLogger))
+        defer { listener.stop() }
+        let port = listener.port
+        // Silent clients: connected, never sending a byte.
+        let silent = try (0..<3).map { _ in try RawHTTP.connect(port: port) }
+        defer { for fd in silent { close(fd) } }
+        let garbage = try RawHTTP.exchange(port: port, [0x16, 0x03, 0x01, 0x00, 0xff, 0x0d, 0x0a, 0x0d, 0x0a])
+        #expect(garbage.status == 400)
+        let huge = try RawHTTP.exchange(port: port, Array(("GET /" + String(repeating: "a", count: 20000)).utf8))
+        #expect(huge.status == 431)
+        let started = Date()
+        let next = try RawHTTP.request(port: port, "/metrics", timeout: 1)
+        #expect(next.status == 200)
+        #expect(Date().timeIntervalSince(started) < 1)
+        // A client that connects and hangs up at once.
+        close(try RawHTTP.connect(port: port))
+        #expect(try RawHTTP.request(port: port, "/healthz", timeout: 1).status == 503)
+    }
+
+    @Test func aPortInUseIsAnErrorNamingTheAddress() throws {
+        let first = try HTTPListener(host: "127.0.0.1", port: 0)
+        defer { first.stop() }
+        #expect {
+            _ = try HTTPListener(host: "127.0.0.1", port: first.port)
+        } throws: { error in
+            let error = error as? LifeboatError
+            return error?.exitStatus == 1 && error?.message.contains("127.0.0.1:\(first.port)") == true
+                && error?.message.contains("in use") == true
+        }
+    }
+}

@@ -146,3 +146,52 @@ struct MetricsListener {
         }
     }
 }
+
+@Suite struct WALPushFailureLog {
+    @Test func failuresAreCountedPerPolicyAcrossARotation() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let state = StateDirectory(path: dir.subpath("state"))
+        try state.prepare()
+        let time = Date(timeIntervalSince1970: 1_764_460_800)
+        state.recordWALPushFailure(policy: "pg", time: time, error: "connection refused")
+        state.recordWALPushFailure(policy: "pg", time: time, error: "timed out")
+        state.recordWALPushFailure(policy: "other", time: time, error: "x")
+        #expect(state.walPushFailureCounts() == ["pg": 2, "other": 1])
+        // Past 1 MiB the file moves aside; both files are counted.
+        let long = String(repeating: "e", count: 600 << 10)
+        state.recordWALPushFailure(policy: "pg", time: time, error: long)
+        state.recordWALPushFailure(policy: "pg", time: time, error: long)
+        state.recordWALPushFailure(policy: "pg", time: time, error: "after the rotation")
+        #expect(pathExists(state.rotatedWALPushFailuresPath))
+        #expect(state.walPushFailureCounts() == ["pg": 5, "other": 1])
+        let current = try readTextFile(state.walPushFailuresPath)
+        #expect(current.split(separator: "\n").count == 1 && current.contains("after the rotation"))
+    }
+
+    @Test func aStateDirectoryThatCannotBeWrittenIsNoError() {
+        let state = StateDirectory(path: "/nonexistent/lifeboat-state")
+        state.recordWALPushFailure(policy: "pg", time: Date(), error: "x")
+        #expect(state.walPushFailureCounts().isEmpty)
+    }
+}
+
+@Suite struct PruneCounts {
+    @Test func whatAPruneDeletedIsCountedPerPolicyAndKind() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let registry = MetricRegistry()
+        try dir.write("lifeboat.yaml", "state_dir: state\nscheduler: { prune: { cron: \"0 4 * * *\" } }\n")
+        try dir.write("policies/files.yaml", "policy: files\nsource: { files: { path: src } }\nschedule: { cron: \"0 2 * * *\" }\n")
+        let configuration = try ConfigurationLoader.load(directory: dir.path, environment: [:])
+        let monitor = SchedulerMonitor(configuration: configuration, context: RunContext(logger: quietLogger), registry: registry)
+        let now = Date()
+        let run = RunRecord(policy: "*", job: "prune", scheduled: now, started: now, ended: now, outcome: .succeeded)
+        monitor.runEnded(key: SchedulerDaemon.pruneKey, record: run, result: SchedulerDaemon.JobResult(deleted: ["files": ["backup": 3, "wal": 40]]))
+        monitor.runEnded(key: SchedulerDaemon.pruneKey, record: run, result: SchedulerDaemon.JobResult(deleted: ["files": ["backup": 1]]))
+        #expect(registry.value(MetricCatalogue.pruneDeleted, ["files", "backup"]) == 4)
+        #expect(registry.value(MetricCatalogue.pruneDeleted, ["files", "wal"]) == 40)
+        #expect(registry.value(MetricCatalogue.runsTotal, ["*", "prune", "succeeded"]) == 2)
+        #expect(registry.value(MetricCatalogue.lastRunSuccess, ["*", "prune"]) == 1)
+    }
+}

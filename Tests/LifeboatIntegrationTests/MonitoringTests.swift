@@ -136,3 +136,20 @@ struct MonitoringEndToEnd {
         }
     }
 }
+
+@Suite struct WALPushFailureRecords {
+    @Test func aFailedWALPushLeavesALineTheDaemonCounts() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        try dir.write("lifeboat.yaml", "state_dir: state\n")
+        try dir.write("policies/pg.yaml", "policy: pg\nsource:\n  postgres: { conninfo: \"host=127.0.0.1 password=hunter2-secret\" }\n")
+        let state = StateDirectory(path: dir.subpath("state"))
+        try state.prepare()  // the daemon's (wal-push never creates it)
+        let push = try LifeboatCLI.run(["wal-push", "pg", dir.subpath("pg_wal/000000010000000000000001"), "--pg-data", dir.path], config: dir.path)
+        #expect(push.status != 0, "\(push.all)")
+        #expect(state.walPushFailureCounts() == ["pg": 1])
+        let line = try readTextFile(state.walPushFailuresPath)
+        #expect(line.contains("\"policy\":\"pg\""))
+        #expect(!line.contains("hunter2-secret"))
+    }
+}

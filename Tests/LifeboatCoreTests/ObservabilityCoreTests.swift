@@ -27,6 +27,16 @@ private func utc(_ text: String) -> Date { ISO8601DateFormatter().date(from: tex
         #expect(!text.contains("\nlifeboat_drill_rto_seconds{"))
     }
 
+    /// README's metrics table lists every metric of the catalogue, with its type and labels.
+    @Test func readmeListsEveryCatalogueMetric() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let readme = try String(contentsOf: root.appendingPathComponent("README.md"), encoding: .utf8)
+        for metric in MetricCatalogue.all {
+            let labels = metric.labels.isEmpty ? "—" : metric.labels.joined(separator: ", ")
+            #expect(readme.contains("| `\(metric.name)` | \(metric.kind.rawValue) | \(labels) | "), "\(metric.name) is missing from README's table")
+        }
+    }
+
     @Test func labelValuesAreEscaped() throws {
         let registry = MetricRegistry()
         try registry.set(MetricCatalogue.lastBackupBytes, ["a\\b\"c\nd"], 5)

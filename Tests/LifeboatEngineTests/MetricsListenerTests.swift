@@ -8,7 +8,7 @@ import TestSupport
 
 /// The scheduler's HTTP endpoints on a real socket (port 0), fed by a `SchedulerMonitor` that
 /// the test tells of the daemon's events; the refresher reads a real local repository.
-@Suite(.timeLimit(.minutes(2)))
+@Suite(.timeLimit(.minutes(10)))
 struct MetricsListener {
     func monitor(_ dir: TemporaryDirectory) throws -> SchedulerMonitor {
         try dir.write("lifeboat.yaml", "state_dir: state\nrepositories:\n  local: { path: repo }\ndefault_repository: local\n")

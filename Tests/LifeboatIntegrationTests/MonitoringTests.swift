@@ -10,7 +10,7 @@ import TestSupport
 /// The scheduler's metrics and readiness as Prometheus sees them: a real PostgreSQL, a real S3
 /// server (moto), the daemon in this process with a clock the test moves on (cron is minute
 /// granular), its listener and a real Prometheus scraping it every second on real time.
-@Suite(.timeLimit(.minutes(3)))
+@Suite(.timeLimit(.minutes(10)))
 struct MonitoringEndToEnd {
     /// The daemon's clock: stopped at the test's start, moved on by the test alone (so that a
     /// minute turning meanwhile starts no run of its own).

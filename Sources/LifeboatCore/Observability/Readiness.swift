@@ -4,7 +4,7 @@ import Foundation
 /// during the request).
 ///
 /// Each check is `"ok"` or a short reason. The status:
-/// - `unhealthy` (HTTP 503): the scheduler is stopping, or every repository failed its
+/// - `unhealthy` (HTTP 503): the scheduler is stopping (or not running), or every repository failed its
 ///   newest check;
 /// - `degraded` (HTTP 200): a repository failed its newest check or was not checked yet, a
 ///   policy's newest backup is older than its threshold (stale), or its newest run failed;
@@ -16,7 +16,8 @@ public enum Readiness {
     }
 
     public enum SchedulerState: Sendable, Equatable {
-        case running, stopping
+        /// `notRunning`: its loop has not started yet, or has ended.
+        case running, stopping, notRunning
     }
 
     public enum RepositoryState: Sendable, Equatable {
@@ -55,7 +56,7 @@ public enum Readiness {
 
     public static func evaluate(scheduler: SchedulerState, repositories: [String: RepositoryState],
                                 policies: [String: PolicyState]) -> Report {
-        var checks: [String: String] = ["scheduler": scheduler == .running ? "ok" : "stopping"]
+        var checks: [String: String] = ["scheduler": scheduler == .running ? "ok" : scheduler == .stopping ? "stopping" : "not running"]
         var degraded = false
         for (name, state) in repositories {
             switch state {
@@ -85,7 +86,7 @@ public enum Readiness {
             if case .unreachable = $0 { return true }
             return false
         }
-        let status: Status = scheduler == .stopping || allUnreachable ? .unhealthy : degraded ? .degraded : .healthy
+        let status: Status = scheduler != .running || allUnreachable ? .unhealthy : degraded ? .degraded : .healthy
         return Report(status: status, checks: checks)
     }
 

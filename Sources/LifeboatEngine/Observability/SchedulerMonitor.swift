@@ -34,14 +34,20 @@ public final class SchedulerMonitor: SchedulerObserver, @unchecked Sendable {
     private let condition = NSCondition()
     private var requested: Set<String> = []
     private var ending = false
+    private var refresherStarted = false
     private let refresherDone = Wakeup()
     private let refreshCancellation = Cancellation()
 
     /// - Parameters:
     ///   - context: the daemon's; its clock dates the checks, its logger logs the refresher.
     public init(configuration: Configuration, context: RunContext, registry: MetricRegistry = MetricRegistry()) {
-        self.configuration = configuration
-        self.policies = configuration.policies.filter { $0.schedule != nil }
+        let policies = configuration.policies.filter { $0.schedule != nil }
+        // The problems of other files were logged when the daemon started: the refresher's
+        // listings, every few minutes, do not log them again.
+        var quiet = configuration
+        quiet.problems = configuration.problems(blocking: policies.reduce(into: Set()) { $0.formUnion(configuration.scopes(forPolicy: $1.name)) })
+        self.configuration = quiet
+        self.policies = policies
         self.state = StateDirectory(path: configuration.resolvedStateDirectory)
         var refresherContext = context.with(metadata: "component", "metrics-refresher")
         refresherContext.cancellation = refreshCancellation
@@ -142,6 +148,7 @@ public final class SchedulerMonitor: SchedulerObserver, @unchecked Sendable {
     private func startRefresher() {
         condition.lock()
         requested = Set(policies.map(\.name))
+        refresherStarted = true
         condition.unlock()
         let thread = Thread { [self] in
             defer { refresherDone.wake() }
@@ -163,7 +170,7 @@ public final class SchedulerMonitor: SchedulerObserver, @unchecked Sendable {
     /// daemon's `run()` has returned.
     public func stop() {
         condition.lock()
-        let started = known.withLock { $0.loop != .notStarted }
+        let started = refresherStarted
         ending = true
         condition.broadcast()
         condition.unlock()
@@ -288,7 +295,12 @@ public final class SchedulerMonitor: SchedulerObserver, @unchecked Sendable {
                 newestBackup: known.newestBackup[policy.name], since: known.startedAt ?? now, maxAge: known.maxAge[policy.name],
                 lastRunError: known.lastRunError[policy.name], now: now)
         }
-        return Readiness.evaluate(scheduler: known.loop == .running ? .running : .stopping,
+        let scheduler: Readiness.SchedulerState = switch known.loop {
+        case .running: .running
+        case .stopping: .stopping
+        case .notStarted, .stopped: .notRunning
+        }
+        return Readiness.evaluate(scheduler: scheduler,
                                   repositories: known.repositories, policies: policyStates)
     }
 

@@ -195,3 +195,35 @@ struct MetricsListener {
         #expect(registry.value(MetricCatalogue.lastRunSuccess, ["*", "prune"]) == 1)
     }
 }
+
+@Suite struct WALLastPush {
+    @Test func theNewestArchivedWALFileDatesTheLastPush() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        try dir.write("lifeboat.yaml", "state_dir: state\nrepositories:\n  local: { path: repo }\ndefault_repository: local\n")
+        try dir.write("policies/pg.yaml", "policy: pg\nsource:\n  postgres: { conninfo: \"host=127.0.0.1\" }\nschedule: { cron: \"0 2 * * *\" }\n")
+        let configuration = try ConfigurationLoader.load(directory: dir.path, environment: [:])
+        let context = RunContext(logger: quietLogger)
+        let monitor = SchedulerMonitor(configuration: configuration, context: context)
+
+        monitor.refresh(["pg"])
+        #expect(monitor.registry.value(MetricCatalogue.walLastPush, ["pg"]) == nil, "nothing archived: no series")
+        #expect(monitor.registry.value(MetricCatalogue.walPushFailures, ["pg"]) == 0)
+
+        let repository = try Repository.open(try configuration.repository(for: configuration.policy(named: "pg")), context: context)
+        let archive = WALArchive(repository: repository, policy: "pg", context: context)
+        let systemIdentifier: UInt64 = 7_301_234_567_890_123_456
+        let record = try archive.record(forCluster: systemIdentifier, segmentSize: 1 << 20)
+        let before = Date().addingTimeInterval(-2)
+        for number in [3, 4] as [UInt64] {
+            let segment = WALSegment(timeline: 1, number: number, segmentSize: 1 << 20)
+            let path = try dir.write("pg_wal/" + segment.name, bytes: fakeSegment(segment, systemIdentifier: systemIdentifier))
+            _ = try archive.push(path: path, as: .segment(segment), systemIdentifier: systemIdentifier, record: record)
+        }
+        monitor.refresh(["pg"])
+        let pushed = try #require(monitor.registry.value(MetricCatalogue.walLastPush, ["pg"]))
+        #expect(pushed >= before.timeIntervalSince1970 && pushed <= Date().timeIntervalSince1970 + 2)
+        #expect(monitor.registry.value(MetricCatalogue.repositoryUp, ["pg"]) == 1)
+        #expect(monitor.registry.value(MetricCatalogue.backupsInRepository, ["pg"]) == 0)
+    }
+}

@@ -18,8 +18,18 @@ struct ScheduleDaemonCommand: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var lock: LockOptions
+    @Option(name: .long, help: ArgumentHelp("Serve /metrics, /healthz and /readyz here: host:port, [::1]:port, :port (every interface), or off. Default: listen in lifeboat.yaml, else 127.0.0.1:9187.", valueName: "address"))
+    var listen: String?
 
     func run() throws {
+        var address: ListenAddress?
+        if let listen {
+            do {
+                address = try ListenAddress(parsing: listen)
+            } catch {
+                throw LifeboatError(.usage, "--listen: \(error.description)", hint: "Write host:port (127.0.0.1:9187), [::1]:9187, :9187 for every interface, or off.")
+            }
+        }
         let configuration = try global.loadConfiguration()
         let blocking = configuration.problems(blocking: [.main])
         if !blocking.isEmpty { throw LifeboatErrors(blocking.map(\.error)) }
@@ -30,8 +40,16 @@ struct ScheduleDaemonCommand: ParsableCommand {
         let daemon = try SchedulerDaemon.backups(configuration: configuration, context: daemonContext(context), lockWait: try lock.seconds)
         let state = StateDirectory(path: configuration.resolvedStateDirectory)
         let held = try state.lockDaemon(pid: context.pid)
+        let monitor = SchedulerMonitor(configuration: configuration, context: daemonContext(context))
+        daemon.observer = monitor
+        // Bound before any run starts: an address in use stops the daemon here (exit 1).
+        let listener = try monitor.listen(on: address ?? configuration.listen ?? .default, logger: context.logger)
         Signals.onFirstSignal { _ in daemon.stop() }
         context.logger.info("scheduler started", metadata: ["state.directory": "\(state.path)", "scheduler.pid": "\(context.pid)"])
+        defer {
+            listener?.stop()
+            monitor.stop()
+        }
         try withExtendedLifetime(held) { try daemon.run() }
     }
 

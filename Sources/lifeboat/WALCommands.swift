@@ -38,9 +38,17 @@ struct WALPush: ParsableCommand {
 
     func run() throws {
         let configuration = try walConfiguration(global, policy: policy)
-        _ = try WALPushCommand(configuration: configuration, context: walContext(global, policy: policy),
-                               dataDirectory: pgData ?? FileManager.default.currentDirectoryPath)
-            .run(policy: policy, path: path)
+        let context = walContext(global, policy: policy)
+        do {
+            _ = try WALPushCommand(configuration: configuration, context: context, dataDirectory: pgData ?? FileManager.default.currentDirectoryPath)
+                .run(policy: policy, path: path)
+        } catch let error as LifeboatError where error.code == .cancelled {
+            throw error  // stopped by a signal (PostgreSQL shutting down): not a failure to push
+        } catch {
+            // For lifeboat_wal_push_failures_total (the scheduler daemon counts these lines).
+            StateDirectory(path: configuration.resolvedStateDirectory).recordWALPushFailure(policy: policy, time: context.clock(), error: "\(error)")
+            throw error
+        }
     }
 }
 

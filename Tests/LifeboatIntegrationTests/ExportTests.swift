@@ -237,7 +237,7 @@ enum PromQLNames {
         ("time() - lifeboat_backup_last_success_timestamp_seconds > lifeboat_backup_max_age_seconds",
          ["lifeboat_backup_last_success_timestamp_seconds", "lifeboat_backup_max_age_seconds"]),
         (#"up{job="lifeboat"} == 0 or absent(up{job="lifeboat"})"#, ["up", "up"]),
-        (#"histogram_quantile(0.95, sum by (le, policy) (increase(lifeboat_run_duration_seconds_bucket{policy=~"$policy", job="backup"}[1d])))"#,
+        (#"histogram_quantile(0.95, sum by (le, policy) (increase(lifeboat_run_duration_seconds_bucket{policy=~"$policy", operation="backup"}[1d])))"#,
          ["lifeboat_run_duration_seconds_bucket"]),
         ("sum(rate(a_total[5m] offset 1h)) without (instance) / on (policy) group_left (kind) b:recorded", ["a_total", "b:recorded"]),
         ("increase(x_total[$__rate_interval]) > bool 1e3 and ${threshold} < y", ["x_total", "y"]),

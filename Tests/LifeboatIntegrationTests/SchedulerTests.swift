@@ -28,7 +28,7 @@ struct SchedulerDaemonProcess {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         try filesPolicy(dir, main: "state_dir: state\nscheduler: { catch_up: 1h, stop_timeout: 10s, prune: { cron: \"* * * * *\" } }\n")
-        let daemon = try RunningLifeboat.start(["schedule"], config: dir.path, environment: [:])
+        let daemon = try RunningLifeboat.start(["schedule", "--listen", "127.0.0.1:0"], config: dir.path, environment: [:])
         #expect(try eventually(timeout: 60) { history(dir).count >= 2 })
         let prune = try #require(history(dir).first { $0.job == "prune" })
         #expect(prune.outcome == .succeeded && prune.policy == "*", "\(prune)")
@@ -118,7 +118,7 @@ struct SchedulerDaemonProcess {
             """)
         let env = s3Environment(s3)
         try proxy.setRules([.stall(match: ".tar.zst")])
-        let daemon = try RunningLifeboat.start(["schedule"], config: dir.path, environment: env)
+        let daemon = try RunningLifeboat.start(["schedule", "--listen", "127.0.0.1:0"], config: dir.path, environment: env)
         try proxy.waitFor("stall", match: ".tar.zst")
         let (exit, seconds, stderr) = try daemon.interrupt(with: SIGTERM)
         #expect(exit == 0, "\(stderr)")
@@ -128,5 +128,40 @@ struct SchedulerDaemonProcess {
         let list = try LifeboatCLI.run(["list", "--all", "--json"], config: dir.path, environment: env)
         #expect(list.status == 0, "\(list.all)")
         #expect((try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [Any])?.isEmpty == true, "\(list.stdout)")
+    }
+
+    @Test func theListenerLogsItsBoundPortAndAnAddressInUseOrABadOneStopsTheDaemonBeforeAnyRun() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        try filesPolicy(dir, main: "state_dir: state\n")
+        let daemon = try RunningLifeboat.start(["schedule", "--listen", "127.0.0.1:0"], config: dir.path, environment: [:])
+        #expect(try eventually(timeout: 30) { daemon.child.stderrText.contains("metrics listening") })
+        let line = try #require(daemon.child.stderrText.split(separator: "\n").first { $0.contains("metrics listening") })
+        let log = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        let address = try #require(log["http.address"] as? String)
+        let port = try #require(Int(address.split(separator: ":").last ?? ""))
+        #expect(address == "127.0.0.1:\(port)" && port > 0)
+        #expect(try RawHTTP.request(port: port, "/healthz").status == 200)
+
+        // Another daemon (another state directory) on the same address: exit 1, no run.
+        let other = try TemporaryDirectory()
+        defer { other.remove() }
+        try filesPolicy(other, main: "state_dir: state\nlisten: \"127.0.0.1:\(port)\"\n")
+        let refused = try LifeboatCLI.run(["schedule"], config: other.path)
+        #expect(refused.status == 1, "\(refused.all)")
+        #expect(refused.stderr.contains("unable to listen on 127.0.0.1:\(port)"), "\(refused.stderr)")
+        #expect(history(other).isEmpty)
+
+        // A bad address in lifeboat.yaml: a configuration error where it is written, exit 2.
+        try other.write("lifeboat.yaml", "state_dir: state\nlisten: nowhere\n")
+        let bad = try LifeboatCLI.run(["schedule"], config: other.path)
+        #expect(bad.status == 2, "\(bad.all)")
+        #expect(bad.stderr.contains("lifeboat.yaml:2:9"), "\(bad.stderr)")
+        let flag = try LifeboatCLI.run(["schedule", "--listen", "9187"], config: dir.path)
+        #expect(flag.status == 2, "\(flag.all)")
+        #expect(history(other).isEmpty)
+
+        let (exit, _, stderr) = try daemon.interrupt(with: SIGTERM)
+        #expect(exit == 0, "\(stderr)")
     }
 }

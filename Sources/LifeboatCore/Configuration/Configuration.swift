@@ -14,7 +14,9 @@ public struct Configuration: Sendable {
     public var stateDirectory: String?
     /// `scheduler:` in lifeboat.yaml: how `lifeboat schedule` runs policies.
     public var scheduler = SchedulerSettings()
-    public var listen: String?
+    /// `listen:` in lifeboat.yaml: where `lifeboat schedule` serves /metrics, /healthz and
+    /// /readyz (nil: not set, `ListenAddress.default`).
+    public var listen: ListenAddress?
     /// The policies that were read without error, by name.
     public var policies: [Policy]
     /// The runbooks that were read without error, by name.
@@ -32,7 +34,7 @@ public struct Configuration: Sendable {
     public static let builtinRepositoryPath = ".lifeboat/repository"
 
     public init(directory: String, repositories: [RepositoryConfig] = [], defaultRepository: String = Configuration.builtinRepositoryName,
-                stateDirectory: String? = nil, listen: String? = nil, policies: [Policy] = [], runbooks: [Runbook] = [],
+                stateDirectory: String? = nil, listen: ListenAddress? = nil, policies: [Policy] = [], runbooks: [Runbook] = [],
                 problems: [ConfigProblem] = [], policyFiles: [String: String] = [:], runbookFiles: [String: String] = [:]) {
         self.directory = directory
         self.repositories = repositories

@@ -76,7 +76,13 @@ public enum ConfigurationParser {
                 if let name = node.name() { configuration.defaultRepository = name }
             }
             configuration.stateDirectory = map["state_dir"]?.absolutePath()
-            configuration.listen = map["listen"]?.string()
+            if let node = map["listen"], let text = node.string() {
+                do {
+                    configuration.listen = try ListenAddress(parsing: text)
+                } catch {
+                    node.error(error.description, hint: "Write host:port (127.0.0.1:9187), [::1]:9187, :9187 for every interface, or off.")
+                }
+            }
             if let node = map["scheduler"] { configuration.scheduler = SchedulerSettings.parse(node) }
         }
         if !configuration.repositories.contains(where: { $0.name == Configuration.builtinRepositoryName }) {

@@ -27,19 +27,20 @@ public struct MetricDescriptor: Sendable, Hashable {
 }
 
 public enum MetricCatalogue {
-    // Runs, as the scheduler daemon starts them (job: backup, prune, verify, drill).
+    // Runs, as the scheduler daemon starts them (operation: backup, prune, verify, drill; not
+    // `job`, which Prometheus gives every series it scrapes).
 
     public static let runsTotal = MetricDescriptor(
-        "lifeboat_runs_total", .counter, labels: ["policy", "job", "outcome"],
+        "lifeboat_runs_total", .counter, labels: ["policy", "operation", "outcome"],
         help: "Runs the scheduler ended, by outcome (succeeded, incomplete, failed, cancelled, timed-out).")
     public static let lastRunSuccess = MetricDescriptor(
-        "lifeboat_last_run_success", .gauge, labels: ["policy", "job"],
-        help: "1 when the newest run of the job ended successfully (succeeded), 0 otherwise.")
+        "lifeboat_last_run_success", .gauge, labels: ["policy", "operation"],
+        help: "1 when the newest run of the operation ended successfully (succeeded), 0 otherwise.")
     public static let lastRunTimestamp = MetricDescriptor(
-        "lifeboat_last_run_timestamp_seconds", .gauge, labels: ["policy", "job"],
-        help: "When the newest run of the job ended (Unix time).")
+        "lifeboat_last_run_timestamp_seconds", .gauge, labels: ["policy", "operation"],
+        help: "When the newest run of the operation ended (Unix time).")
     public static let runDuration = MetricDescriptor(
-        "lifeboat_run_duration_seconds", .histogram, labels: ["policy", "job"],
+        "lifeboat_run_duration_seconds", .histogram, labels: ["policy", "operation"],
         help: "How long runs took, start to end.")
 
     // Backups.

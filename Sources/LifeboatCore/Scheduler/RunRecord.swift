@@ -3,7 +3,7 @@ import Foundation
 /// One run the scheduler started, as one JSON line of the run history
 /// (`<state_dir>/history.jsonl`). No secrets: the error message is redacted.
 public struct RunRecord: Codable, Sendable, Equatable {
-    public enum Outcome: String, Codable, Sendable {
+    public enum Outcome: String, Codable, Sendable, CaseIterable {
         /// Committed (a backup), or done (another job).
         case succeeded
         /// Committed, but some entries could not be backed up.

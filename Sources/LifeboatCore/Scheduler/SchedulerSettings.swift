@@ -17,26 +17,30 @@ public struct SchedulerSettings: Sendable, Equatable {
     public var prune: Schedule?
     /// When the daemon verifies the newest backup of every policy (`verify:`); nil: never.
     public var verify: VerifySchedule?
+    /// How often the daemon reads each policy's repository for its metrics and readiness
+    /// (`metrics_refresh`, default 5m); also at start and after each run of the policy.
+    public var metricsRefresh: ConfigDuration
 
     public init(catchUp: ConfigDuration = ConfigDuration(seconds: 3600), maxConcurrent: Int = 2,
                 runTimeout: ConfigDuration = ConfigDuration(seconds: 6 * 3600), stopTimeout: ConfigDuration = ConfigDuration(seconds: 300),
-                prune: Schedule? = nil, verify: VerifySchedule? = nil) {
+                prune: Schedule? = nil, verify: VerifySchedule? = nil, metricsRefresh: ConfigDuration = ConfigDuration(seconds: 300)) {
         self.catchUp = catchUp
         self.maxConcurrent = maxConcurrent
         self.runTimeout = runTimeout
         self.stopTimeout = stopTimeout
         self.prune = prune
         self.verify = verify
+        self.metricsRefresh = metricsRefresh
     }
 
     public static func == (a: SchedulerSettings, b: SchedulerSettings) -> Bool {
-        (a.catchUp, a.maxConcurrent, a.runTimeout, a.stopTimeout) == (b.catchUp, b.maxConcurrent, b.runTimeout, b.stopTimeout)
+        (a.catchUp, a.maxConcurrent, a.runTimeout, a.stopTimeout, a.metricsRefresh) == (b.catchUp, b.maxConcurrent, b.runTimeout, b.stopTimeout, b.metricsRefresh)
             && a.prune?.cron == b.prune?.cron && a.prune?.timezone == b.prune?.timezone && a.prune?.jitter == b.prune?.jitter
             && a.verify?.schedule.cron == b.verify?.schedule.cron && a.verify?.schedule.timezone == b.verify?.schedule.timezone
             && a.verify?.schedule.jitter == b.verify?.schedule.jitter && a.verify?.readDataParts == b.verify?.readDataParts
     }
 
-    static let keys = ["catch_up", "max_concurrent", "run_timeout", "stop_timeout", "prune", "verify"]
+    static let keys = ["catch_up", "max_concurrent", "run_timeout", "stop_timeout", "prune", "verify", "metrics_refresh"]
 
     /// Reads `scheduler:`; every problem is reported on its node (file:line:column).
     static func parse(_ node: ConfigNode) -> SchedulerSettings {
@@ -48,6 +52,7 @@ public struct SchedulerSettings: Sendable, Equatable {
         if let value = map["stop_timeout"]?.duration() { settings.stopTimeout = value }
         if let node = map["prune"] { settings.prune = ConfigurationParser.parseSchedule(node) }
         if let node = map["verify"] { settings.verify = VerifySchedule.parse(node) }
+        if let value = map["metrics_refresh"]?.positiveDuration() { settings.metricsRefresh = value }
         return settings
     }
 }

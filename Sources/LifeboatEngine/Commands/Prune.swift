@@ -298,3 +298,20 @@ public struct PruneCommand {
         return Plan(policy: policy, repository: repository, report: report, kept: kept, dependenciesAllowed: allowed)
     }
 }
+
+extension PruneCommand.Report {
+    /// What was deleted, per policy and kind: `backup` (backup directories, leftovers of
+    /// interrupted runs included), `wal` (archived WAL files), `blob` (S3 mirror blobs).
+    public var deletedCounts: [String: [String: Int]] {
+        var counts: [String: [String: Int]] = [:]
+        for policy in policies {
+            var kinds = ["backup": policy.backups.filter(\.deleted).count]
+            if let dependencies = policy.dependencies, !dryRun {
+                let kind = dependencies.what.hasPrefix("WAL") ? "wal" : dependencies.what.hasPrefix("blob") ? "blob" : dependencies.what
+                kinds[kind] = dependencies.deletedObjects
+            }
+            counts[policy.policy] = kinds
+        }
+        return counts
+    }
+}

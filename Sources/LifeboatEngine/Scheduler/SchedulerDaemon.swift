@@ -17,11 +17,14 @@ public final class SchedulerDaemon: @unchecked Sendable {
         public var bytes: Int64?
         /// Committed without some entries.
         public var incomplete: Bool
+        /// What a prune deleted: per policy, per kind (`backup`, `wal`, `blob`), how many.
+        public var deleted: [String: [String: Int]]
 
-        public init(backupID: String? = nil, bytes: Int64? = nil, incomplete: Bool = false) {
+        public init(backupID: String? = nil, bytes: Int64? = nil, incomplete: Bool = false, deleted: [String: [String: Int]] = [:]) {
             self.backupID = backupID
             self.bytes = bytes
             self.incomplete = incomplete
+            self.deleted = deleted
         }
     }
 
@@ -51,6 +54,8 @@ public final class SchedulerDaemon: @unchecked Sendable {
     let state: StateDirectory
     let context: RunContext
     let job: Job
+    /// Told of the loop's start and stop and of every run's end (set before `run()`).
+    public var observer: (any SchedulerObserver)?
 
     // Guarded by `condition`.
     private let condition = NSCondition()
@@ -94,7 +99,7 @@ public final class SchedulerDaemon: @unchecked Sendable {
             if policy == pruneKey {
                 let report = try PruneCommand(configuration: configuration, context: context, lockWait: lockWait).run(policy: nil, options: .init())
                 if let refused = report.refused { throw LifeboatError(.io, refused) }
-                return JobResult()
+                return JobResult(deleted: report.deletedCounts)
             }
             let result = try BackupCommand(configuration: configuration, context: context, lockWait: lockWait).run(policy: policy)
             return JobResult(backupID: result.manifest.id, bytes: result.manifest.storedBytes, incomplete: !result.skipped.isEmpty)
@@ -106,6 +111,15 @@ public final class SchedulerDaemon: @unchecked Sendable {
     public func stop() {
         condition.lock()
         stopRequested = true
+        pending = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Wakes the loop to read its clock again at once (the clock was set, or a test moved its
+    /// own clock on). Safe from any thread.
+    public func wake() {
+        condition.lock()
         pending = true
         condition.broadcast()
         condition.unlock()
@@ -125,6 +139,7 @@ public final class SchedulerDaemon: @unchecked Sendable {
             lastScheduled[key] = max(lastScheduled[key] ?? record.scheduled, record.scheduled)
         }
         let start = context.clock()
+        observer?.schedulerStarted(history: history.records)
         condition.lock()
         plan = SchedulerPlan(policies: policies, lastScheduled: lastScheduled, settings: settings, now: start)
         for policy in policies {
@@ -138,6 +153,7 @@ public final class SchedulerDaemon: @unchecked Sendable {
             let now = context.clock()
             if stopRequested, plan?.isStopping == false {
                 plan?.stop(now: now)
+                observer?.schedulerStopping()
                 context.logger.info("scheduler stopping: no new runs", metadata: [
                     "scheduler.running": "\(plan?.runningCount ?? 0)", "scheduler.stop_timeout": "\(settings.stopTimeout)",
                 ])
@@ -171,6 +187,7 @@ public final class SchedulerDaemon: @unchecked Sendable {
         let waits = Array(threads.values)
         condition.unlock()
         for done in waits { done.wait() }
+        observer?.schedulerStopped()
         context.logger.info("scheduler stopped")
     }
 
@@ -214,11 +231,13 @@ public final class SchedulerDaemon: @unchecked Sendable {
             "run.job": "\(jobName)", "run.scheduled": "\(iso(scheduled))", "run.catch_up": "\(catchUp)",
         ])
         var record: RunRecord
+        var result: JobResult?
         do {
-            let result = try job(key, context)
+            let ended = try job(key, context)
+            result = ended
             record = RunRecord(policy: policy, job: jobName, scheduled: scheduled, started: started, ended: context.clock(),
-                               outcome: result.incomplete ? .incomplete : .succeeded, backupID: result.backupID, bytes: result.bytes,
-                               error: result.incomplete ? "committed without some entries (see 'lifeboat list')" : nil)
+                               outcome: ended.incomplete ? .incomplete : .succeeded, backupID: ended.backupID, bytes: ended.bytes,
+                               error: ended.incomplete ? "committed without some entries (see 'lifeboat list')" : nil)
         } catch {
             condition.lock()
             let wasTimeout = timedOut.contains(key)
@@ -240,6 +259,7 @@ public final class SchedulerDaemon: @unchecked Sendable {
         if let bytes = record.bytes { metadata["backup.stored_bytes"] = "\(bytes)" }
         if let error = record.error { metadata["error"] = "\(error)" }
         if record.outcome == .succeeded { context.logger.info("run ended", metadata: metadata) } else { context.logger.error("run ended", metadata: metadata) }
+        observer?.runEnded(key: key, record: record, result: result)
         condition.lock()
         plan?.finished(policy: key)
         cancellations[key] = nil

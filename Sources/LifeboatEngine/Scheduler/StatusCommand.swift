@@ -49,16 +49,10 @@ public struct StatusCommand {
                                       lastRun: history.records.last { $0.policy == policy.name },
                                       nextRun: policy.schedule?.nextRun(after: now, policy: policy.name))
             do {
-                let listing = try ListCommand(source: .configuration(configuration), context: context).run(policy: policy.name)
-                let intervals = listing.ranges.filter { $0.policy == policy.name }.flatMap(\.intervals)
-                if let end = intervals.map(\.toTime).max() {
-                    status.newestRestorable = end
-                } else if let newest = listing.backups.filter({ $0.state == .committed && $0.policy == policy.name })
-                    .max(by: { ($0.finishedAt ?? .distantPast) < ($1.finishedAt ?? .distantPast) }) {
-                    status.newestRestorable = newest.finishedAt
-                    status.newestBackup = newest.id
-                }
-                if status.newestRestorable == nil, let problem = listing.problems.first { status.restorableError = problem }
+                let points = try RecoveryPoints.read(policy: policy.name, configuration: configuration, context: context)
+                status.newestRestorable = points.newest
+                if !points.pointInTime { status.newestBackup = points.newestBackup }
+                if points.newest == nil, let problem = points.problem { status.restorableError = problem }
             } catch {
                 status.restorableError = Secrets.redact("\(error)")
             }

@@ -14,10 +14,11 @@ public enum HealthResponse {
         let json = body.isEmpty ? nil : try? JSONSerialization.jsonObject(with: Data(body), options: [.fragmentsAllowed])
         let object = json as? [String: Any]
         var described = "HTTP \(status)"
+        var failingText = ""
         if let health = object?["status"] as? String {
             described += ", status '\(health)'"
             let failing = notOK(object?["checks"])
-            let failingText = failing.isEmpty ? "" : "; not ok: " + failing.joined(separator: ", ")
+            failingText = failing.isEmpty ? "" : "; not ok: " + failing.joined(separator: ", ")
             switch health {
             case "healthy", "ok", "pass":
                 guard statuses.contains(status) else {
@@ -27,7 +28,6 @@ public enum HealthResponse {
                 guard statuses.contains(status) || status == 503 else {
                     return .failed("\(described) (expected \(expected(statuses)) or 503)\(failingText)")
                 }
-                described += failingText
             default:
                 return .failed("\(described)\(failingText.isEmpty ? " (no failing entry in 'checks')" : failingText)")
             }
@@ -42,13 +42,10 @@ public enum HealthResponse {
                 return .failed("\(described): the body has no '\(expectation.path)' (expected \(quoted(expectation.expected)))")
             }
             guard value == expectation.expected else {
-                var detail = "\(described): '\(expectation.path)' is \(quoted(value)), expected \(quoted(expectation.expected))"
-                let failing = notOK(object?["checks"])
-                if !failing.isEmpty { detail += "; not ok: " + failing.joined(separator: ", ") }
-                return .failed(detail)
+                return .failed("\(described): '\(expectation.path)' is \(quoted(value)), expected \(quoted(expectation.expected))\(failingText)")
             }
         }
-        return .passed(described)
+        return .passed(described + failingText)
     }
 
     /// The entries of `checks` that are not ok, as `name (value)`. An entry is ok when it is

@@ -188,7 +188,7 @@ public struct HealthCheckRunner: Sendable {
             token = page.nextContinuationToken
         } while token != nil && count < wanted
         let place = "s3://\(connection.bucket)/\(connection.prefix)"
-        let counted = token == nil ? "\(count) object\(count == 1 ? "" : "s")" : "at least \(count) objects"
+        let counted = (token == nil ? "" : "at least ") + "\(count) object\(count == 1 ? "" : "s")"
         guard count >= wanted else { return .failed("\(place): \(counted), expected at least \(wanted)") }
         return .passed("\(place) answers: \(counted)")
     }

@@ -278,6 +278,10 @@ func parseRunbook(_ text: String, environment: [String: String] = [:]) throws ->
          ["runbooks/r.yaml:5:23: '${steps.restore-etc.restored_point}' refers to step 'restore-etc', which runs at the same time (same 'parallel' group)"]),
         ("runbook: r\nsteps:\n  - { id: w, wait: 1s }\n  - run: [echo, \"${steps.w.restored_point}\"]\n",
          ["runbooks/r.yaml:4:17: '${steps.w.restored_point}' refers to step 'w', which is a 'wait' step: only restore steps have a restored point"]),
+        ("runbook: r\nsteps:\n  - { restore: etc, target: { path: /a }, when: drill }\n  - run: [echo, \"${steps.restore-etc.restored_point}\"]\n",
+         ["runbooks/r.yaml:4:17: '${steps.restore-etc.restored_point}' refers to step 'restore-etc', which does not run in 'recover' mode, where this step runs"]),
+        ("runbook: r\nsteps:\n  - { restore: etc, target: { path: /a }, when: drill }\n  - { manual: \"${RESTORED_POINT}\", when: recover }\n",
+         ["runbooks/r.yaml:4:15: '${RESTORED_POINT}' is used before any restore step has run"]),
         ("runbook: r\nsteps:\n  - run: [echo, \"${steps.Bad.restored_point}\"]\n",
          ["runbooks/r.yaml:3:17: 'steps.Bad.restored_point' in 'steps.0.run.1' is not a valid variable name"]),
     ] as [(String, [String])])

@@ -377,3 +377,25 @@ public struct S3HealthCheck: Sendable {
         self.minObjects = minObjects
     }
 }
+
+extension Runbook {
+    /// One line for `lifeboat check`: the steps by kind, the objectives, the drill's schedule.
+    /// `6 steps (1 restore, 2 run, 2 health, 1 manual); objectives: rto 30m, rpo 1h; drill: 30 3 * * * UTC`
+    public var summary: String {
+        let all = allSteps.filter { $0.kindName != "parallel" }
+        var counts: [(String, Int)] = []
+        for kind in ["restore", "run", "health", "manual", "wait"] {
+            let n = all.filter { $0.kindName == kind }.count
+            if n > 0 { counts.append((kind, n)) }
+        }
+        var text = "\(all.count) step\(all.count == 1 ? "" : "s") (" + counts.map { "\($0.1) \($0.0)" }.joined(separator: ", ") + ")"
+        let groups = steps.filter { $0.kindName == "parallel" }.count
+        if groups > 0 { text += ", \(groups) parallel group\(groups == 1 ? "" : "s")" }
+        if let objectives {
+            let parts = [objectives.rto.map { "rto \($0)" }, objectives.rpo.map { "rpo \($0)" }].compactMap { $0 }
+            text += "; objectives: " + parts.joined(separator: ", ")
+        }
+        if let schedule { text += "; drill: \(schedule.cron) \(schedule.timezone)" }
+        return text
+    }
+}

@@ -128,6 +128,7 @@ public enum RunbookParser {
                     stepsNode.error("a runbook needs at least one step")
                     valid = false
                 }
+                if !reportRepeatedIDs(items) { valid = false }
                 for (index, item) in items.enumerated() {
                     if let draft = parseStep(item, context: context, index: index, childIndex: nil) {
                         drafts.append(draft)
@@ -141,7 +142,7 @@ public enum RunbookParser {
         } else {
             valid = false
         }
-        if !assignIDs(drafts) { valid = false }
+        assignIDs(drafts)
         if !validate(drafts, variables: variables, environment: root.environment) { valid = false }
         guard let name, valid else { return nil }
         return Runbook(name: name, file: file.name, description: description, objectives: objectives, variables: variables,
@@ -320,6 +321,28 @@ extension ConfigNode {
         var merged = environment
         for (key, value) in extra { merged[key] = value }
         return ConfigNode(node: node, file: file, path: path, diagnostics: diagnostics, environment: merged, directory: directory)
+    }
+
+    /// The string at `key` of a mapping node, and its node, without reporting anything (for
+    /// checks that look at steps whatever else is wrong with them).
+    func scalarValue(of key: String) -> (text: String, node: ConfigNode)? {
+        guard case .mapping(let mapping) = node else { return nil }
+        for (k, v) in mapping {
+            if case .scalar(let name) = k, name.string == key, case .scalar(let value) = v { return (value.string, child(v, key: key)) }
+        }
+        return nil
+    }
+
+    /// The items of the list at `key` of a mapping node, without reporting anything.
+    func sequenceValue(of key: String) -> [ConfigNode] {
+        guard case .mapping(let mapping) = node else { return [] }
+        for (k, v) in mapping {
+            if case .scalar(let name) = k, name.string == key, case .sequence(let items) = v {
+                let list = child(v, key: key)
+                return items.enumerated().map { list.child($0.element, key: "\($0.offset)") }
+            }
+        }
+        return []
     }
 
     /// The node's line (1-based), when known.

@@ -5,23 +5,33 @@ import Foundation
 extension RunbookParser {
     // MARK: ids and validation
 
-    /// Gives every step its id: the explicit one, or one derived from its kind
-    /// (`restore-POLICY`, `run-1`, `health-1`, …) that no other step has. Reports repeated
-    /// explicit ids.
-    static func assignIDs(_ drafts: [Draft]) -> Bool {
+    /// Reports every explicit id used twice — also of steps that could not be read otherwise,
+    /// so that one mistake does not hide another. `items` are the nodes of `steps:`.
+    static func reportRepeatedIDs(_ items: [ConfigNode]) -> Bool {
         var valid = true
-        let flat = drafts.flatMap { [$0] + $0.children }
         var taken: [String: ConfigNode] = [:]
-        for draft in flat {
-            guard let (id, node) = draft.explicitID else { continue }
-            if let first = taken[id] {
-                node.error("step id '\(id)' is already used at line \(first.line ?? 0)", hint: "Give every step an id of its own.")
+        func visit(_ item: ConfigNode) {
+            guard let id = item.scalarValue(of: "id"), isValidStepID(id.text) else { return }
+            if let first = taken[id.text] {
+                id.node.error("step id '\(id.text)' is already used at line \(first.line ?? 0)", hint: "Give every step an id of its own.")
                 valid = false
             } else {
-                taken[id] = node
+                taken[id.text] = id.node
             }
         }
-        var used = Set(taken.keys)
+        for item in items {
+            visit(item)
+            for child in item.sequenceValue(of: "parallel") { visit(child) }
+        }
+        return valid
+    }
+
+    /// Gives every step its id: the explicit one, or one derived from its kind
+    /// (`restore-POLICY`, `run-1`, `health-1`, …) that no other step has.
+    static func assignIDs(_ drafts: [Draft]) {
+        let flat = drafts.flatMap { [$0] + $0.children }
+        let taken = Set(flat.compactMap { $0.explicitID?.id })
+        var used = taken
         var counters: [String: Int] = [:]
         for draft in flat where draft.explicitID == nil {
             let base: String
@@ -56,7 +66,6 @@ extension RunbookParser {
         for draft in drafts where !draft.children.isEmpty {
             draft.step.kind = .parallel(draft.children.map(\.step))
         }
-        return valid
     }
 
     /// Checks what needs the whole runbook: references between steps, variables, and the

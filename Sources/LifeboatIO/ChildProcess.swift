@@ -10,7 +10,8 @@ import Synchronization
 /// - Standard output is a pipe read with `readStdout(into:)`, `/dev/null`, or our own.
 /// - Standard error is always captured: a dedicated thread drains it into a bounded buffer
 ///   (the last 64 KiB are kept), so the child never blocks on a full stderr pipe and
-///   `stderrText` can explain a failure.
+///   `stderrText` can explain a failure — or, with `stderrToStdout`, it goes into the stdout
+///   pipe (a runbook's command, whose output is shown as a terminal would show it).
 ///
 /// Every call blocks the calling thread; run children from threads of their own, never from
 /// the cooperative pool. Our ends of the pipes are close-on-exec, so other children never

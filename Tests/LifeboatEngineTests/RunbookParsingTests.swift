@@ -198,7 +198,7 @@ func parseRunbook(_ text: String, environment: [String: String] = [:]) throws ->
         ("runbook: r\nsteps:\n  - { id: a, wait: 1s }\n  - { id: a, wait: 2s }\n",
          ["runbooks/r.yaml:4:11: step id 'a' is already used at line 3"]),
         ("runbook: r\nsteps:\n  - { id: a, run: [x] }\n  - parallel:\n      - { id: a, wait: 0s }\n      - { wait: 1s }\n",
-         ["runbooks/r.yaml:5:15: step id 'a' is already used at line 3", "runbooks/r.yaml:5:24: 'steps.1.parallel.0.wait' must be longer than 0s"]),
+         ["runbooks/r.yaml:5:24: 'steps.1.parallel.0.wait' must be longer than 0s", "runbooks/r.yaml:5:15: step id 'a' is already used at line 3"]),
         ("runbook: r\nsteps:\n  - { wait: 1s, timeout: 1x, when: always2 }\n",
          ["runbooks/r.yaml:3:26: '1x' is not a valid duration for 'steps.0.timeout'",
           "runbooks/r.yaml:3:36: 'always2' is not a valid value for 'steps.0.when' (did you mean 'always'?)"]),

@@ -128,7 +128,6 @@ public enum RunbookParser {
                     stepsNode.error("a runbook needs at least one step")
                     valid = false
                 }
-                if !reportRepeatedIDs(items) { valid = false }
                 for (index, item) in items.enumerated() {
                     if let draft = parseStep(item, context: context, index: index, childIndex: nil) {
                         drafts.append(draft)
@@ -136,6 +135,7 @@ public enum RunbookParser {
                         valid = false
                     }
                 }
+                if !reportRepeatedIDs(items) { valid = false }
             } else {
                 valid = false
             }

@@ -115,6 +115,23 @@ struct HealthChecksAgainstRealServers {
         #expect(!closed.passed && closed.detail.contains("unable to connect to Redis at 127.0.0.1"))
     }
 
+    @Test func redisChecksSpeakTLSWithAClientCertificate() throws {
+        let scratch = try TemporaryDirectory("lifeboat-redis-tls")
+        defer { scratch.remove() }
+        let certificates = try TestCertificates.make(in: scratch.path)
+        let server = try RedisServer.start(tls: certificates)
+        defer { server.stop() }
+        func check(_ tls: RedisHealthCheck.TLS?) -> CheckOutcome {
+            runner().check(HealthCheck(kind: .redis(RedisHealthCheck(host: literal("127.0.0.1"), port: server.port, tls: tls)),
+                                       timeout: ConfigDuration(seconds: 5)))
+        }
+        #expect(check(RedisHealthCheck.TLS(caBundle: certificates.caCertificate, certificate: certificates.clientCertificate,
+                                           key: certificates.clientKey))
+            == .passed("127.0.0.1:\(server.port): PING answered PONG"))
+        #expect(!check(RedisHealthCheck.TLS(caBundle: certificates.caCertificate)).passed)
+        #expect(!check(nil).passed)
+    }
+
     @Test func s3ChecksReachTheBucketAndCountItsObjects() throws {
         let s3 = try S3TestServer.start(buckets: ["hub-sources"])
         defer { s3.stop() }

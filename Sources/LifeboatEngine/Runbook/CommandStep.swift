@@ -142,8 +142,9 @@ public struct CommandStep: Sendable {
         var line: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 16 * 1024)
         let logger = context.with(metadata: "step.id", stepID).logger
+        logger.info("command started", metadata: ["command": "\(Secrets.redact(invocation.display))", "pid": "\(child.pid)"])
         func emit(_ bytes: [UInt8]) {
-            logger.info("\(Secrets.redact(String(decoding: bytes, as: UTF8.self)))", metadata: ["output": "\(invocation.display)"])
+            logger.info("\(Secrets.redact(String(decoding: bytes, as: UTF8.self)))")
         }
         var readError: (any Error)?
         while true {

@@ -56,7 +56,7 @@ func parseRunbook(_ text: String, environment: [String: String] = [:]) throws ->
                 critical: false
               - id: verify
                 health:
-                  - http: { url: "${WEB}/health", status: [200, 204], json: { status: healthy, checks.database: ok }, accept_degraded: true, timeout: 3s }
+                  - http: { url: "${WEB}/health", status: [200, 204], json: { status: healthy, checks.database: ok }, accept_degraded: true, ca_bundle: certs/ca.pem, timeout: 3s }
                   - postgres: { conninfo: "host=localhost dbname=mcphub", query: "select count(*) from jobs", expect: "42", timeout: 5s }
                   - redis: { host: localhost, port: 6380, user: default, password: "${REDIS_PASSWORD:-}", tls: true }
                   - redis: { url: "redis://cache.internal:6390" }
@@ -123,6 +123,7 @@ func parseRunbook(_ text: String, environment: [String: String] = [:]) throws ->
         #expect(health.checks.map(\.kindName) == ["http", "postgres", "redis", "redis", "s3", "tcp", "tcp", "command", "command"])
         guard case .http(let http) = health.checks[0].kind else { return }
         #expect(http.url.text == "${WEB}/health" && http.statuses == [200, 204] && http.acceptDegraded)
+        #expect(http.caBundle == "/etc/lifeboat/certs/ca.pem")
         #expect(http.json.map(\.path) == ["status", "checks.database"] && http.json.map(\.expected.text) == ["healthy", "ok"])
         #expect(health.checks[0].timeout == ConfigDuration(seconds: 3))
         guard case .postgres(let postgres) = health.checks[1].kind else { return }

@@ -312,13 +312,16 @@ public struct HTTPHealthCheck: Sendable {
     public var json: [(path: String, expected: RunbookTemplate)]
     /// Whether `{"status": "degraded"}` (with 503) passes.
     public var acceptDegraded: Bool
+    /// CA certificates to trust for an `https` URL (nil: the system's, or `SSL_CERT_FILE` & co.).
+    public var caBundle: String?
 
     public init(url: RunbookTemplate, statuses: [Int] = [200], json: [(path: String, expected: RunbookTemplate)] = [],
-                acceptDegraded: Bool = false) {
+                acceptDegraded: Bool = false, caBundle: String? = nil) {
         self.url = url
         self.statuses = statuses
         self.json = json
         self.acceptDegraded = acceptDegraded
+        self.caBundle = caBundle
     }
 }
 

@@ -112,7 +112,8 @@ public struct HealthCheckRunner: Sendable {
         let url = try variables.resolve(check.url)
         let expectations = try check.json.map { (path: $0.path, expected: try variables.resolve($0.expected)) }
         let limit = Duration.milliseconds(Int64(timeout * 1000))
-        let client = try HTTPClient(configuration: HTTPClient.Configuration(connectTimeout: min(limit, .seconds(10)), timeout: limit),
+        let client = try HTTPClient(configuration: HTTPClient.Configuration(connectTimeout: min(limit, .seconds(10)), timeout: limit,
+                                                                            caBundle: check.caBundle),
                                     environment: context.environment, cancellation: context.cancellation)
         let response: HTTPResponse
         do {

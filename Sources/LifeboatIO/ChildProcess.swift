@@ -10,7 +10,8 @@ import Synchronization
 /// - Standard output is a pipe read with `readStdout(into:)`, `/dev/null`, or our own.
 /// - Standard error is always captured: a dedicated thread drains it into a bounded buffer
 ///   (the last 64 KiB are kept), so the child never blocks on a full stderr pipe and
-///   `stderrText` can explain a failure.
+///   `stderrText` can explain a failure — or, with `stderrToStdout`, it goes into the stdout
+///   pipe (a runbook's command, whose output is shown as a terminal would show it).
 ///
 /// Every call blocks the calling thread; run children from threads of their own, never from
 /// the cooperative pool. Our ends of the pipes are close-on-exec, so other children never
@@ -123,6 +124,10 @@ public final class ChildProcess: Sendable {
     ///   - workingDirectory: the child's working directory; ours when nil.
     ///   - displayArguments: what to show instead of `arguments` in messages, when the
     ///     arguments hold something secret.
+    ///   - stderrToStdout: the child's standard error goes into its stdout pipe (interleaved,
+    ///     as a terminal shows them); `stderrText` is then empty. Needs `stdout: .pipe`.
+    ///   - processGroup: the child leads a new process group (its id is the child's pid), so
+    ///     that `kill(-pid, …)` reaches it and everything it started.
     /// - Throws: `LifeboatError(.process)` when the program cannot be started.
     public static func spawn(
         _ executable: String,
@@ -131,7 +136,9 @@ public final class ChildProcess: Sendable {
         workingDirectory: String? = nil,
         stdin: Input = .null,
         stdout: Output = .pipe,
-        displayArguments: [String]? = nil
+        displayArguments: [String]? = nil,
+        stderrToStdout: Bool = false,
+        processGroup: Bool = false
     ) throws -> ChildProcess {
         ChildProcess.ignoreSIGPIPE
         let description = ([executable] + (displayArguments ?? arguments)).joined(separator: " ")
@@ -181,7 +188,11 @@ public final class ChildProcess: Sendable {
         case .inherit:
             break
         }
-        try check(posix_spawn_file_actions_adddup2(&actions, stderrPipe.write, 2), "posix_spawn_file_actions_adddup2", description)
+        if stderrToStdout, let stdoutPipe {
+            try check(posix_spawn_file_actions_adddup2(&actions, stdoutPipe.write, 2), "posix_spawn_file_actions_adddup2", description)
+        } else {
+            try check(posix_spawn_file_actions_adddup2(&actions, stderrPipe.write, 2), "posix_spawn_file_actions_adddup2", description)
+        }
         // Whatever else this process has open (descriptors other libraries opened without
         // close-on-exec) is none of the child's business, and could keep a pipe from ending.
         try check(lifeboat_posix_spawn_file_actions_addclosefrom_np(&actions, 3),
@@ -203,7 +214,12 @@ public final class ChildProcess: Sendable {
         var noSignals = sigset_t()
         sigemptyset(&noSignals)
         try check(posix_spawnattr_setsigmask(&attributes, &noSignals), "posix_spawnattr_setsigmask", description)
-        try check(posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK)), "posix_spawnattr_setflags", description)
+        var flags = POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK
+        if processGroup {
+            try check(posix_spawnattr_setpgroup(&attributes, 0), "posix_spawnattr_setpgroup", description)
+            flags |= POSIX_SPAWN_SETPGROUP
+        }
+        try check(posix_spawnattr_setflags(&attributes, Int16(flags)), "posix_spawnattr_setflags", description)
 
         let argv = [executable] + arguments
         let envp = mergedEnvironment(environment).map { "\($0.key)=\($0.value)" }

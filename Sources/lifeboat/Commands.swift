@@ -50,7 +50,7 @@ struct Check: ParsableCommand {
                 print("  policy \(policy.name) (\(policy.file)): \(policy.source.kind) → repository \(repository)")
             }
             for runbook in configuration.runbooks {
-                print("  runbook \(runbook.name) (\(runbook.file)): \(plural(runbook.steps.count, "step"))")
+                print("  runbook \(runbook.name) (\(runbook.file)): \(runbook.summary)")
             }
             for check in checks where check.state != "failed" {
                 print("  \(check.kind) \(check.name) (\(check.location)): \(check.detail)")

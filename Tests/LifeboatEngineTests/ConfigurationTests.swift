@@ -290,11 +290,11 @@ let validMain = """
             ],
             runbooks: ["broken.yaml": "runbook: broken\nsteps: [ { restore: nope } ]\n"])
         // The unset ${PGPASS} blocks hub-postgres, the unset ${AWS_SECRET} its repository, and
-        // the runbook is broken: none of it concerns etc.
+        // the runbook is broken twice (an unknown policy, no target): none of it concerns etc.
         let etc = try configuration.policy(named: "etc")
         #expect(etc.name == "etc")
         #expect(configuration.usablePolicies.map(\.name) == ["etc"])
-        #expect(configuration.problems(outside: configuration.scopes(forPolicy: "etc")).count == 3)
+        #expect(configuration.problems(outside: configuration.scopes(forPolicy: "etc")).count == 4)
         #expect(throws: LifeboatErrors.self) { try configuration.policy(named: "hub-postgres") }
         #expect(configuration.problems(blocking: [.repository("offsite")]).count == 1)
     }

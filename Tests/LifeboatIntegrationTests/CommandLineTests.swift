@@ -52,6 +52,49 @@ struct CommandLineBadInput {
         #expect(errors.contains { $0.hasPrefix("policies/a.yaml:3:13: unknown repository 'nowhere'") })
     }
 
+    @Test func checkReportsEveryRunbookProblemAndSummarisesValidRunbooks() throws {
+        let policy = "policy: etc\nsource: { files: { path: /etc } }\n"
+        let broken = try config([
+            "policies/etc.yaml": policy,
+            "runbooks/dr.yaml": """
+                runbook: dr
+                steps:
+                  - restore: ect
+                    target: { path: /restore, time: yesterday }
+                  - { id: up, wait: 0s }
+                  - { id: up, run: [echo, "${steps.restore-etc.restored_point}"] }
+                """,
+        ])
+        defer { broken.remove() }
+        let failed = try LifeboatCLI.run(["check", "--offline"], config: broken.path)
+        #expect(failed.status == 2)
+        for message in ["error: runbooks/dr.yaml:3:14: runbook step restores unknown policy 'ect' (did you mean 'etc'?)",
+                        "error: runbooks/dr.yaml:4:37: 'yesterday' is neither 'latest' nor a time",
+                        "error: runbooks/dr.yaml:5:21: 'steps.1.wait' must be longer than 0s",
+                        "error: runbooks/dr.yaml:6:11: step id 'up' is already used at line 5",
+                        "error: runbooks/dr.yaml:6:27: '${steps.restore-etc.restored_point}' refers to step 'restore-etc', which this runbook does not have"] {
+            #expect(failed.stderr.contains(message), "\(failed.stderr)")
+        }
+
+        let valid = try config([
+            "policies/etc.yaml": policy,
+            "runbooks/dr.yaml": """
+                runbook: dr
+                objectives: { rto: 15m }
+                steps:
+                  - parallel:
+                      - { restore: etc, target: { path: /restore } }
+                      - { run: [true] }
+                  - health: [ { tcp: "localhost:22" } ]
+                """,
+        ])
+        defer { valid.remove() }
+        let passed = try LifeboatCLI.run(["check", "--offline"], config: valid.path)
+        #expect(passed.status == 0, "\(passed.stderr)")
+        #expect(passed.stdout.contains("runbook dr (runbooks/dr.yaml): 3 steps (1 restore, 1 run, 1 health), 1 parallel group; objectives: rto 15m"),
+                "\(passed.stdout)")
+    }
+
     @Test func missingPolicy() throws {
         let dir = try config(["policies/etc.yaml": "policy: etc\nsource: { files: { path: /etc } }\n"])
         defer { dir.remove() }

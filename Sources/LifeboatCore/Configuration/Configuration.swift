@@ -292,30 +292,3 @@ public struct Retention: Sendable, Equatable {
         return rules
     }
 }
-
-public struct Runbook: Sendable {
-    public var name: String
-    public var file: String
-    public var objectives: Objectives?
-    /// `schedule:`: when the runbook is drilled (`lifeboat drill RUNBOOK`), for the exports.
-    public var schedule: Schedule?
-    public var steps: [RunbookStep]
-}
-
-public struct Objectives: Sendable, Equatable {
-    public var rto: ConfigDuration?
-    public var rpo: ConfigDuration?
-}
-
-public enum RunbookStep: Sendable {
-    case restore(policy: String, target: RestoreTarget)
-    case run(command: [String])
-    case health(checks: [HealthCheck], within: ConfigDuration?)
-    case manual(String)
-}
-
-public enum HealthCheck: Sendable {
-    case http(url: String, status: Int, json: [String: String])
-    case postgres(conninfo: String, query: String)
-}
-

@@ -131,7 +131,7 @@ public enum ConfigurationParser {
             configuration.runbookFiles[name] = file.name
             diagnostics.within(.runbook(name)) {
                 guard let root = document(file, diagnostics, environment, directory: directory),
-                      let runbook = parseRunbook(root, file: file, policies: policiesByName,
+                      let runbook = RunbookParser.parse(root, file: file, policies: policiesByName,
                                                  policyFiles: Set(configuration.policyFiles.keys))
                 else { return }
                 configuration.runbooks.append(runbook)
@@ -346,114 +346,6 @@ public enum ConfigurationParser {
                          keepWithinHourly: durations["keep_within_hourly"], keepWithinDaily: durations["keep_within_daily"],
                          keepWithinWeekly: durations["keep_within_weekly"], keepWithinMonthly: durations["keep_within_monthly"],
                          keepWithinYearly: durations["keep_within_yearly"])
-    }
-
-    // MARK: Runbooks
-
-    static func parseRunbook(_ root: ConfigNode, file: ConfigFile, policies: [String: Policy], policyFiles: Set<String>) -> Runbook? {
-        guard let map = root.mapping(allowed: ["runbook", "objectives", "schedule", "steps"]) else { return nil }
-        let nameNode = map.required("runbook")
-        var name = nameNode?.name()
-        if let given = name, given != file.baseName {
-            nameNode?.error("runbook '\(given)' is in \(file.name); a runbook's file is named after it",
-                            hint: "Rename the file to runbooks/\(given).yaml, or the runbook to '\(file.baseName)'.")
-            name = nil
-        }
-        var objectives: Objectives?
-        if let o = map["objectives"]?.mapping(allowed: ["rto", "rpo"]) {
-            objectives = Objectives(rto: o["rto"]?.positiveDuration(), rpo: o["rpo"]?.positiveDuration())
-        }
-        var steps: [RunbookStep] = []
-        var stepsValid = false
-        if let stepsNode = map.required("steps"), let items = stepsNode.list() {
-            if items.isEmpty { stepsNode.error("a runbook needs at least one step") }
-            steps = items.compactMap { parseStep($0, policies: policies, policyFiles: policyFiles) }
-            stepsValid = !items.isEmpty && steps.count == items.count
-        }
-        // When the runbook is drilled (`lifeboat drill`) on a schedule: `{ cron, timezone, jitter }`
-        // as a policy's; read by the exports (Kubernetes CronJobs, systemd timers).
-        let schedule = map["schedule"].flatMap(parseSchedule)
-        guard let name, stepsValid, map["schedule"] == nil || schedule != nil else { return nil }
-        return Runbook(name: name, file: file.name, objectives: objectives, schedule: schedule, steps: steps)
-    }
-
-    static func parseStep(_ node: ConfigNode, policies: [String: Policy], policyFiles: Set<String>) -> RunbookStep? {
-        guard let map = node.mapping(allowed: ["restore", "target", "run", "health", "within", "manual"]),
-              let (kind, value) = map.exactlyOne(of: ["restore", "run", "health", "manual"], what: "a runbook step")
-        else { return nil }
-        if kind != "restore", let target = map["target"] { target.error("'target' belongs to a 'restore' step") }
-        if kind != "health", let within = map["within"] { within.error("'within' belongs to a 'health' step") }
-        switch kind {
-        case "restore":
-            guard let policyName = value.name() else { return nil }
-            if !policyFiles.contains(policyName) {
-                var message = "runbook step restores unknown policy '\(policyName)'"
-                if let suggestion = closestMatch(to: policyName, among: Array(policyFiles)) { message += " (did you mean '\(suggestion)'?)" }
-                value.error(message)
-                return nil
-            }
-            guard let targetNode = map.required("target"), let target = parseRestoreTarget(targetNode) else { return nil }
-            // A policy that could not be read has its own errors; its targets cannot be checked.
-            if let policy = policies[policyName], !policy.source.restoreTargetKeys.contains(target.location.runbookKey) {
-                let accepted = policy.source.restoreTargetKeys.map { "'\($0)'" }.joined(separator: " or ")
-                targetNode.error("policy '\(policyName)' (\(policy.source.kind)) cannot be restored to a \(target.location.runbookKey == "path" ? "path" : target.location.runbookKey)",
-                                 hint: "Give its target as \(accepted).")
-                return nil
-            }
-            return .restore(policy: policyName, target: target)
-        case "run":
-            guard let command = value.stringList() else { return nil }
-            if command.isEmpty {
-                value.error("'run' needs a command: a list of the program and its arguments")
-                return nil
-            }
-            return .run(command: command)
-        case "health":
-            guard let items = value.list() else { return nil }
-            var checks: [HealthCheck] = []
-            for item in items {
-                guard let c = item.mapping(allowed: ["http", "postgres"]),
-                      let (checkKind, body) = c.exactlyOne(of: ["http", "postgres"], what: "a health check")
-                else { continue }
-                if checkKind == "http" {
-                    guard let h = body.mapping(allowed: ["url", "status", "json"]),
-                          let url = h.required("url")?.string() else { continue }
-                    var json: [String: String] = [:]
-                    if let j = h["json"], let jm = j.mapping(allowed: j.keysOfMapping) {
-                        for entry in jm.entries { json[entry.key] = entry.value.string() }
-                    }
-                    checks.append(.http(url: url, status: h["status"]?.int(in: 100...599) ?? 200, json: json))
-                } else {
-                    guard let p = body.mapping(allowed: ["conninfo", "query"]),
-                          let conninfo = p.required("conninfo")?.string() else { continue }
-                    checks.append(.postgres(conninfo: conninfo, query: p["query"]?.string() ?? "select 1"))
-                }
-            }
-            guard checks.count == items.count else { return nil }
-            let within = map["within"]?.positiveDuration()
-            guard map["within"] == nil || within != nil else { return nil }
-            return .health(checks: checks, within: within)
-        default:
-            guard let text = value.string() else { return nil }
-            return .manual(text)
-        }
-    }
-
-    /// A runbook's `target: { path | conninfo | data_dir, time }`.
-    static func parseRestoreTarget(_ node: ConfigNode) -> RestoreTarget? {
-        let keys = ["path", "conninfo", "data_dir"]
-        guard let map = node.mapping(allowed: keys + ["time"]),
-              let (key, value) = map.exactlyOne(of: keys, what: "a restore target")
-        else { return nil }
-        let location: RestoreTarget.Location?
-        switch key {
-        case "path": location = value.absolutePath().map(RestoreTarget.Location.directory)
-        case "conninfo": location = value.string().map { RestoreTarget.Location.postgresServer(conninfo: $0) }
-        default: location = value.absolutePath().map(RestoreTarget.Location.dataDirectory)
-        }
-        let time = map["time"]?.string()
-        guard let location, map["time"] == nil || time != nil else { return nil }
-        return RestoreTarget(location: location, time: time)
     }
 }
 

@@ -100,9 +100,9 @@ public enum KubernetesExport {
             if schedule.jitter != nil { notes.append("runbook \(runbook.name): jitter is not applied (a CronJob has no jitter)") }
             var restored: [Policy] = []
             var scratch: [String] = []
-            for case .restore(let name, let target) in runbook.steps {
-                if let policy = configuration.policies.first(where: { $0.name == name }) { restored.append(policy) }
-                switch target.location {
+            for step in runbook.restoreSteps {
+                if let policy = configuration.policies.first(where: { $0.name == step.policy }) { restored.append(policy) }
+                switch step.target.target.location {
                 case .directory(let path), .dataDirectory(let path): scratch.append(path)
                 default: break
                 }

@@ -117,8 +117,8 @@ public enum SystemdExport {
         for runbook in configuration.runbooks {
             guard let schedule = runbook.schedule else { continue }
             var targets: [String] = []
-            for case .restore(_, let target) in runbook.steps {
-                switch target.location {
+            for step in runbook.restoreSteps {
+                switch step.target.target.location {
                 case .directory(let path), .dataDirectory(let path): targets.append(path)
                 default: break
                 }

@@ -159,7 +159,8 @@ public struct S3MirrorConfiguration: SourceConfiguration {
 
     public var kind: String { "s3" }
     public var secrets: [String] { [connection.secretAccessKey, connection.sessionToken].compactMap { $0 } }
-    public var restoreTargetKeys: [String] { ["path"] }
+    /// A directory, or a bucket (`s3: s3://BUCKET/PREFIX`).
+    public var restoreTargetKeys: [String] { ["path", "s3"] }
 
     /// 1 to 255 letters, digits, `.`, `_`, `-`, starting with a letter or digit: S3's rules
     /// and the legacy ones, and always safe as a directory name.

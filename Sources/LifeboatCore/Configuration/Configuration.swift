@@ -292,3 +292,25 @@ public struct Retention: Sendable, Equatable {
         return rules
     }
 }
+
+extension Configuration {
+    /// A runbook ready to run (`recover`, `drill`): it, `lifeboat.yaml`, and the policies it
+    /// restores (with their repositories) have no problems.
+    ///
+    /// - Throws: `LifeboatErrors` with those problems (bad input, as `lifeboat check` reports
+    ///   them), or `.notFound` (with a suggestion) when there is no such runbook file.
+    public func runbookForCommand(named name: String) throws -> Runbook {
+        var scopes: Set<ConfigScope> = [.main, .runbook(name)]
+        if let runbook = runbooks.first(where: { $0.name == name }) {
+            for restore in runbook.restoreSteps { scopes.formUnion(self.scopes(forPolicy: restore.policy)) }
+        }
+        let blocking = problems(blocking: scopes)
+        if !blocking.isEmpty { throw LifeboatErrors(blocking.map(\.error)) }
+        if let runbook = runbooks.first(where: { $0.name == name }) { return runbook }
+        var message = "no runbook named '\(name)' in \(directory)/runbooks"
+        let names = runbookFiles.keys.sorted()
+        if let suggestion = closestMatch(to: name, among: names) { message += " (did you mean '\(suggestion)'?)" }
+        let known = names.isEmpty ? "none are defined" : "defined: \(names.joined(separator: ", "))"
+        throw LifeboatError(.notFound, message, hint: "Run 'lifeboat check' to see the runbooks (\(known)).")
+    }
+}

@@ -1,0 +1,314 @@
+import Foundation
+import Glibc
+import LifeboatCore
+import LifeboatEngine
+import LifeboatIO
+import Testing
+import TestSupport
+
+/// A configuration directory with a `files` policy backed up once into the built-in local
+/// repository, and a runbook written by each test.
+struct RecoverFixture {
+    let dir: TemporaryDirectory
+
+    init() throws {
+        dir = try TemporaryDirectory("lifeboat-recover")
+        _ = try dir.write("src/a.txt", "alpha\n")
+        _ = try dir.write("src/sub/b.txt", "beta\n")
+        _ = try dir.write("policies/app.yaml", "policy: app\nsource: { files: { path: src } }\n")
+        let backup = try LifeboatCLI.run(["backup", "app"], config: dir.path)
+        guard backup.status == 0 else { throw TestSupportError("backup failed: \(backup.all)") }
+    }
+
+    func runbook(_ steps: String, name: String = "dr") throws {
+        _ = try dir.write("runbooks/\(name).yaml", "runbook: \(name)\nsteps:\n" + steps)
+    }
+
+    func recover(_ arguments: [String]) throws -> LifeboatCLI.Output {
+        try LifeboatCLI.run(["recover"] + arguments, config: dir.path)
+    }
+
+    var state: String { dir.subpath(".lifeboat/state") }
+    var journal: String { state + "/recover/dr.journal.jsonl" }
+
+    func lines(_ path: String) -> [String] {
+        ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+    }
+
+    func entries(_ path: String) -> [JournalEntry] {
+        lines(path).compactMap { try? RecoveryJournal.decoder.decode(JournalEntry.self, from: Data($0.utf8)) }
+    }
+
+    /// Archived (finished) journals.
+    var archivedJournals: [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: state + "/recover")) ?? [])
+            .filter { $0.hasPrefix("dr.") && $0 != "dr.journal.jsonl" }.map { state + "/recover/" + $0 }
+    }
+
+    func mode(_ path: String) -> mode_t {
+        var info = stat()
+        stat(path, &info)
+        return info.st_mode & 0o777
+    }
+}
+
+@Suite(.timeLimit(.minutes(10)))
+struct RecoverRunbooks {
+    @Test func aRecoveryRestoresRunsChecksHealthAndSkipsAnOptionalManualStepUnderYes() async throws {
+        try await offThePool {
+            let f = try RecoverFixture()
+            defer { f.dir.remove() }
+            let server = try HealthTestServer.start()
+            defer { server.stop() }
+            try server.set("/health", status: 200, body: ["status": "healthy", "checks": ["database": "ok"]])
+            let out = f.dir.subpath("restored")
+            try f.runbook("""
+                  - restore: app
+                    target: { path: restored }
+                  - id: mark
+                    run: { shell: "echo \\"$RESTORED_POINT\\" >> marks.txt && cat restored/a.txt >> marks.txt", env: { RESTORED_POINT: "${steps.restore-app.restored_point}" } }
+                  - id: web
+                    health:
+                      - http: { url: "\(server.url("/health"))", json: { status: healthy } }
+                    within: 10s
+                  - id: tell
+                    manual: "Tell the team"
+                    optional: true
+
+                """)
+            let result = try f.recover(["dr", "--yes"])
+            #expect(result.status == 0, "\(result.all)")
+            #expect(try String(contentsOfFile: out + "/sub/b.txt", encoding: .utf8) == "beta\n")
+            let marks = f.lines(f.dir.subpath("marks.txt"))
+            #expect(marks.count == 2 && marks.last == "alpha")
+            #expect(result.stdout.contains("[1/4] restore-app passed"))
+            #expect(result.stdout.contains("[4/4] tell skipped"))
+            #expect(result.stdout.contains("data loss"))
+            // The finished journal is kept under its end time; the next recover starts fresh.
+            #expect(!FileManager.default.fileExists(atPath: f.journal))
+            let archived = try #require(f.archivedJournals.first)
+            #expect(f.mode(archived) == 0o600 && f.mode(f.state + "/recover") == 0o700)
+            let entries = f.entries(archived)
+            #expect(entries.first?.event == .header && entries.first?.digest?.count == 64)
+            let ends = entries.filter { $0.event == .end }.compactMap(\.result)
+            #expect(ends.map(\.id) == ["restore-app", "mark", "web", "tell"])
+            #expect(ends.map(\.outcome) == [.passed, .passed, .passed, .skipped])
+            #expect(ends[0].restoredPoint != nil)
+            #expect(marks.first == ends[0].restoredPoint.map(RunbookVariables.format))
+            #expect(entries.last?.event == .finished && entries.last?.outcome == "passed")
+            // The audit log: who, the runbook's digest, the restore point, each step and check.
+            let records = f.lines(f.state + "/audit.jsonl").compactMap {
+                try? RecoveryJournal.decoder.decode(AuditLog.Record.self, from: Data($0.utf8))
+            }
+            #expect(records.map(\.event) == ["started", "finished"])
+            #expect(f.mode(f.state + "/audit.jsonl") == 0o600)
+            let finished = try #require(records.last)
+            #expect(finished.event == "finished" && finished.outcome == "passed" && finished.digest == entries.first?.digest)
+            #expect(finished.restorePoints["restore-app"] == ends[0].restoredPoint)
+            #expect(finished.steps?.first { $0.id == "web" }?.checks?.first?.passed == true)
+            #expect(!finished.user.isEmpty && !finished.host.isEmpty)
+
+            let again = try f.recover(["dr", "--yes"])
+            #expect(again.status == 1, "the target is no longer empty: \(again.all)")
+            #expect(again.stdout.contains("FAILED target directory"))
+        }
+    }
+
+    @Test func resumeAfterAKillAtStepThreeDoesNotRepeatStepsOneAndTwo() async throws {
+        try await offThePool {
+            let f = try RecoverFixture()
+            defer { f.dir.remove() }
+            try f.runbook("""
+                  - id: one
+                    run: { shell: "echo one >> ran.txt" }
+                  - id: two
+                    run: { shell: "echo two >> ran.txt" }
+                  - id: three
+                    run: { shell: "if [ -e go ]; then echo three >> ran.txt; else sleep 60; fi" }
+                  - id: four
+                    run: { shell: "echo four >> ran.txt" }
+
+                """)
+            let running = try LifeboatCLI.start(["recover", "dr", "--yes"], config: f.dir.path)
+            let deadline = Date().addingTimeInterval(60)
+            while Date() < deadline, !f.entries(f.journal).contains(where: { $0.event == .start && $0.step == "three" }) {
+                usleep(50_000)
+            }
+            #expect(f.entries(f.journal).contains { $0.event == .start && $0.step == "three" })
+            kill(running.pid, SIGKILL)
+            _ = try running.wait()
+
+            let refused = try f.recover(["dr", "--yes"])
+            #expect(refused.status == 2 && refused.stderr.contains("--resume"), "\(refused.all)")
+
+            _ = try f.dir.write("go", "")
+            let resumed = try f.recover(["dr", "--yes", "--resume"])
+            #expect(resumed.status == 0, "\(resumed.all)")
+            #expect(f.lines(f.dir.subpath("ran.txt")) == ["one", "two", "three", "four"])
+        }
+    }
+
+    @Test func retrySkipAndAChangedRunbookRefusingTheOldJournal() async throws {
+        try await offThePool {
+            let f = try RecoverFixture()
+            defer { f.dir.remove() }
+            let steps = """
+                  - id: one
+                    run: { shell: "echo one >> ran.txt" }
+                  - id: two
+                    run: { shell: "test -e ok" }
+                  - id: three
+                    run: { shell: "echo three >> ran.txt" }
+
+                """
+            try f.runbook(steps)
+            let failed = try f.recover(["dr", "--yes"])
+            #expect(failed.status == 1 && failed.stderr.contains("step 'two'"), "\(failed.all)")
+            #expect(f.lines(f.dir.subpath("ran.txt")) == ["one"])
+
+            _ = try f.dir.write("ok", "")
+            let retried = try f.recover(["dr", "--yes", "--retry", "two"])
+            #expect(retried.status == 0, "\(retried.all)")
+            #expect(f.lines(f.dir.subpath("ran.txt")) == ["one", "three"])
+
+            try FileManager.default.removeItem(atPath: f.dir.subpath("ok"))
+            let again = try f.recover(["dr", "--yes"])
+            #expect(again.status == 1)
+            let skipped = try f.recover(["dr", "--yes", "--skip", "two"])
+            #expect(skipped.status == 0, "\(skipped.all)")
+            let archived = try #require(f.archivedJournals.max())
+            let results = f.entries(archived).compactMap(\.result)
+            #expect(results.last { $0.id == "two" }?.outcome == .skipped)
+
+            _ = try f.recover(["dr", "--yes"])
+            try f.runbook(steps + "  - wait: 1s\n")
+            let changed = try f.recover(["dr", "--yes", "--resume"])
+            #expect(changed.status == 2 && changed.stderr.contains("another version") && changed.stderr.contains("--restart"), "\(changed.all)")
+            let restarted = try f.recover(["dr", "--yes", "--restart", "--skip", "two"])
+            #expect(restarted.status == 0, "\(restarted.all)")
+        }
+    }
+
+    @Test func thePlanNamesTheRestorePointItsDataLossAndANonEmptyTarget() async throws {
+        try await offThePool {
+            let f = try RecoverFixture()
+            defer { f.dir.remove() }
+            _ = try f.dir.write("busy/x", "x")
+            try f.runbook("""
+                  - restore: app
+                    target: { path: busy }
+                  - run: [echo, "${steps.restore-app.restored_point}"]
+
+                """)
+            let plan = try f.recover(["dr", "--plan"])
+            #expect(plan.status == 0, "\(plan.all)")
+            #expect(plan.stdout.contains("restored point") && plan.stdout.contains("data loss"))
+            #expect(plan.stdout.contains("FAILED target directory") && plan.stdout.contains("not empty"))
+            let json = try f.recover(["dr", "--plan", "--json"])
+            let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+            let steps = object?["steps"] as? [[String: Any]]
+            let restore = steps?.first?["restore"] as? [String: Any]
+            #expect(restore?["backup"] as? String != nil && restore?["dataLossSeconds"] as? Double != nil)
+            let refused = try f.recover(["dr", "--yes"])
+            #expect(refused.status == 1 && refused.stderr.contains("preflight"), "\(refused.all)")
+            let unknown = try f.recover(["nope", "--plan"])
+            #expect(unknown.status == 2)
+            let badAt = try f.recover(["dr", "--plan", "--at", "yesterday-ish"])
+            #expect(badAt.status == 2)
+        }
+    }
+
+    @Test func aFailingCriticalStepStopsTheRunAndAnOptionalOneDoesNot() async throws {
+        try await offThePool {
+            let f = try RecoverFixture()
+            defer { f.dir.remove() }
+            try f.runbook("""
+                  - id: maybe
+                    run: [false]
+                    optional: true
+                  - id: must
+                    run: { shell: "echo broken >&2; exit 3" }
+                  - id: after
+                    run: { shell: "echo after >> ran.txt" }
+
+                """)
+            let result = try f.recover(["dr", "--yes"])
+            #expect(result.status == 1)
+            #expect(result.stderr.contains("step 'must'") && result.stderr.contains("broken"), "\(result.all)")
+            #expect(result.stdout.contains("maybe failed"))
+            #expect(!FileManager.default.fileExists(atPath: f.dir.subpath("ran.txt")))
+        }
+    }
+}
+
+/// `recover` in a real terminal: a tmux session, driven with `send-keys`, read with `capture-pane`.
+@Suite(.timeLimit(.minutes(10)))
+struct RecoverGuidedMode {
+    static func tmux(_ arguments: [String]) throws -> String {
+        let tmux = try requireProgram("tmux", in: ["/usr/bin", "/bin", "/usr/local/bin"], hint: "Install the Debian package tmux (scripts/test does).")
+        let child = try ChildProcess.spawn(tmux, arguments, stdin: .null, stdout: .pipe)
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 16 * 1024)
+        while true {
+            let count = try chunk.withUnsafeMutableBytes { try child.readStdout(into: $0) }
+            if count == 0 { break }
+            bytes += chunk[0..<count]
+        }
+        _ = try child.wait()
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Waits until the pane shows `text` (the screen, to a deadline).
+    static func waitFor(_ text: String, session: String) throws -> String {
+        let deadline = Date().addingTimeInterval(60)
+        var screen = ""
+        while Date() < deadline {
+            screen = try tmux(["capture-pane", "-p", "-t", session])
+            if screen.contains(text) { return screen }
+            usleep(100_000)
+        }
+        throw TestSupportError("'\(text)' never appeared in the terminal:\n\(screen)")
+    }
+
+    @Test func confirmSkipAndAbortInATerminal() async throws {
+        try await offThePool {
+            let f = try RecoverFixture()
+            defer { f.dir.remove() }
+            try f.runbook("""
+                  - id: one
+                    run: { shell: "echo one >> ran.txt" }
+                  - id: two
+                    run: { shell: "echo two >> ran.txt" }
+                  - id: three
+                    run: { shell: "echo three >> ran.txt" }
+
+                """)
+            let session = "lifeboat-recover-\(getpid())"
+            let status = f.dir.subpath("status")
+            let command = "LOG_LEVEL=error \(try LifeboatCLI.executable) recover dr --config \(f.dir.path); echo \"exit=$?\" > \(status); sleep 600"
+            _ = try Self.tmux(["new-session", "-d", "-x", "200", "-y", "50", "-s", session, command])
+            defer { _ = try? Self.tmux(["kill-session", "-t", session]) }
+
+            _ = try Self.waitFor("[1/3] one: run sh -c", session: session)
+            _ = try Self.tmux(["send-keys", "-t", session, "Enter"])
+            _ = try Self.waitFor("[2/3] two: run sh -c", session: session)
+            _ = try Self.tmux(["send-keys", "-t", session, "s", "Enter"])
+            _ = try Self.waitFor("[3/3] three: run sh -c", session: session)
+            _ = try Self.tmux(["send-keys", "-t", session, "a", "Enter"])
+            let screen = try Self.waitFor("aborted", session: session)
+            let deadline = Date().addingTimeInterval(30)
+            while Date() < deadline, !FileManager.default.fileExists(atPath: status) { usleep(100_000) }
+            #expect(try String(contentsOfFile: status, encoding: .utf8) == "exit=1\n", "\(screen)")
+            #expect(f.lines(f.dir.subpath("ran.txt")) == ["one"])
+            let results = f.entries(f.journal).compactMap(\.result)
+            #expect(results.map(\.id) == ["one", "two", "three"])
+            #expect(results.map(\.outcome) == [.passed, .skipped, .cancelled])
+            #expect(results.last?.detail == "aborted by the operator")
+            #expect(f.entries(f.journal).last?.outcome == "aborted")
+            let audit = f.lines(f.state + "/audit.jsonl").compactMap {
+                try? RecoveryJournal.decoder.decode(AuditLog.Record.self, from: Data($0.utf8))
+            }
+            #expect(audit.last?.outcome == "aborted")
+        }
+    }
+}

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Synchronization
 import LifeboatCore
 import LifeboatEngine
 import LifeboatIO
@@ -124,7 +125,7 @@ struct RecoverRunbooks {
                   - id: two
                     run: { shell: "echo two >> ran.txt" }
                   - id: three
-                    run: { shell: "if [ -e go ]; then echo three >> ran.txt; else sleep 60; fi" }
+                    run: { shell: "if [ -e go ]; then echo three >> ran.txt; else echo $$$$ > three.pid; exec sleep 60; fi" }
                   - id: four
                     run: { shell: "echo four >> ran.txt" }
 
@@ -137,6 +138,8 @@ struct RecoverRunbooks {
             #expect(f.entries(f.journal).contains { $0.event == .start && $0.step == "three" })
             kill(running.pid, SIGKILL)
             _ = try running.wait()
+            // The killed run's step is left running, as after a crash; end it.
+            if let pid = Int32(f.lines(f.dir.subpath("three.pid")).first ?? "") { kill(pid, SIGKILL) }
 
             let refused = try f.recover(["dr", "--yes"])
             #expect(refused.status == 2 && refused.stderr.contains("--resume"), "\(refused.all)")
@@ -237,6 +240,51 @@ struct RecoverRunbooks {
             #expect(result.stderr.contains("step 'must'") && result.stderr.contains("broken"), "\(result.all)")
             #expect(result.stdout.contains("maybe failed"))
             #expect(!FileManager.default.fileExists(atPath: f.dir.subpath("ran.txt")))
+        }
+    }
+}
+
+/// The runner in the test's process, without the command line: timeouts, retries, parallel
+/// groups, waits through the injected sleep.
+@Suite(.timeLimit(.minutes(10)))
+struct RunbookRunnerSteps {
+    final class Sleeps: Sendable {
+        let values = Mutex<[Double]>([])
+    }
+
+    @Test func timeoutRetryParallelAndWait() async throws {
+        try await offThePool {
+            let dir = try TemporaryDirectory("lifeboat-runner")
+            defer { dir.remove() }
+            func sh(_ script: String) -> RunbookStep.Kind {
+                .run(CommandSpec(program: .shell(RunbookTemplate(literal: script)), baseDirectory: dir.path))
+            }
+            let runbook = Runbook(name: "t", file: "runbooks/t.yaml", steps: [
+                RunbookStep(id: "slow", kind: sh("sleep 30"), timeout: ConfigDuration(seconds: 1), critical: false),
+                RunbookStep(id: "flaky", kind: sh("echo x >> flaky.txt; exit 1"), retry: StepRetry(attempts: 3, delay: ConfigDuration(seconds: 7)),
+                            critical: false),
+                RunbookStep(id: "both", kind: .parallel([
+                    RunbookStep(id: "left", kind: sh("touch left; while [ ! -e right ]; do sleep 0.05; done"), timeout: ConfigDuration(seconds: 20)),
+                    RunbookStep(id: "right", kind: sh("touch right; while [ ! -e left ]; do sleep 0.05; done"), timeout: ConfigDuration(seconds: 20)),
+                ])),
+                RunbookStep(id: "pause", kind: .wait(ConfigDuration(seconds: 30))),
+                RunbookStep(id: "drill-only", kind: sh("touch drilled"), when: .drill),
+            ])
+            let sleeps = Sleeps()
+            var runner = RunbookRunner(runbook: runbook, mode: .recover, source: .configuration(Configuration(directory: dir.path)),
+                                       context: RunContext(logger: quietLogger), prompter: UnattendedPrompter())
+            runner.sleep = { seconds, _ in sleeps.values.withLock { $0.append(seconds) } }
+            let started = Date()
+            let outcome = runner.run(variables: RunbookVariables(runbook: runbook, mode: .recover, environment: [:], recoveryTargetTime: nil))
+            #expect(Date().timeIntervalSince(started) < 15)
+            #expect(outcome.passed)
+            #expect(outcome.results.map(\.id) == ["slow", "flaky", "both", "pause"])
+            #expect(outcome.results.map(\.outcome) == [.timedOut, .failed, .passed, .passed])
+            #expect(outcome.results[1].attempts == 3)
+            #expect(try String(contentsOfFile: dir.subpath("flaky.txt"), encoding: .utf8) == "x\nx\nx\n")
+            #expect(outcome.results[2].steps.map(\.outcome) == [.passed, .passed])
+            #expect(sleeps.values.withLock { $0 } == [7, 7, 30])
+            #expect(!FileManager.default.fileExists(atPath: dir.subpath("drilled")))
         }
     }
 }

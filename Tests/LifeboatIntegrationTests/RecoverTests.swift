@@ -62,6 +62,8 @@ struct RecoverRunbooks {
             let server = try HealthTestServer.start()
             defer { server.stop() }
             try server.set("/health", status: 200, body: ["status": "healthy", "checks": ["database": "ok"]])
+            let postgres = try PostgresServer.start()
+            defer { postgres.stop() }
             let out = f.dir.subpath("restored")
             try f.runbook("""
                   - restore: app
@@ -71,6 +73,7 @@ struct RecoverRunbooks {
                   - id: web
                     health:
                       - http: { url: "\(server.url("/health"))", json: { status: healthy } }
+                      - postgres: { conninfo: "\(postgres.conninfo(password: "secret-pw-1"))", query: "select 40 + 2", expect: "42" }
                     within: 10s
                   - id: tell
                     manual: "Tell the team"
@@ -106,7 +109,8 @@ struct RecoverRunbooks {
             let finished = try #require(records.last)
             #expect(finished.event == "finished" && finished.outcome == "passed" && finished.digest == entries.first?.digest)
             #expect(finished.restorePoints["restore-app"] == ends[0].restoredPoint)
-            #expect(finished.steps?.first { $0.id == "web" }?.checks?.first?.passed == true)
+            #expect(finished.steps?.first { $0.id == "web" }?.checks?.map(\.passed) == [true, true])
+            #expect(!f.lines(f.state + "/audit.jsonl").joined().contains("secret-pw-1"))
             #expect(!finished.user.isEmpty && !finished.host.isEmpty)
 
             let again = try f.recover(["dr", "--yes"])
@@ -136,6 +140,8 @@ struct RecoverRunbooks {
                 usleep(50_000)
             }
             #expect(f.entries(f.journal).contains { $0.event == .start && $0.step == "three" })
+            let second = try f.recover(["dr", "--yes", "--resume"])
+            #expect(second.status == 1 && second.stderr.contains("another 'lifeboat recover dr' is running"), "\(second.all)")
             kill(running.pid, SIGKILL)
             _ = try running.wait()
             // The killed run's step is left running, as after a crash; end it.

@@ -11,7 +11,8 @@ extension Repository {
     public static func open(_ config: RepositoryConfig, context: RunContext) throws -> Repository {
         switch config.kind {
         case .local(let path):
-            return Repository(name: config.name, store: LocalStore(root: path), config: config)
+            return Repository(name: config.name, store: try RepositoryEncryption.wrap(LocalStore(root: path), config: config, context: context),
+                              config: config)
         case .s3(let s3):
             let credentials = try S3Credentials.resolve(repository: config.name, config: s3, environment: context.environment) { path in
                 pathExists(path) ? try readTextFile(path) : nil
@@ -25,7 +26,7 @@ extension Repository {
                 http: http, logger: context.logger, sleep: context.sleep)
             let store = S3Store(client: client, prefix: s3.prefix, concurrency: s3.concurrency, readAhead: 4, logger: context.logger)
             context.logger.debug("repository opened", metadata: ["repository.name": "\(config.name)", "repository.location": "\(store.location)"])
-            return Repository(name: config.name, store: store, config: config)
+            return Repository(name: config.name, store: try RepositoryEncryption.wrap(store, config: config, context: context), config: config)
         }
     }
 

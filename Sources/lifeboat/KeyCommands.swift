@@ -54,6 +54,7 @@ struct KeyAdd: ParsableCommand {
     var newKeyFile: String?
     @Option(name: .customLong("new-key-env"), help: ArgumentHelp("An environment variable holding the new key.", valueName: "name"))
     var newKeyEnv: String?
+    @Flag(name: .long, help: "Print the added key as JSON.") var json = false
 
     func run() throws {
         let source: EncryptionConfig.KeySource
@@ -64,6 +65,10 @@ struct KeyAdd: ParsableCommand {
         }
         let config = try options.config()
         let key = try KeyCommand(context: options.global.context).add(repository: config, newKey: EncryptionConfig(key: source))
+        if json {
+            try printJSON(key)
+            return
+        }
         print("key \(key.id) added to repository \(config.name)")
     }
 }
@@ -72,10 +77,15 @@ struct KeyRemove: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "remove", abstract: "Stop a key from opening the repository (never the last one).")
     @OptionGroup var options: KeyRepositoryOptions
     @Argument(help: "The key's id ('lifeboat key list').") var id: String
+    @Flag(name: .long, help: "Print the result as JSON.") var json = false
 
     func run() throws {
         let config = try options.config()
         try KeyCommand(context: options.global.context).remove(repository: config, id: id)
+        if json {
+            try printJSON(["repository": config.name, "removed": id])
+            return
+        }
         print("key \(id) removed from repository \(config.name)")
     }
 }

@@ -188,12 +188,18 @@ struct ChunkSealer {
 
     /// The next chunk, `ciphertext || tag`.
     mutating func seal(_ plaintext: some DataProtocol, final: Bool) throws -> [UInt8] {
-        let box = try AES.GCM.seal(plaintext, using: dataKey, nonce: try EncryptionFormat.chunkNonce(index),
-                                   authenticating: EncryptionFormat.chunkAAD(headerDigest: headerDigest, index: index, final: final))
-        index += 1
+        let box = try sealBox(plaintext, final: final)
         var result = Array(box.ciphertext)
         result += box.tag
         return result
+    }
+
+    /// The next chunk's sealed box (its nonce is implied by its position).
+    mutating func sealBox(_ plaintext: some DataProtocol, final: Bool) throws -> AES.GCM.SealedBox {
+        let box = try AES.GCM.seal(plaintext, using: dataKey, nonce: try EncryptionFormat.chunkNonce(index),
+                                   authenticating: EncryptionFormat.chunkAAD(headerDigest: headerDigest, index: index, final: final))
+        index += 1
+        return box
     }
 }
 
@@ -225,9 +231,10 @@ final class EncryptedObjectWriter: ObjectWriter {
     }
 
     private func emit(final: Bool) throws {
-        let chunk = try sealer.seal(pending, final: final)
+        let box = try sealer.sealBox(pending, final: final)
         pending.removeAll(keepingCapacity: true)
-        try chunk.withUnsafeBytes { try output.write($0) }
+        try box.ciphertext.withUnsafeBytes { try output.write($0) }
+        try box.tag.withUnsafeBytes { try output.write($0) }
     }
 
     func commit() throws {

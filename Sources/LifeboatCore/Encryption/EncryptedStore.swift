@@ -47,6 +47,9 @@ public struct EncryptedStore: ObjectStore {
         try keys.get(create: create, location: location)
     }
 
+    /// Whether the key set is known (loaded when the store was opened, or created since).
+    public var hasKeySet: Bool { keys.loaded.withLock { $0 != nil } }
+
     /// Objects stored as they are: the format marker, key files and locks.
     public static func isPlaintext(_ key: String) -> Bool {
         key == "lifeboat.json" || key.hasPrefix(KeyFileRecord.prefix) || key.hasPrefix("locks/")

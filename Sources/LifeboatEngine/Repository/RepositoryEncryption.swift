@@ -45,7 +45,7 @@ public enum RepositoryEncryption {
         }
         let master = try masterKey(encryption, repository: config.name, environment: context.environment)
         let encrypted = try EncryptedStore(inner: store, repository: config.name, master: master, now: context.clock)
-        if try !keyring.isEncrypted(), try store.stat(key: Repository.formatKey) != nil {
+        if !encrypted.hasKeySet, try store.stat(key: Repository.formatKey) != nil {
             throw LifeboatError(.configuration, "repository '\(config.name)' (\(store.location)) holds unencrypted backups; encryption cannot be turned on for it",
                                 hint: "Encrypt a new, empty repository (another path or prefix) and let new backups go there, or remove 'encryption:' from repository '\(config.name)'.")
         }

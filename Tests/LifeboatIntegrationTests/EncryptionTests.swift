@@ -235,4 +235,59 @@ struct EncryptedMirrors {
             #expect(names.count >= 3)
         }
     }
+
+    /// The repository's blob keys (relative to the repository).
+    func blobKeys(_ fixture: MirrorFixture) throws -> [String] {
+        switch fixture.kind {
+        case .local:
+            let root = fixture.directory.subpath("repository")
+            return (FileManager.default.enumerator(atPath: root)?.allObjects as? [String] ?? []).filter { $0.contains("/blobs/") && $0.split(separator: "/").count == 4 }.sorted()
+        case .s3:
+            return try fixture.client(MirrorFixture.repositoryBucket).listObjects(prefix: "lifeboat/\(MirrorFixture.policy)/blobs/")
+                .map { String($0.key.dropFirst("lifeboat/".count)) }.sorted()
+        }
+    }
+
+    /// Prune reads keyed addresses back from blob keys: it deletes only the blobs no kept
+    /// snapshot references, and what is kept still verifies and restores.
+    @Test(arguments: RepositoryKind.allCases)
+    func pruneKeepsExactlyTheKeyedBlobsOfKeptSnapshots(kind: RepositoryKind) async throws {
+        try await offThePool {
+            let fixture = try MirrorFixture(kind, buckets: ["alpha", "restored"], sources: "[alpha]", parallel: 2, encrypted: true)
+            defer { fixture.stop() }
+            try fixture.put("alpha", "kept.txt", Array("in both snapshots".utf8))
+            try fixture.put("alpha", "changed.txt", Array("first".utf8))
+            _ = try fixture.backup()
+            try fixture.put("alpha", "changed.txt", Array("later".utf8))
+            let state = try fixture.contents("alpha")
+            let second = try fixture.backup()
+            #expect(try blobKeys(fixture).count == 3)
+            let policyFile = fixture.directory.subpath("policies/\(MirrorFixture.policy).yaml")
+            try (try String(contentsOfFile: policyFile, encoding: .utf8) + "\nretention: { keep_last: 1 }\n")
+                .write(toFile: policyFile, atomically: true, encoding: .utf8)
+            let pruned = try fixture.run(["prune", MirrorFixture.policy])
+            #expect(pruned.status == 0, "\(pruned.all)")
+            #expect(try blobKeys(fixture).count == 2)
+            let verify = try fixture.run(["verify", MirrorFixture.policy, second, "--read-data"])
+            #expect(verify.status == 0, "\(verify.all)")
+            let restore = try fixture.restore([second, "--to", "s3://restored"])
+            #expect(restore.status == 0, "\(restore.all)")
+            #expect(try fixture.contents("restored") == state)
+        }
+    }
+
+    @Test func verifyReadDataNamesATamperedBlob() async throws {
+        try await offThePool {
+            let fixture = try MirrorFixture(.local, buckets: ["alpha"], sources: "[alpha]", parallel: 2, encrypted: true)
+            defer { fixture.stop() }
+            try fixture.put("alpha", "doc.txt", Array(String(repeating: "text ", count: 40_000).utf8))
+            let id = try fixture.backup()
+            let blob = try #require(try blobKeys(fixture).first)
+            try flipByte(fixture.directory.subpath("repository/\(blob)"), at: 0.5)
+            let verify = try fixture.run(["verify", MirrorFixture.policy, id, "--read-data"])
+            #expect(verify.status == 1)
+            #expect(verify.all.contains("object '\(blob)'"), "\(verify.all)")
+            #expect(verify.all.contains("failed authentication"), "\(verify.all)")
+        }
+    }
 }

@@ -48,7 +48,7 @@ struct S3MirrorBackup {
         let scratch = try ScratchDirectory(context: context, label: "mirror")
         defer { scratch.remove() }
         let copier = try BlobCopier(repository: sink.repository, policy: policy, backupID: sink.backupID,
-                                largeAtOnce: max(1, configuration.parallel / 4), context: context)
+                                    largeAtOnce: max(1, configuration.parallel / 4), context: context)
         var buckets: [S3MirrorRecord.Bucket] = []
         var skipped: [SkippedEntry] = []
         do {

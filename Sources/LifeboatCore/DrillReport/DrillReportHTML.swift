@@ -163,7 +163,7 @@ public enum DrillReportHTML {
     // MARK: Table
 
     static func table(_ report: DrillReport) -> String {
-        var html = "<table class=\"steps\">\n<tr><th>Step</th><th>Kind</th><th>Outcome</th><th>Started (UTC)</th><th>Duration</th><th>Attempts</th><th>Detail</th></tr>\n"
+        var html = "<table class=\"steps\">\n<tr><th>Step</th><th>Kind</th><th>Outcome</th><th>Started; a check: passed (UTC)</th><th>Duration; a check: to pass</th><th>Attempts</th><th>Detail</th></tr>\n"
         for row in rows(report.steps) {
             let step = row.step
             let indent = String(repeating: "↳ ", count: row.depth)
@@ -178,7 +178,7 @@ public enum DrillReportHTML {
                 html += "<tr class=\"check\"><td>\(h("\(check.kind) \(check.target)"))</td><td>check</td>"
                 html += "<td class=\"o-\(outcome)\">\(outcome)</td>"
                 html += "<td>\(h(check.passedAt.map(DrillReport.timestamp) ?? "—"))</td>"
-                html += "<td>\(h(check.passedAt.map { "+" + DrillReport.duration($0.timeIntervalSince(report.start)) } ?? "—"))</td>"
+                html += "<td>\(h(check.passedAt.map { DrillReport.duration($0.timeIntervalSince(step.started)) } ?? "—"))</td>"
                 html += "<td>\(check.attempts)</td><td class=\"detail\">\(h(check.detail))</td></tr>\n"
             }
         }

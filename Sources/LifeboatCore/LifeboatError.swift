@@ -32,6 +32,8 @@ public struct LifeboatError: Error, CustomStringConvertible, Sendable {
         public static let postgres = Code("postgres", badInput: false)
         public static let process = Code("process", badInput: false)
         public static let integrity = Code("integrity", badInput: false)
+        /// An encryption key that does not open a repository, or a damaged key file.
+        public static let encryption = Code("encryption", badInput: false)
         public static let source = Code("source", badInput: false)
         public static let internalError = Code("internal", badInput: false)
     }

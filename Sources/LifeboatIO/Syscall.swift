@@ -84,6 +84,11 @@ public func isDirectory(_ path: String) -> Bool {
     return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
 }
 
+/// The permission bits of a file (after following links); nil when there is none.
+public func filePermissions(_ path: String) throws -> UInt32? {
+    try fileStatus(path, followLinks: true).map { UInt32($0.st_mode) & 0o7777 }
+}
+
 public func pathExists(_ path: String) -> Bool {
     var st = stat()
     return lstat(path, &st) == 0

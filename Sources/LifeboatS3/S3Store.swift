@@ -22,14 +22,21 @@ public struct S3Store: ObjectStore {
     public let partSize: Int
     public let concurrency: Int
     public let readAhead: Int
+    /// The part buffers every writer of this store (and of its copies) holds at once; see
+    /// `PartMemory`.
+    public let partMemory: PartMemory
     let logger: Logger
 
-    public init(client: S3Client, prefix: String, partSize: Int = 8 << 20, concurrency: Int = 6, readAhead: Int = 4, logger: Logger) {
+    /// - Parameter partMemoryLimit: the bytes of part buffers all writers may hold at once
+    ///   (default: 96 MiB, or one upload's `concurrency + 1` parts when that is more).
+    public init(client: S3Client, prefix: String, partSize: Int = 8 << 20, concurrency: Int = 6, readAhead: Int = 4,
+                partMemoryLimit: Int? = nil, logger: Logger) {
         self.client = client
         self.prefix = prefix.isEmpty || prefix.hasSuffix("/") ? prefix : prefix + "/"
         self.partSize = max(partSize, 5 << 20)  // S3's minimum part size
         self.concurrency = max(1, concurrency)
         self.readAhead = max(1, readAhead)
+        self.partMemory = PartMemory(limit: partMemoryLimit ?? max(96 << 20, (self.concurrency + 1) * self.partSize))
         self.logger = logger
     }
 
@@ -210,9 +217,25 @@ final class S3ObjectWriter: ObjectWriter {
     /// `concurrency + 1` are in use).
     private func currentBuffer(capacity: Int) throws -> PartBuffer {
         if let buffer { return buffer }
-        let part = try uploads?.takeBuffer(capacity: capacity) ?? PartBuffer(capacity: capacity)
+        let part: PartBuffer
+        if let uploads {
+            part = try uploads.takeBuffer(capacity: capacity)
+        } else {
+            store.partMemory.acquire(capacity)  // the writer's first buffer: waits for room
+            firstReserved = capacity
+            part = PartBuffer(capacity: capacity)
+        }
         buffer = part
         return part
+    }
+
+    /// The part memory of the first buffer until a multipart upload starts (which then
+    /// accounts for every buffer), given back to the store once the writer is done.
+    private var firstReserved = 0
+
+    private func releaseMemory() {
+        store.partMemory.release(firstReserved + (uploads?.takeReserved() ?? 0))
+        firstReserved = 0
     }
 
     private func sendPart() throws {
@@ -224,7 +247,9 @@ final class S3ObjectWriter: ObjectWriter {
                 creationInterrupted = true
                 throw error
             }
-            uploads = PartUploads(client: store.client, key: fullKey, uploadID: uploadID, concurrency: store.concurrency)
+            uploads = PartUploads(client: store.client, key: fullKey, uploadID: uploadID, concurrency: store.concurrency,
+                                  memory: store.partMemory, reserved: firstReserved)
+            firstReserved = 0
         }
         guard let uploads, let part = buffer else { return }
         guard nextPart <= 10_000 else {
@@ -251,6 +276,7 @@ final class S3ObjectWriter: ObjectWriter {
         }
         finished = true
         buffer = nil
+        releaseMemory()
     }
 
     /// Aborts the multipart upload (so no parts are left behind, billed and invisible): parts
@@ -263,9 +289,11 @@ final class S3ObjectWriter: ObjectWriter {
         buffer = nil
         if let uploads {
             uploads.cancelAndWait()
+            releaseMemory()
             abortUpload(uploads.uploadID, client: store.client.forCleanup())
-        } else if creationInterrupted {
-            abortUploadsOfUnknownID()
+        } else {
+            releaseMemory()
+            if creationInterrupted { abortUploadsOfUnknownID() }
         }
     }
 
@@ -308,9 +336,79 @@ final class S3ObjectWriter: ObjectWriter {
 /// while it sends it — and it changes hands under `PartUploads`' lock.
 final class PartBuffer: @unchecked Sendable {
     var bytes: [UInt8] = []
+    /// The part memory held for it (`PartMemory`).
+    var reservation: Int
 
     init(capacity: Int) {
         bytes.reserveCapacity(capacity)
+        reservation = capacity
+    }
+}
+
+/// The bytes of part buffers that the writers of one store hold at once: a writer waits for
+/// room before its first buffer, and makes further ones only while there is room (else it
+/// refills those it has, as their parts are sent). A mirror copying many large objects side by
+/// side then holds at most `limit` of parts, not `parallel × (concurrency + 1)` of them.
+/// Counted by the buffers' capacity. A request larger than the limit is granted when nothing
+/// else is held, so that one part of any size can always go.
+public final class PartMemory: @unchecked Sendable {
+    public let limit: Int
+    private let condition = NSCondition()
+    private var used = 0
+    private var highest = 0
+    private var waiting = 0
+
+    init(limit: Int) { self.limit = max(1, limit) }
+
+    /// What is held now (for tests).
+    public var inUse: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return used
+    }
+
+    /// The most held at once so far (for tests).
+    public var peak: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return highest
+    }
+
+    /// Waits until `bytes` fit (or nothing is held); with `force`, takes them at once.
+    func acquire(_ bytes: Int, force: Bool = false) {
+        condition.lock()
+        waiting += 1
+        while !force && used > 0 && used + bytes > limit { condition.wait() }
+        waiting -= 1
+        used += bytes
+        highest = max(highest, used)
+        condition.unlock()
+    }
+
+    /// Whether a writer waits for room for its first buffer: uploads then give back buffers
+    /// beyond their first as their parts are sent, rather than keep them.
+    var hasWaiters: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return waiting > 0
+    }
+
+    /// Takes `bytes` when they fit now.
+    func tryAcquire(_ bytes: Int) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        guard used + bytes <= limit else { return false }
+        used += bytes
+        highest = max(highest, used)
+        return true
+    }
+
+    func release(_ bytes: Int) {
+        guard bytes > 0 else { return }
+        condition.lock()
+        used -= bytes
+        condition.broadcast()
+        condition.unlock()
     }
 }
 
@@ -347,12 +445,42 @@ final class PartUploads: @unchecked Sendable {
     /// No part will come: idle workers end.
     private var closing = false
 
-    init(client: S3Client, key: String, uploadID: String, concurrency: Int) {
+    let memory: PartMemory
+    /// The part memory of the buffers `takeBuffer` made.
+    private var reserved = 0
+
+    /// - Parameter reserved: the part memory of the writer's first buffer.
+    init(client: S3Client, key: String, uploadID: String, concurrency: Int, memory: PartMemory, reserved: Int) {
         self.client = client
         self.key = key
         self.uploadID = uploadID
         self.concurrency = concurrency
         self.bufferLimit = concurrency + 1
+        self.memory = memory
+        self.reserved = reserved
+    }
+
+    /// A buffer whose part was sent, back for the writer; dropped instead (its memory given
+    /// back) while another writer waits for room and this upload has others. Called with
+    /// `condition` locked.
+    private func giveBack(_ buffer: PartBuffer) {
+        if buffersMade > 1, memory.hasWaiters {
+            buffersMade -= 1
+            reserved -= buffer.reservation
+            memory.release(buffer.reservation)
+        } else {
+            free.append(buffer)
+        }
+    }
+
+    /// The part memory reserved for this upload's buffers, handed to the caller to release
+    /// (once the workers have ended: after `waitForAll` or `cancelAndWait`).
+    func takeReserved() -> Int {
+        condition.lock()
+        defer { condition.unlock() }
+        let bytes = reserved
+        reserved = 0
+        return bytes
     }
 
     /// What the upload used, for tests: buffers made, worker threads started.
@@ -365,20 +493,38 @@ final class PartUploads: @unchecked Sendable {
     /// An empty buffer with room for `capacity` bytes, for the next part: one whose part was
     /// sent, or a new one while fewer than `bufferLimit` exist; otherwise waits for a part to
     /// be sent. Throws the first failure of a part (`.cancelled` once the run is).
+    ///
+    /// A new buffer also needs room in the store's `PartMemory`; when other uploads hold it,
+    /// this one goes on with the buffers it has (it always has one: the writer's first), so
+    /// that uploads side by side never wait for each other's memory in a circle.
     func takeBuffer(capacity: Int) throws -> PartBuffer {
         condition.lock()
-        while free.isEmpty && buffersMade >= bufferLimit && failure == nil && !cancelled { condition.wait() }
-        if let failure {
-            condition.unlock()
-            throw failure
+        while true {
+            if let failure {
+                condition.unlock()
+                throw failure
+            }
+            if let reused = free.popLast() {
+                let growth = capacity - reused.reservation
+                if growth > 0 {  // the part size doubled
+                    memory.acquire(growth, force: true)
+                    reserved += growth
+                    reused.reservation = capacity
+                }
+                condition.unlock()
+                reused.bytes.removeAll(keepingCapacity: true)
+                if reused.bytes.capacity < capacity { reused.bytes.reserveCapacity(capacity) }
+                return reused
+            }
+            if cancelled || (buffersMade < bufferLimit && memory.tryAcquire(capacity)) {
+                if cancelled { memory.acquire(capacity, force: true) }
+                buffersMade += 1
+                reserved += capacity
+                condition.unlock()
+                return PartBuffer(capacity: capacity)
+            }
+            condition.wait()
         }
-        let reused = free.popLast()
-        if reused == nil { buffersMade += 1 }
-        condition.unlock()
-        guard let reused else { return PartBuffer(capacity: capacity) }
-        reused.bytes.removeAll(keepingCapacity: true)
-        if reused.bytes.capacity < capacity { reused.bytes.reserveCapacity(capacity) }  // the part size doubled
-        return reused
     }
 
     /// Queues a full part for the next free worker (starting one while fewer than
@@ -430,7 +576,7 @@ final class PartUploads: @unchecked Sendable {
             inFlight -= 1
             if let part { parts[number] = part }
             if let error, failure == nil { failure = error }
-            free.append(buffer)
+            giveBack(buffer)
             condition.broadcast()
         }
         workers -= 1

@@ -17,7 +17,7 @@ struct Lifeboat: ParsableCommand {
             exits 126 when it cannot deliver a file intact (see 'lifeboat help wal-fetch').
             """,
         version: LifeboatVersion.current,
-        subcommands: [Check.self, Backup.self, List.self, Verify.self, Restore.self, Recover.self, Prune.self, ScheduleDaemonCommand.self, StatusReport.self, Unlock.self, WALPush.self, WALFetch.self, Export.self]
+        subcommands: [Check.self, Backup.self, List.self, Verify.self, Restore.self, Recover.self, Prune.self, ScheduleDaemonCommand.self, StatusReport.self, Unlock.self, KeyCommands.self, WALPush.self, WALFetch.self, Export.self]
     )
 }
 
@@ -77,15 +77,25 @@ struct RepositoryOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("With an s3:// --repository: CA certificates to trust for https.", valueName: "pem"))
     var caBundle: String?
 
+    @Option(name: .long, help: ArgumentHelp("With --repository: the key file of an encrypted repository.", valueName: "path"))
+    var keyFile: String?
+
     /// The configuration or the repository the command works from.
     /// `targetOptions`: without `--repository`, `--endpoint`, `--region`, `--virtual-hosted` and
     /// `--ca-bundle` name something else (an S3 mirror restore's target) and are let through.
     func source(_ global: GlobalOptions, policy: String? = nil, targetOptions: Bool = false) throws -> RepositorySource {
         if let repository {
             global.bootstrap()
-            return .address(try RepositoryAddress.parse(
+            var config = try RepositoryAddress.parse(
                 repository, s3: RepositoryAddress.S3Options(endpoint: endpoint, region: region, pathStyle: !virtualHosted, caBundle: caBundle),
-                workingDirectory: FileManager.default.currentDirectoryPath, environment: global.environment))
+                workingDirectory: FileManager.default.currentDirectoryPath, environment: global.environment)
+            if let keyFile {
+                config.encryption = EncryptionConfig(key: .file(absolutePath(keyFile)))
+            }
+            return .address(config)
+        }
+        if keyFile != nil {
+            throw LifeboatError(.usage, "--key-file goes with --repository", hint: "A configured repository takes its key from encryption: in lifeboat.yaml.")
         }
         if !targetOptions, endpoint != nil || region != nil || caBundle != nil || virtualHosted {
             throw LifeboatError(.usage, "--endpoint, --region, --virtual-hosted and --ca-bundle go with --repository s3://…",

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Testing
 @testable import LifeboatCore
@@ -98,12 +99,34 @@ private func puller<T>(_ items: [T]) -> () throws -> T? {
     }
 
     @Test func anUnknownSchemeParsesButHasNoKeyInThisVersion() throws {
-        let keyed = try #require(BlobAddress(parsing: "hmac-sha256:abcdef"))
-        #expect(keyed.scheme == "hmac-sha256")
-        #expect(throws: LifeboatError.self) { try MirrorLayout.blobKey(policy: "p", address: keyed) }
+        let future = try #require(BlobAddress(parsing: "blake3:abcdef"))
+        #expect(future.scheme == "blake3")
+        #expect(throws: LifeboatError.self) { try MirrorLayout.blobKey(policy: "p", address: future) }
+        #expect(BlobAddress(parsing: "hmac-sha256:abcdef") == nil)  // known now: its digest is checked
         #expect(BlobAddress(parsing: "sha256:abc") == nil)  // a known scheme's digest is checked
         #expect(BlobAddress(parsing: "SHA256:" + String(repeating: "0", count: 64)) == nil)
         #expect(BlobAddress(parsing: "no-colon") == nil)
+    }
+
+    @Test func keyedAddressesAreStoredAsPlainOnesAndReadBackWithTheRepositorysScheme() throws {
+        let hex = String(repeating: "5c", count: 32)
+        let keyed = try #require(BlobAddress(parsing: "hmac-sha256:" + hex))
+        let key = try MirrorLayout.blobKey(policy: "p", address: keyed)
+        #expect(key == "p/blobs/5c/" + hex)
+        #expect(MirrorLayout.address(ofBlobKey: key, policy: "p", scheme: BlobAddress.hmacSHA256Scheme) == keyed)
+        #expect(MirrorLayout.address(ofBlobKey: key, policy: "p") != keyed)
+    }
+
+    @Test func aKeyedAddressIsTheHMACOfTheContentAndDiffersFromItsSHA256() throws {
+        let content = Array("a file everybody has".utf8)
+        let key = SymmetricKey(data: Array(repeating: UInt8(7), count: 32))
+        var keyed = ContentAddressing.keyed(key).hasher()
+        content.withUnsafeBytes { keyed.update($0) }
+        var plain = ContentAddressing.sha256.hasher()
+        content.withUnsafeBytes { plain.update($0) }
+        #expect(keyed.finalize() == BlobAddress(hmacSHA256: HMAC<SHA256>.authenticationCode(for: content, using: key)))
+        #expect(plain.finalize() == BlobAddress(sha256: SHA256.hash(data: content)))
+        #expect(keyed.finalize().hex != plain.finalize().hex)
     }
 
     /// `n/t` splits the address space into t contiguous parts: every address is in exactly

@@ -146,6 +146,39 @@ struct S3ClientAgainstAServer {
         #expect { try store.copy(from: "missing.bin", to: "other.bin") } throws: { ($0 as? LifeboatError)?.code == .notFound }
     }
 
+    /// Writers side by side (a mirror copying large objects at once) share the store's part
+    /// memory: together they never hold more than its limit, none waits for the others in a
+    /// circle, every object arrives whole, and all of it is given back.
+    @Test func writersSideBySideStayWithinTheStoresPartMemory() throws {
+        let s3 = try S3TestServer.start()
+        defer { s3.stop() }
+        let limit = 12 << 20
+        let store = S3Store(client: try directClient(s3), prefix: "budget", partSize: 5 << 20, concurrency: 3,
+                            partMemoryLimit: limit, logger: quietLogger)
+        let objects = (0..<4).map { pseudoRandomBytes((17 << 20) + $0, seed: UInt64($0 + 1)) }
+        for result in together(objects.count, { index in
+            let writer = try store.openWriter(key: "object-\(index)")
+            var offset = 0
+            while offset < objects[index].count {
+                let n = min(1 << 20, objects[index].count - offset)
+                try objects[index].withUnsafeBytes { try writer.write(UnsafeRawBufferPointer(rebasing: $0[offset..<(offset + n)])) }
+                offset += n
+            }
+            try writer.commit()
+        }) { try result.get() }
+        #expect(store.partMemory.peak <= limit, "\(store.partMemory.peak) > \(limit)")
+        #expect(store.partMemory.peak >= 10 << 20, "two writers' buffers at once at least: \(store.partMemory.peak)")
+        #expect(store.partMemory.inUse == 0)
+        for (index, data) in objects.enumerated() {
+            #expect(sha256Hex(try readBack(store, key: "object-\(index)")) == sha256Hex(data))
+        }
+        // An aborted writer gives its memory back too.
+        let writer = try store.openWriter(key: "aborted")
+        try objects[0].withUnsafeBytes { try writer.write($0) }
+        writer.abort()
+        #expect(store.partMemory.inUse == 0)
+    }
+
     @Test func theServerHoldsTheSHA256OfEachPartThatWasSentWithIt() throws {
         let s3 = try S3TestServer.start()
         defer { s3.stop() }

@@ -31,7 +31,8 @@ final class MirrorFixture: Sendable {
     let environment: [String: String]
     let kind: RepositoryKind
 
-    init(_ kind: RepositoryKind, buckets: [String], sources: String, parallel: Int = 4) throws {
+    /// With `encrypted`, the repository is encrypted with a key in `repository.key` (0600).
+    init(_ kind: RepositoryKind, buckets: [String], sources: String, parallel: Int = 4, encrypted: Bool = false) throws {
         self.kind = kind
         s3 = try S3TestServer.start(buckets: [Self.repositoryBucket] + buckets)
         do {
@@ -42,15 +43,21 @@ final class MirrorFixture: Sendable {
         }
         directory = try TemporaryDirectory("lifeboat-mirror")
         environment = s3Environment(s3)
+        var encryption = ""
+        if encrypted {
+            encryption = ", encryption: { key_file: repository.key }"
+            try writeKeyFile(directory.subpath("repository.key"), seed: 1)
+        }
         switch kind {
         case .local:
-            try directory.write("lifeboat.yaml", "repositories:\n  local: { path: repository }\ndefault_repository: local\nstate_dir: state\n")
+            try directory.write("lifeboat.yaml", "repositories:\n  local: { path: repository\(encryption) }\ndefault_repository: local\nstate_dir: state\n")
         case .s3:
             try directory.write("lifeboat.yaml", """
                 repositories:
                   offsite:
                     s3: { endpoint: "\(s3.endpoint)", region: \(s3.region), bucket: \(Self.repositoryBucket), prefix: lifeboat,
                           access_key_id: "${TEST_S3_KEY}", secret_access_key: "${TEST_S3_SECRET}" }
+                    \(encryption.dropFirst(2))
                 default_repository: offsite
                 """)
         }

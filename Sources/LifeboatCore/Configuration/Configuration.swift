@@ -127,10 +127,57 @@ public struct RepositoryConfig: Sendable, Equatable {
 
     public var name: String
     public var kind: Kind
+    /// Client-side encryption of everything written to the repository (`EncryptedStore`).
+    public var encryption: EncryptionConfig?
 
-    public init(name: String, kind: Kind) {
+    public init(name: String, kind: Kind, encryption: EncryptionConfig? = nil) {
         self.name = name
         self.kind = kind
+        self.encryption = encryption
+    }
+}
+
+/// `encryption:` of a repository: where its master key is. Never the key itself.
+public struct EncryptionConfig: Sendable, Equatable {
+    public enum KeySource: Sendable, Equatable {
+        /// `key_file`: a file (mode 0600) holding the key; absolute after loading.
+        case file(String)
+        /// `key_env`: an environment variable holding the key.
+        case environment(String)
+    }
+
+    public var key: KeySource
+
+    public init(key: KeySource) {
+        self.key = key
+    }
+
+    /// Where the key is, for messages: never its value.
+    public var origin: String {
+        switch key {
+        case .file(let path): return "key file \(path)"
+        case .environment(let name): return "environment variable \(name)"
+        }
+    }
+
+    static func parse(_ node: ConfigNode) -> EncryptionConfig? {
+        guard let map = node.mapping(allowed: ["key_file", "key_env", "key"]) else { return nil }
+        if let inline = map["key"] {
+            inline.error("an encryption key is never written in the configuration",
+                         hint: "Put the key in a file only you can read (chmod 600) and give its path as key_file, or give the name of an environment variable holding it as key_env.")
+            return nil
+        }
+        guard let (kind, value) = map.exactlyOne(of: ["key_file", "key_env"], what: "encryption") else { return nil }
+        if kind == "key_file" {
+            return value.absolutePath().map { EncryptionConfig(key: .file($0)) }
+        }
+        guard let name = value.string() else { return nil }
+        guard !name.isEmpty, name.utf8.allSatisfy({ $0 == UInt8(ascii: "_") || (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) }) else {
+            value.error("'\(name)' is not the name of an environment variable",
+                        hint: "Give the variable's name (such as LIFEBOAT_KEY), not its value.")
+            return nil
+        }
+        return EncryptionConfig(key: .environment(name))
     }
 }
 

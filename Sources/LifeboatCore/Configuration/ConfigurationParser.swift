@@ -198,13 +198,17 @@ public enum ConfigurationParser {
     // MARK: Repositories
 
     static func parseRepository(_ name: String, _ node: ConfigNode) -> RepositoryConfig? {
-        guard let map = node.mapping(allowed: ["path", "s3"]),
-              let (kind, value) = map.exactlyOne(of: ["path", "s3"], what: "repository '\(name)'")
-        else { return nil }
+        guard let map = node.mapping(allowed: ["path", "s3", "encryption"]) else { return nil }
+        var encryption: EncryptionConfig?
+        if let node = map["encryption"] {
+            guard let parsed = EncryptionConfig.parse(node) else { return nil }
+            encryption = parsed
+        }
+        guard let (kind, value) = map.exactlyOne(of: ["path", "s3"], what: "repository '\(name)'") else { return nil }
         switch kind {
         case "path":
             guard let path = value.absolutePath() else { return nil }
-            return RepositoryConfig(name: name, kind: .local(path: path))
+            return RepositoryConfig(name: name, kind: .local(path: path), encryption: encryption)
         default:
             guard let s3 = value.mapping(allowed: S3Connection.keys + ["bucket", "prefix", "checksum", "concurrency"]) else { return nil }
             let connection = S3Connection.parse(s3)
@@ -223,7 +227,7 @@ public enum ConfigurationParser {
             config.prefix = S3RepositoryConfig.normalizedPrefix(prefix ?? "")
             config.checksum = checksum ?? "sha256"
             config.concurrency = concurrency ?? S3RepositoryConfig.defaultConcurrency
-            return RepositoryConfig(name: name, kind: .s3(config))
+            return RepositoryConfig(name: name, kind: .s3(config), encryption: encryption)
         }
     }
 

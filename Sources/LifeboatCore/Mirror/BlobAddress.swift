@@ -1,14 +1,18 @@
 import Foundation
 
-/// Where an object's content is stored: `sha256:<hex>`, the SHA-256 of the bytes.
+/// Where an object's content is stored: `sha256:<hex>`, the SHA-256 of the bytes, or in an
+/// encrypted repository `hmac-sha256:<hex>`, the HMAC-SHA-256 of the bytes under the
+/// repository's key (so the repository does not reveal which known files it holds).
 ///
-/// The scheme is part of every address a snapshot records, so a later keyed scheme (an
-/// HMAC-SHA-256 under a repository key, for client-side encryption) is a new scheme beside
-/// this one, not a format break: a reader meets an address whose scheme it does not know and
-/// says so, instead of looking for it in the wrong place.
+/// The scheme is part of every address a snapshot records: a reader meets an address whose
+/// scheme it does not know and says so, instead of looking for it in the wrong place.
 public struct BlobAddress: Sendable, Hashable, Comparable, CustomStringConvertible {
     /// `sha256`: the plain SHA-256 of the content, stored as the raw bytes.
     public static let sha256Scheme = "sha256"
+    /// `hmac-sha256`: HMAC-SHA-256 of the content under the repository key set's HMAC key.
+    public static let hmacSHA256Scheme = "hmac-sha256"
+    /// The schemes this version reads (both 32-byte digests, stored alike).
+    public static let knownSchemes: Set<String> = [sha256Scheme, hmacSHA256Scheme]
 
     public let scheme: String
     /// Lowercase hex digest (64 characters for `sha256`).
@@ -20,10 +24,21 @@ public struct BlobAddress: Sendable, Hashable, Comparable, CustomStringConvertib
         hex = digest.map { String(format: "%02x", $0) }.joined()
     }
 
+    /// The address of content whose HMAC-SHA-256 under the repository's key is `digest`.
+    public init(hmacSHA256 digest: some Sequence<UInt8>) {
+        scheme = Self.hmacSHA256Scheme
+        hex = digest.map { String(format: "%02x", $0) }.joined()
+    }
+
     /// The address of content whose SHA-256 is the lowercase hex `hex` (checked).
     public init?(sha256Hex hex: String) {
-        guard Self.isHexDigest(hex) else { return nil }
-        scheme = Self.sha256Scheme
+        self.init(scheme: Self.sha256Scheme, hex: hex)
+    }
+
+    /// An address of a known scheme from its lowercase hex digest (checked).
+    public init?(scheme: String, hex: String) {
+        guard Self.knownSchemes.contains(scheme), Self.isHexDigest(hex) else { return nil }
+        self.scheme = scheme
         self.hex = hex
     }
 
@@ -35,7 +50,7 @@ public struct BlobAddress: Sendable, Hashable, Comparable, CustomStringConvertib
         guard !scheme.isEmpty, scheme.utf8.allSatisfy({ (0x61...0x7A).contains($0) || (0x30...0x39).contains($0) || $0 == 0x2D }),
               !hex.isEmpty, hex.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) })
         else { return nil }
-        if scheme == Self.sha256Scheme, !Self.isHexDigest(hex) { return nil }
+        if Self.knownSchemes.contains(scheme), !Self.isHexDigest(hex) { return nil }
         self.scheme = scheme
         self.hex = hex
     }
@@ -57,7 +72,7 @@ public struct BlobAddress: Sendable, Hashable, Comparable, CustomStringConvertib
 /// The repository keys of an S3 mirror policy, besides its backups' own:
 ///
 /// ```
-/// <policy>/blobs/<aa>/<hex>                 the content of every object, by SHA-256 (aa: its first two hex digits)
+/// <policy>/blobs/<aa>/<hex>                 the content of every object, by its address's digest (aa: its first two hex digits)
 /// <policy>/backups/<id>/staging/<n>         large objects while they are copied (under the run's reservation)
 /// ```
 public enum MirrorLayout {
@@ -65,20 +80,21 @@ public enum MirrorLayout {
 
     /// Where the content of `address` is stored. Throws for a scheme this version cannot read.
     public static func blobKey(policy: String, address: BlobAddress) throws -> String {
-        guard address.scheme == BlobAddress.sha256Scheme else {
+        guard BlobAddress.knownSchemes.contains(address.scheme) else {
             throw LifeboatError(.usage, "blob address '\(address)' has scheme '\(address.scheme)', which this version of Lifeboat cannot read",
                                 hint: "Use a Lifeboat version that knows '\(address.scheme)' blobs.")
         }
         return blobPrefix(policy: policy) + address.hex.prefix(2) + "/" + address.hex
     }
 
-    /// The address stored under `key` (relative to the repository), when it is a blob's key.
-    public static func address(ofBlobKey key: String, policy: String) -> BlobAddress? {
+    /// The address stored under `key` (relative to the repository), when it is a blob's key;
+    /// `scheme` is the repository's (`ContentAddressing.scheme`).
+    public static func address(ofBlobKey key: String, policy: String, scheme: String = BlobAddress.sha256Scheme) -> BlobAddress? {
         let prefix = blobPrefix(policy: policy)
         guard key.hasPrefix(prefix) else { return nil }
         let rest = key.dropFirst(prefix.count)
         let parts = rest.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == 2, parts[0].count == 2, let address = BlobAddress(sha256Hex: String(parts[1])),
+        guard parts.count == 2, parts[0].count == 2, let address = BlobAddress(scheme: scheme, hex: String(parts[1])),
               address.hex.hasPrefix(parts[0])
         else { return nil }
         return address

@@ -31,14 +31,15 @@ public struct RepositoryCheck {
         let repositories = configuration.repositoriesInUse.map { config in
             var location = config.name
             do {
-                let repository = try Repository.open(config, context: context)
-                location = repository.store.location
+                let store = try Repository.store(config, context: context)
+                location = store.location
+                let repository = try Repository.open(config, store: store, context: context)
                 guard try repository.format() != nil else {
                     return Result(kind: "repository", name: config.name, repository: config.name, location: location, state: "empty",
                                   detail: "reachable; no backup written there yet (the first backup creates it)")
                 }
                 return Result(kind: "repository", name: config.name, repository: config.name, location: location, state: "ok",
-                              detail: "reachable; repository format understood")
+                              detail: "reachable; repository format understood" + (repository.store is EncryptedStore ? "; encrypted, and the key opens it" : ""))
             } catch {
                 return Result(kind: "repository", name: config.name, repository: config.name, location: location, state: "failed", detail: "\(error)")
             }

@@ -9,9 +9,20 @@ extension Repository {
     /// Opens the repository a configuration names. Requests it makes carry the context's
     /// logger, retry policy and cancellation.
     public static func open(_ config: RepositoryConfig, context: RunContext) throws -> Repository {
+        try open(config, store: try store(config, context: context), context: context)
+    }
+
+    /// The repository on `store` (from `store(_:context:)`), encrypted when the configuration
+    /// says so: this reads the repository's key set (or checks that it has none).
+    public static func open(_ config: RepositoryConfig, store: any ObjectStore, context: RunContext) throws -> Repository {
+        Repository(name: config.name, store: try RepositoryEncryption.wrap(store, config: config, context: context), config: config)
+    }
+
+    /// The store a configuration names, as it is (without encryption), before any request.
+    public static func store(_ config: RepositoryConfig, context: RunContext) throws -> any ObjectStore {
         switch config.kind {
         case .local(let path):
-            return Repository(name: config.name, store: LocalStore(root: path), config: config)
+            return LocalStore(root: path)
         case .s3(let s3):
             let credentials = try S3Credentials.resolve(repository: config.name, config: s3, environment: context.environment) { path in
                 pathExists(path) ? try readTextFile(path) : nil
@@ -25,7 +36,7 @@ extension Repository {
                 http: http, logger: context.logger, sleep: context.sleep)
             let store = S3Store(client: client, prefix: s3.prefix, concurrency: s3.concurrency, readAhead: 4, logger: context.logger)
             context.logger.debug("repository opened", metadata: ["repository.name": "\(config.name)", "repository.location": "\(store.location)"])
-            return Repository(name: config.name, store: store, config: config)
+            return store
         }
     }
 

@@ -101,6 +101,26 @@ public struct Repository: Sendable {
         }
     }
 
+    // MARK: Content addresses
+
+    /// How this repository addresses content (mirror blobs): keyed (HMAC-SHA-256 under the
+    /// key set's HMAC key) when it is encrypted, plain SHA-256 otherwise. `forWriting` creates
+    /// the key set of an encrypted repository that has none yet.
+    public func contentAddressing(forWriting: Bool = false) throws -> ContentAddressing {
+        guard let encrypted = store as? EncryptedStore else { return .sha256 }
+        return .keyed(try encrypted.keySet(create: forWriting).hmacKey)
+    }
+
+    /// The addressing of `scheme`, when this repository can compute it: a keyed address needs
+    /// the repository's key.
+    public func contentAddressing(scheme: String) throws -> ContentAddressing {
+        let own = try contentAddressing()
+        if scheme == own.scheme { return own }
+        if scheme == BlobAddress.sha256Scheme { return .sha256 }
+        throw LifeboatError(.integrity, "repository '\(name)' (\(store.location)) is not encrypted, but a snapshot in it addresses content by '\(scheme)'",
+                            hint: "The snapshot was written into an encrypted repository: open that one (with its key).")
+    }
+
     // MARK: Layout
 
     /// Where a key is, for messages: `/var/backups/lifeboat/pg/…`, `s3://bucket/prefix/pg/…`.

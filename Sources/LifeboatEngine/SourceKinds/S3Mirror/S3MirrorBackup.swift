@@ -47,8 +47,8 @@ struct S3MirrorBackup {
         let previous = try previousSnapshot()
         let scratch = try ScratchDirectory(context: context, label: "mirror")
         defer { scratch.remove() }
-        let copier = BlobCopier(repository: sink.repository, policy: policy, backupID: sink.backupID,
-                                largeAtOnce: max(1, configuration.parallel / 4), context: context)
+        let copier = try BlobCopier(repository: sink.repository, policy: policy, backupID: sink.backupID,
+                                    largeAtOnce: max(1, configuration.parallel / 4), context: context)
         var buckets: [S3MirrorRecord.Bucket] = []
         var skipped: [SkippedEntry] = []
         do {
@@ -64,7 +64,7 @@ struct S3MirrorBackup {
         }
         sink.noteWritten(copier.leftoverStagingKeys)
         let record = S3MirrorRecord(endpoint: configuration.connection.endpoint, region: configuration.connection.region,
-                                    pathStyle: configuration.connection.pathStyle, blobScheme: BlobAddress.sha256Scheme,
+                                    pathStyle: configuration.connection.pathStyle, blobScheme: copier.addressing.scheme,
                                     buckets: buckets, base: previous?.id)
         return BackupOutcome(record: try SourceRecord(kind: "s3", details: record), skipped: skipped)
     }
@@ -82,7 +82,7 @@ struct S3MirrorBackup {
             return nil
         }
         guard manifest.source.kind == "s3", let record = try? manifest.source.details(as: S3MirrorRecord.self),
-              record.endpoint == configuration.connection.endpoint, record.blobScheme == BlobAddress.sha256Scheme
+              record.endpoint == configuration.connection.endpoint, record.blobScheme == (try sink.repository.contentAddressing(forWriting: true)).scheme
         else {
             context.logger.info("no earlier snapshot of this endpoint to compare with: every object is read")
             return nil
@@ -197,12 +197,15 @@ final class BlobCopier: Sendable {
     let policy: String
     let backupID: String
     let context: RunContext
+    /// How blobs are addressed in this repository (keyed when it is encrypted).
+    let addressing: ContentAddressing
     /// Large objects copied at once (each holds a multipart upload's parts in memory).
     private let largeSlots: Slots
     private let staging = Mutex<(next: Int, live: Set<String>)>((0, []))
 
-    init(repository: Repository, policy: String, backupID: String, largeAtOnce: Int, context: RunContext) {
+    init(repository: Repository, policy: String, backupID: String, largeAtOnce: Int, context: RunContext) throws {
         self.store = repository.store
+        self.addressing = try repository.contentAddressing(forWriting: true)
         self.policy = policy
         self.backupID = backupID
         self.context = context
@@ -282,11 +285,9 @@ final class BlobCopier: Sendable {
         case .missing: return .missing
         }
         guard bytes.count == limit else { return .changed }
-        var hasher = ContentHasher()
+        var hasher = addressing.hasher()
         bytes.withUnsafeBytes { hasher.update($0) }
-        guard let address = BlobAddress(sha256Hex: hasher.finalize()) else {
-            throw LifeboatError(.internalError, "a SHA-256 digest did not form a blob address")
-        }
+        let address = hasher.finalize()
         let key = try MirrorLayout.blobKey(policy: policy, address: address)
         // The conditional create is the existence check (one request, not a stat and a put):
         // a blob that is there already is never replaced, only checked for its size.
@@ -305,14 +306,14 @@ final class BlobCopier: Sendable {
         }
         let stagingKey = MirrorLayout.stagingKey(policy: policy, id: backupID, index: index)
         var writer: (any ObjectWriter)?
-        var hasher = ContentHasher()
+        var hasher = addressing.hasher()
         var received: Int64 = 0
         defer { writer?.abort() }
         let outcome = try restartingBrokenTransfers(object, source: source, restart: {
             writer?.abort()
             writer = nil
         }) {
-            hasher = ContentHasher()
+            hasher = addressing.hasher()
             received = 0
             let output = try store.openWriter(key: stagingKey, ifAbsent: false)
             writer = output
@@ -338,9 +339,7 @@ final class BlobCopier: Sendable {
         staging.withLock { _ = $0.live.insert(stagingKey) }  // before the commit: a commit cut short may leave it
         try output.commit()
         writer = nil
-        guard let address = BlobAddress(sha256Hex: hasher.finalize()) else {
-            throw LifeboatError(.internalError, "a SHA-256 digest did not form a blob address")
-        }
+        let address = hasher.finalize()
         let key = try MirrorLayout.blobKey(policy: policy, address: address)
         if try !exists(key, size: object.size, for: object, source: source) {
             try place(staging: stagingKey, at: key)

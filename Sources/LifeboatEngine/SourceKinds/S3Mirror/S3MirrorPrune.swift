@@ -60,8 +60,9 @@ struct S3MirrorPrune {
             }
             batch.removeAll()
         }
+        let scheme = try repository.contentAddressing().scheme
         try repository.store.forEachObject(prefix: MirrorLayout.blobPrefix(policy: policy)) { info in
-            guard let address = MirrorLayout.address(ofBlobKey: info.key, policy: policy) else {
+            guard let address = MirrorLayout.address(ofBlobKey: info.key, policy: policy, scheme: scheme) else {
                 kept += 1  // not an address this version knows: never deleted
                 return true
             }

@@ -297,7 +297,8 @@ final class VerifiedBlob: ObjectReader {
     let policy: String
     let context: RunContext
     private let reader: any ObjectReader
-    private var hasher = ContentHasher()
+    private let addressing: ContentAddressing
+    private var hasher: BlobHasher
     private var total: Int64 = 0
 
     init(_ entry: MirrorEntry, repository: Repository, policy: String, context: RunContext) throws {
@@ -305,6 +306,8 @@ final class VerifiedBlob: ObjectReader {
         self.policy = policy
         self.context = context
         key = try MirrorLayout.blobKey(policy: policy, address: entry.blob)
+        addressing = try repository.contentAddressing(scheme: entry.blob.scheme)
+        hasher = addressing.hasher()
         do {
             reader = try repository.store.openReader(key: key)
         } catch let error as LifeboatError where error.code == .notFound {
@@ -332,8 +335,8 @@ final class VerifiedBlob: ObjectReader {
             let extra = try probe.withUnsafeMutableBytes { try reader.read(into: $0) }
             if extra > 0 { throw damaged("it holds more than \(entry.size) bytes") }
             let digest = hasher.finalize()
-            if digest != entry.blob.hex { throw damaged("its bytes hash to \(digest)") }
-            hasher = ContentHasher()
+            if digest != entry.blob { throw damaged("its bytes hash to \(digest)") }
+            hasher = addressing.hasher()
             total += 1  // checked: further reads return 0
             return n
         }

@@ -69,8 +69,9 @@ struct S3MirrorVerify {
             next = nil
         }
         let policy = manifest.policy
+        let scheme = try repository.contentAddressing().scheme
         try repository.store.forEachObject(prefix: MirrorLayout.blobPrefix(policy: policy)) { info in
-            guard let address = MirrorLayout.address(ofBlobKey: info.key, policy: policy) else { return true }
+            guard let address = MirrorLayout.address(ofBlobKey: info.key, policy: policy, scheme: scheme) else { return true }
             while let reference = next, reference.blob < address {
                 problem(reference, "it is missing from the repository (\(repository.locate(try MirrorLayout.blobKey(policy: policy, address: reference.blob))))")
                 try advance(past: reference)

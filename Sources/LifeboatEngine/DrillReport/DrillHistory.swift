@@ -1,0 +1,65 @@
+import Foundation
+import Glibc
+import LifeboatCore
+import LifeboatIO
+
+/// A runbook's drill history, `<state_dir>/drills/<runbook>.jsonl` (0600, in a 0700
+/// directory): one `DrillRecord` a line, appended after each drill; the HTML report's history
+/// chart reads its last lines.
+public struct DrillHistory: Sendable {
+    /// `<state_dir>/drills`.
+    public let directory: String
+    public let runbook: String
+
+    public init(stateDirectory: String, runbook: String) {
+        directory = stateDirectory + "/drills"
+        self.runbook = runbook
+    }
+
+    public var path: String { "\(directory)/\(runbook).jsonl" }
+
+    /// Where a drill's reports go unless `--report-dir` says otherwise:
+    /// `<state_dir>/drills/<runbook>/<start, as 20261129T173000Z>`.
+    public func defaultReportDirectory(start: Date) -> String {
+        "\(directory)/\(runbook)/\(Self.directoryName(start))"
+    }
+
+    /// A time as a directory name: `20261129T173000Z` (UTC, sorts by time).
+    public static func directoryName(_ date: Date) -> String {
+        let c = Calendar(identifier: .gregorian).dateComponents(in: TimeZone(identifier: "UTC")!, from: date)
+        func two(_ n: Int?) -> String { n.map { $0 < 10 ? "0\($0)" : "\($0)" } ?? "00" }
+        return "\(c.year ?? 0)\(two(c.month))\(two(c.day))T\(two(c.hour))\(two(c.minute))\(two(c.second))Z"
+    }
+
+    static let hint = "Check that this user owns the state directory (state_dir in lifeboat.yaml) and that its disk is not full."
+
+    /// Appends one record: one `write(2)` of the whole line with `O_APPEND`, then `fsync`; a
+    /// crash leaves at most a torn last line, which reading skips.
+    public func append(_ record: DrillRecord) throws {
+        try makeDirectories(directory, mode: 0o700)
+        let line = Array(try record.line().utf8)
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            let saved = errno
+            throw LifeboatError(.io, "unable to open the drill history '\(path)': \(errnoText(saved))", hint: Self.hint)
+        }
+        defer { close(fd) }
+        var written = 0
+        while written < line.count {
+            let n = line[written...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                let saved = errno
+                if saved == EINTR { continue }
+                throw LifeboatError(.io, "unable to append to the drill history '\(path)': \(errnoText(saved))", hint: Self.hint)
+            }
+            written += n
+        }
+        _ = fsync(fd)
+    }
+
+    /// The last `limit` drills, oldest first; empty when there is no history yet.
+    public func records(last limit: Int = DrillReportHTML.historyLength) throws -> [DrillRecord] {
+        guard pathExists(path) else { return [] }
+        return Array(DrillRecord.parseHistory(Data(try readTextFile(path).utf8)).records.suffix(limit))
+    }
+}

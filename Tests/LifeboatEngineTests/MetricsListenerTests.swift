@@ -41,9 +41,10 @@ struct MetricsListener {
         #expect(listener.port > 0 && listener.address == "127.0.0.1:\(listener.port)")
         let port = listener.port
 
-        // Before the loop runs: not alive.
+        // Before the loop's first tick: alive (starting), not ready.
         let early = try RawHTTP.request(port: port, "/healthz")
-        #expect(early.status == 503)
+        #expect(early.status == 200 && early.body.contains("starting"), "\(early.body)")
+        #expect(try RawHTTP.request(port: port, "/readyz").status == 503)
 
         monitor.schedulerStarted(history: [])
         #expect(waitForRefresh(monitor))
@@ -93,6 +94,11 @@ struct MetricsListener {
         #expect(try json(ready).checks["scheduler"] == "stopping")
         #expect(try RawHTTP.request(port: port, "/healthz").status == 200)
         #expect(try RawHTTP.request(port: port, "/metrics").body.contains("\nlifeboat_scheduler_running 0\n"))
+
+        // Stopped: no longer alive.
+        monitor.schedulerStopped()
+        let dead = try RawHTTP.request(port: port, "/healthz")
+        #expect(dead.status == 503 && dead.body.contains("stopped"), "\(dead.body)")
     }
 
     @Test func otherPathsAre404HeadHasNoBodyOtherMethodsAre405() throws {
@@ -131,7 +137,7 @@ struct MetricsListener {
         #expect(Date().timeIntervalSince(started) < 1)
         // A client that connects and hangs up at once.
         close(try RawHTTP.connect(port: port))
-        #expect(try RawHTTP.request(port: port, "/healthz", timeout: 1).status == 503)
+        #expect(try RawHTTP.request(port: port, "/healthz", timeout: 1).status == 200)  // answered, within a second
     }
 
     @Test func aPortInUseIsAnErrorNamingTheAddress() throws {

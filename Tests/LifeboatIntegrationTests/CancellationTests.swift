@@ -54,43 +54,45 @@ func eventually(timeout: Double = 30, _ condition: () throws -> Bool) throws -> 
 @Suite(.timeLimit(.minutes(10)))
 struct SignalsCancelRuns {
     @Test(arguments: [SIGINT, SIGTERM])
-    func aSignalDuringAPostgresBackupStopsPgDumpRemovesThePartialBackupAndExitsAtOnce(signal: Int32) throws {
-        let server = try PostgresServer.start()
-        defer { server.stop() }
-        let dir = try TemporaryDirectory()
-        defer { dir.remove() }
-        try seedPlatformDatabases(server)
-        try postgresConfig(dir, databases: ["mcp_registry", "mcphub"])
-        // Another session holds a lock on a table: pg_dump of mcphub waits for it, connected
-        // to the server, after mcp_registry's artifact is committed.
-        let holder = try ChildProcess.spawn(server.binDir + "/psql", ["--no-psqlrc", "-q", "-d", server.conninfo(database: "mcphub")],
-                                            stdin: .pipe, stdout: .null)
-        try Array("begin; lock table servers in access exclusive mode;\n".utf8).withUnsafeBytes { try holder.writeStdin($0) }
-        defer { holder.closeStdin(); _ = try? holder.wait() }
+    func aSignalDuringAPostgresBackupStopsPgDumpRemovesThePartialBackupAndExitsAtOnce(signal: Int32) async throws {
+        try await offThePool {
+            let server = try PostgresServer.start()
+            defer { server.stop() }
+            let dir = try TemporaryDirectory()
+            defer { dir.remove() }
+            try seedPlatformDatabases(server)
+            try postgresConfig(dir, databases: ["mcp_registry", "mcphub"])
+            // Another session holds a lock on a table: pg_dump of mcphub waits for it, connected
+            // to the server, after mcp_registry's artifact is committed.
+            let holder = try ChildProcess.spawn(server.binDir + "/psql", ["--no-psqlrc", "-q", "-d", server.conninfo(database: "mcphub")],
+                                                stdin: .pipe, stdout: .null)
+            try Array("begin; lock table servers in access exclusive mode;\n".utf8).withUnsafeBytes { try holder.writeStdin($0) }
+            defer { holder.closeStdin(); _ = try? holder.wait() }
 
-        let run = try RunningLifeboat.start(["backup", "pg"], config: dir.path, environment: ["PG_CONNINFO": server.conninfo()])
-        #expect(try eventually {
-            try server.psql("select count(*) from pg_stat_activity where application_name = 'pg_dump' and wait_event_type = 'Lock'") == "1"
-        })
-        #expect(processes(matching: ["pg_dump", "port='\(server.port)'"]).count == 1)
-        let (status, seconds, stderr) = try run.interrupt(with: signal)
-        #expect(status == 128 + signal, "\(stderr)")
-        #expect(seconds < 2, "took \(seconds) s")
-        let name = signal == SIGINT ? "SIGINT" : "SIGTERM"
-        #expect(stderr.contains("of policy 'pg' was cancelled (\(name)); nothing was committed"))
-        // No pg_dump left running, on this machine or on the server.
-        #expect(processes(matching: ["pg_dump", "port='\(server.port)'"]).isEmpty)
-        #expect(try eventually(timeout: 5) {
-            try server.psql("select count(*) from pg_stat_activity where application_name = 'pg_dump'") == "0"
-        })
-        // Nothing listed, nothing left: not the committed first artifact, not the reservation, not the lock.
-        let list = try LifeboatCLI.run(["list", "--all", "--json"], config: dir.path, environment: ["PG_CONNINFO": server.conninfo()])
-        #expect((try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [Any])?.isEmpty == true, "\(list.stdout)")
-        let leftovers = try FileManager.default.subpathsOfDirectory(atPath: dir.subpath("repo")).filter { !$0.hasSuffix("/") }
-        #expect(leftovers.filter { !isDirectory(dir.subpath("repo/\($0)")) } == ["lifeboat.json"], "\(leftovers)")
-        // The next backup runs as if nothing had happened.
-        holder.closeStdin()
-        #expect(try LifeboatCLI.run(["backup", "pg"], config: dir.path, environment: ["PG_CONNINFO": server.conninfo()]).status == 0)
+            let run = try RunningLifeboat.start(["backup", "pg"], config: dir.path, environment: ["PG_CONNINFO": server.conninfo()])
+            #expect(try eventually {
+                try server.psql("select count(*) from pg_stat_activity where application_name = 'pg_dump' and wait_event_type = 'Lock'") == "1"
+            })
+            #expect(processes(matching: ["pg_dump", "port='\(server.port)'"]).count == 1)
+            let (status, seconds, stderr) = try run.interrupt(with: signal)
+            #expect(status == 128 + signal, "\(stderr)")
+            #expect(seconds < 2, "took \(seconds) s")
+            let name = signal == SIGINT ? "SIGINT" : "SIGTERM"
+            #expect(stderr.contains("of policy 'pg' was cancelled (\(name)); nothing was committed"))
+            // No pg_dump left running, on this machine or on the server.
+            #expect(processes(matching: ["pg_dump", "port='\(server.port)'"]).isEmpty)
+            #expect(try eventually(timeout: 5) {
+                try server.psql("select count(*) from pg_stat_activity where application_name = 'pg_dump'") == "0"
+            })
+            // Nothing listed, nothing left: not the committed first artifact, not the reservation, not the lock.
+            let list = try LifeboatCLI.run(["list", "--all", "--json"], config: dir.path, environment: ["PG_CONNINFO": server.conninfo()])
+            #expect((try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [Any])?.isEmpty == true, "\(list.stdout)")
+            let leftovers = try FileManager.default.subpathsOfDirectory(atPath: dir.subpath("repo")).filter { !$0.hasSuffix("/") }
+            #expect(leftovers.filter { !isDirectory(dir.subpath("repo/\($0)")) } == ["lifeboat.json"], "\(leftovers)")
+            // The next backup runs as if nothing had happened.
+            holder.closeStdin()
+            #expect(try LifeboatCLI.run(["backup", "pg"], config: dir.path, environment: ["PG_CONNINFO": server.conninfo()]).status == 0)
+        }
     }
 
     /// A configuration whose one policy backs up 256 MiB: enough that a backup or a restore
@@ -107,39 +109,43 @@ struct SignalsCancelRuns {
         return dir
     }
 
-    @Test func aSignalDuringAFilesRestoreRemovesWhatItWrote() throws {
-        let dir = try bigFilesPolicy()
-        defer { dir.remove() }
-        #expect(try LifeboatCLI.run(["backup", "big"], config: dir.path).status == 0)
-        let target = dir.subpath("restored")
-        let run = try RunningLifeboat.start(["restore", "big", "--to", target], config: dir.path, environment: [:])
-        #expect(try eventually { FileManager.default.fileExists(atPath: target + "/big.bin") })
-        let (status, seconds, stderr) = try run.interrupt(with: SIGTERM)
-        #expect(status == 143, "\(stderr)")
-        #expect(seconds < 2)
-        #expect(stderr.contains("into directory '\(target)' was cancelled (SIGTERM)"))
-        #expect(stderr.contains("HINT: What the restore had written into directory '\(target)' was removed"))
-        // A half-restored file (its full size set at once, its data not yet) is never left to be taken for a whole one.
-        #expect(!FileManager.default.fileExists(atPath: target))
+    @Test func aSignalDuringAFilesRestoreRemovesWhatItWrote() async throws {
+        try await offThePool {
+            let dir = try bigFilesPolicy()
+            defer { dir.remove() }
+            #expect(try LifeboatCLI.run(["backup", "big"], config: dir.path).status == 0)
+            let target = dir.subpath("restored")
+            let run = try RunningLifeboat.start(["restore", "big", "--to", target], config: dir.path, environment: [:])
+            #expect(try eventually { FileManager.default.fileExists(atPath: target + "/big.bin") })
+            let (status, seconds, stderr) = try run.interrupt(with: SIGTERM)
+            #expect(status == 143, "\(stderr)")
+            #expect(seconds < 2)
+            #expect(stderr.contains("into directory '\(target)' was cancelled (SIGTERM)"))
+            #expect(stderr.contains("HINT: What the restore had written into directory '\(target)' was removed"))
+            // A half-restored file (its full size set at once, its data not yet) is never left to be taken for a whole one.
+            #expect(!FileManager.default.fileExists(atPath: target))
+        }
     }
 
-    @Test func aSignalDuringAFilesBackupRemovesItsPartialArtifact() throws {
-        let dir = try bigFilesPolicy()
-        defer { dir.remove() }
-        let run = try RunningLifeboat.start(["backup", "big"], config: dir.path, environment: [:])
-        // Wait until the artifact is being written: its temporary file exists.
-        #expect(try eventually {
-            guard let ids = try? FileManager.default.contentsOfDirectory(atPath: dir.subpath(".lifeboat/repository/big/backups")) else { return false }
-            return ids.contains { id in
-                ((try? FileManager.default.contentsOfDirectory(atPath: dir.subpath(".lifeboat/repository/big/backups/\(id)/data"))) ?? []).contains { $0.contains(".tmp-") }
-            }
-        })
-        let (status, seconds, stderr) = try run.interrupt(with: SIGINT)
-        #expect(status == 130, "\(stderr)")
-        #expect(seconds < 2)
-        let files = try FileManager.default.subpathsOfDirectory(atPath: dir.subpath(".lifeboat/repository"))
-            .filter { !isDirectory(dir.subpath(".lifeboat/repository/\($0)")) }
-        #expect(files == ["lifeboat.json"], "\(files)")
+    @Test func aSignalDuringAFilesBackupRemovesItsPartialArtifact() async throws {
+        try await offThePool {
+            let dir = try bigFilesPolicy()
+            defer { dir.remove() }
+            let run = try RunningLifeboat.start(["backup", "big"], config: dir.path, environment: [:])
+            // Wait until the artifact is being written: its temporary file exists.
+            #expect(try eventually {
+                guard let ids = try? FileManager.default.contentsOfDirectory(atPath: dir.subpath(".lifeboat/repository/big/backups")) else { return false }
+                return ids.contains { id in
+                    ((try? FileManager.default.contentsOfDirectory(atPath: dir.subpath(".lifeboat/repository/big/backups/\(id)/data"))) ?? []).contains { $0.contains(".tmp-") }
+                }
+            })
+            let (status, seconds, stderr) = try run.interrupt(with: SIGINT)
+            #expect(status == 130, "\(stderr)")
+            #expect(seconds < 2)
+            let files = try FileManager.default.subpathsOfDirectory(atPath: dir.subpath(".lifeboat/repository"))
+                .filter { !isDirectory(dir.subpath(".lifeboat/repository/\($0)")) }
+            #expect(files == ["lifeboat.json"], "\(files)")
+        }
     }
 }
 

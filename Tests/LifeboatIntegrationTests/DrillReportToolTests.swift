@@ -48,63 +48,67 @@ private func history(_ count: Int) -> [DrillRecord] {
 
 @Suite struct DrillReportsInRealTools {
     /// junitparser (PyPI) reads the JUnit report back: the counts it finds are the report's.
-    @Test func junitparserReadsTheCountsBack() throws {
-        let python = try program("python3", install: "Install Python 3 and 'pip install junitparser'.")
-        let directory = try TemporaryDirectory("lifeboat-junit")
-        defer { directory.remove() }
-        let written = try DrillReportWriter.write(report: knownReport(), history: [], to: directory.path)
-        let script = """
-            import json, sys
-            from junitparser import JUnitXml, TestSuite, Failure, Skipped
-            xml = JUnitXml.fromfile(sys.argv[1])
-            suites = [xml] if isinstance(xml, TestSuite) else list(xml)
-            cases = [case for suite in suites for case in suite]
-            def has(case, kind): return any(isinstance(r, kind) for r in case.result)
-            print(json.dumps({"name": suites[0].name, "tests": suites[0].tests, "failures": suites[0].failures,
-                              "skipped": suites[0].skipped, "errors": suites[0].errors,
-                              "cases": len(cases), "failed": sum(has(c, Failure) for c in cases),
-                              "skippedCases": sum(has(c, Skipped) for c in cases),
-                              "passed": sum(c.is_passed for c in cases)}))
-            """
-        let run = try ChildProcess.run(python, ["-c", script, written.junit])
-        #expect(run.status.isSuccess, "junitparser failed (pip install junitparser): \(run.stderr)")
-        let counts = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any] ?? [:]
-        // 4 steps + 2 checks + 2 objectives; failed: app-healthy, the redis check, smoke, objective rto;
-        // skipped: prod-dns; passed: restore-hub, the http check, objective rpo.
-        #expect(counts["name"] as? String == "drill restore-hub")
-        #expect(counts["tests"] as? Int == 8 && counts["cases"] as? Int == 8, "\(counts)")
-        #expect(counts["failures"] as? Int == 4 && counts["failed"] as? Int == 4, "\(counts)")
-        #expect(counts["skipped"] as? Int == 1 && counts["skippedCases"] as? Int == 1, "\(counts)")
-        #expect(counts["errors"] as? Int == 0)
-        #expect(counts["passed"] as? Int == 3, "\(counts)")
+    @Test func junitparserReadsTheCountsBack() async throws {
+        try await offThePool {
+            let python = try program("python3", install: "Install Python 3 and 'pip install junitparser'.")
+            let directory = try TemporaryDirectory("lifeboat-junit")
+            defer { directory.remove() }
+            let written = try DrillReportWriter.write(report: knownReport(), history: [], to: directory.path)
+            let script = """
+                import json, sys
+                from junitparser import JUnitXml, TestSuite, Failure, Skipped
+                xml = JUnitXml.fromfile(sys.argv[1])
+                suites = [xml] if isinstance(xml, TestSuite) else list(xml)
+                cases = [case for suite in suites for case in suite]
+                def has(case, kind): return any(isinstance(r, kind) for r in case.result)
+                print(json.dumps({"name": suites[0].name, "tests": suites[0].tests, "failures": suites[0].failures,
+                                  "skipped": suites[0].skipped, "errors": suites[0].errors,
+                                  "cases": len(cases), "failed": sum(has(c, Failure) for c in cases),
+                                  "skippedCases": sum(has(c, Skipped) for c in cases),
+                                  "passed": sum(c.is_passed for c in cases)}))
+                """
+            let run = try ChildProcess.run(python, ["-c", script, written.junit])
+            #expect(run.status.isSuccess, "junitparser failed (pip install junitparser): \(run.stderr)")
+            let counts = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any] ?? [:]
+            // 4 steps + 2 checks + 2 objectives; failed: app-healthy, the redis check, smoke, objective rto;
+            // skipped: prod-dns; passed: restore-hub, the http check, objective rpo.
+            #expect(counts["name"] as? String == "drill restore-hub")
+            #expect(counts["tests"] as? Int == 8 && counts["cases"] as? Int == 8, "\(counts)")
+            #expect(counts["failures"] as? Int == 4 && counts["failed"] as? Int == 4, "\(counts)")
+            #expect(counts["skipped"] as? Int == 1 && counts["skippedCases"] as? Int == 1, "\(counts)")
+            #expect(counts["errors"] as? Int == 0)
+            #expect(counts["passed"] as? Int == 3, "\(counts)")
+        }
     }
 
     /// Headless Chromium loads the HTML report: it exits 0, its screenshot is a real PNG, and
     /// nothing reached its console (the page's CSP would report any load it blocked there).
-    @Test func chromiumRendersTheHTMLReportWithoutAConsoleMessage() throws {
-        let chromium = try program("chromium", install: "Install the Debian package chromium (apt-get install -y chromium).")
-        let directory = try TemporaryDirectory("lifeboat-html")
-        defer { directory.remove() }
-        let written = try DrillReportWriter.write(report: knownReport(), history: history(35), to: directory.path + "/report")
-        let artifacts = repositoryRoot + "/.build/test-artifacts"
-        try makeDirectories(artifacts)
-        let screenshot = artifacts + "/drill-report.png"
-        _ = try? LocalFile.remove(screenshot)  // a previous run's; the test must make its own
-        let common = ["--headless", "--no-sandbox", "--disable-gpu", "--user-data-dir=\(directory.path)/profile",
-                      "--enable-logging=stderr", "--v=0", "--window-size=1280,2000"]
-        let shot = try ChildProcess.run(chromium, common + ["--screenshot=\(screenshot)", "file://\(written.html)"])
-        print("drill report screenshot: \(screenshot)")
-        #expect(shot.status.isSuccess, "\(shot.stderr)")
-        let png = try LocalFile.contents(of: screenshot, limit: 8 << 20) ?? []
-        #expect(png.starts(with: [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]), "not a PNG: \(screenshot)")
-        #expect(png.count > 20_000, "a near-empty screenshot (\(png.count) bytes): \(screenshot)")
-        let dump = try ChildProcess.run(chromium, common + ["--dump-dom", "file://\(written.html)"])
-        #expect(dump.status.isSuccess, "\(dump.stderr)")
-        #expect(dump.stdout.contains("<svg class=\"timeline\"") && dump.stdout.contains("<svg class=\"history\""))
-        #expect(!dump.stdout.contains("<script"), "the hostile check detail became an element")
-        for output in [shot.stderr, dump.stderr] {
-            let console = output.split(separator: "\n").filter { $0.contains(":CONSOLE") }
-            #expect(console.isEmpty, "\(console)")
+    @Test func chromiumRendersTheHTMLReportWithoutAConsoleMessage() async throws {
+        try await offThePool {
+            let chromium = try program("chromium", install: "Install the Debian package chromium (apt-get install -y chromium).")
+            let directory = try TemporaryDirectory("lifeboat-html")
+            defer { directory.remove() }
+            let written = try DrillReportWriter.write(report: knownReport(), history: history(35), to: directory.path + "/report")
+            let artifacts = repositoryRoot + "/.build/test-artifacts"
+            try makeDirectories(artifacts)
+            let screenshot = artifacts + "/drill-report.png"
+            _ = try? LocalFile.remove(screenshot)  // a previous run's; the test must make its own
+            let common = ["--headless", "--no-sandbox", "--disable-gpu", "--user-data-dir=\(directory.path)/profile",
+                          "--enable-logging=stderr", "--v=0", "--window-size=1280,2000"]
+            let shot = try ChildProcess.run(chromium, common + ["--screenshot=\(screenshot)", "file://\(written.html)"])
+            print("drill report screenshot: \(screenshot)")
+            #expect(shot.status.isSuccess, "\(shot.stderr)")
+            let png = try LocalFile.contents(of: screenshot, limit: 8 << 20) ?? []
+            #expect(png.starts(with: [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]), "not a PNG: \(screenshot)")
+            #expect(png.count > 20_000, "a near-empty screenshot (\(png.count) bytes): \(screenshot)")
+            let dump = try ChildProcess.run(chromium, common + ["--dump-dom", "file://\(written.html)"])
+            #expect(dump.status.isSuccess, "\(dump.stderr)")
+            #expect(dump.stdout.contains("<svg class=\"timeline\"") && dump.stdout.contains("<svg class=\"history\""))
+            #expect(!dump.stdout.contains("<script"), "the hostile check detail became an element")
+            for output in [shot.stderr, dump.stderr] {
+                let console = output.split(separator: "\n").filter { $0.contains(":CONSOLE") }
+                #expect(console.isEmpty, "\(console)")
+            }
         }
     }
 }

@@ -85,116 +85,128 @@ struct EncryptedFilesFixture {
 @Suite(.timeLimit(.minutes(10)))
 struct EncryptedRepositories {
     @Test(arguments: RepositoryKind.allCases)
-    func aFilesBackupIsListedVerifiedAndRestoredByteForByte(kind: RepositoryKind) throws {
-        let fixture = try EncryptedFilesFixture(kind)
-        defer { fixture.dir.remove() }
-        let id = try fixture.backup()
-        let list = try fixture.run(["list", "etc"])
-        #expect(list.status == 0, "\(list.stderr)")
-        #expect(list.stdout.contains(id))
-        let verify = try fixture.run(["verify", "etc", "latest"])
-        #expect(verify.status == 0, "\(verify.stderr)")
-        let restore = try fixture.restoreMatches("restored")
-        #expect(restore.status == 0, "\(restore.stderr)")
-        let keys = try fixture.run(["key", "list"])
-        #expect(keys.status == 0, "\(keys.stderr)")
-        #expect(keys.stdout.contains("1 key"), "\(keys.stdout)")
-        if kind == .local {
-            // Nothing of the data or the manifest is readable in the repository.
-            let manifest = try fixture.file("repository/etc/backups/\(id)/manifest.json")
-            #expect(manifest.starts(with: Array("LBCRYPT".utf8)))
-            #expect(String(decoding: manifest, as: UTF8.self).contains("random.bin") == false)
-            #expect(FileManager.default.fileExists(atPath: fixture.dir.subpath("repository/lifeboat.json")))
+    func aFilesBackupIsListedVerifiedAndRestoredByteForByte(kind: RepositoryKind) async throws {
+        try await offThePool {
+            let fixture = try EncryptedFilesFixture(kind)
+            defer { fixture.dir.remove() }
+            let id = try fixture.backup()
+            let list = try fixture.run(["list", "etc"])
+            #expect(list.status == 0, "\(list.stderr)")
+            #expect(list.stdout.contains(id))
+            let verify = try fixture.run(["verify", "etc", "latest"])
+            #expect(verify.status == 0, "\(verify.stderr)")
+            let restore = try fixture.restoreMatches("restored")
+            #expect(restore.status == 0, "\(restore.stderr)")
+            let keys = try fixture.run(["key", "list"])
+            #expect(keys.status == 0, "\(keys.stderr)")
+            #expect(keys.stdout.contains("1 key"), "\(keys.stdout)")
+            if kind == .local {
+                // Nothing of the data or the manifest is readable in the repository.
+                let manifest = try fixture.file("repository/etc/backups/\(id)/manifest.json")
+                #expect(manifest.starts(with: Array("LBCRYPT".utf8)))
+                #expect(String(decoding: manifest, as: UTF8.self).contains("random.bin") == false)
+                #expect(FileManager.default.fileExists(atPath: fixture.dir.subpath("repository/lifeboat.json")))
+            }
         }
     }
 
-    @Test func verifyAndRestoreNameATamperedObject() throws {
-        let fixture = try EncryptedFilesFixture(.local)
-        defer { fixture.dir.remove() }
-        let id = try fixture.backup()
-        let data = try #require(try FileManager.default.contentsOfDirectory(atPath: fixture.dir.subpath("repository/etc/backups/\(id)/data")).first)
-        let key = "etc/backups/\(id)/data/\(data)"
-        try flipByte(fixture.dir.subpath("repository/\(key)"), at: 0.5)
-        let verify = try fixture.run(["verify", "etc", "latest"])
-        #expect(verify.status == 1)
-        #expect(verify.stderr.contains("object '\(key)'"), "\(verify.stderr)")
-        #expect(verify.stderr.contains("failed authentication: the object was modified or damaged"), "\(verify.stderr)")
-        let restore = try fixture.run(["restore", "etc", "latest", "--to", fixture.dir.subpath("out")])
-        #expect(restore.status == 1)
-        #expect(restore.stderr.contains("object '\(key)'"), "\(restore.stderr)")
+    @Test func verifyAndRestoreNameATamperedObject() async throws {
+        try await offThePool {
+            let fixture = try EncryptedFilesFixture(.local)
+            defer { fixture.dir.remove() }
+            let id = try fixture.backup()
+            let data = try #require(try FileManager.default.contentsOfDirectory(atPath: fixture.dir.subpath("repository/etc/backups/\(id)/data")).first)
+            let key = "etc/backups/\(id)/data/\(data)"
+            try flipByte(fixture.dir.subpath("repository/\(key)"), at: 0.5)
+            let verify = try fixture.run(["verify", "etc", "latest"])
+            #expect(verify.status == 1)
+            #expect(verify.stderr.contains("object '\(key)'"), "\(verify.stderr)")
+            #expect(verify.stderr.contains("failed authentication: the object was modified or damaged"), "\(verify.stderr)")
+            let restore = try fixture.run(["restore", "etc", "latest", "--to", fixture.dir.subpath("out")])
+            #expect(restore.status == 1)
+            #expect(restore.stderr.contains("object '\(key)'"), "\(restore.stderr)")
+        }
     }
 
-    @Test func aWrongKeyExitsOneAndSaysWrongKey() throws {
-        let fixture = try EncryptedFilesFixture(.local)
-        defer { fixture.dir.remove() }
-        _ = try fixture.backup()
-        try fixture.configure(key: "new.key")
-        for command in [["list", "etc"], ["verify", "etc", "latest"], ["restore", "etc", "latest", "--to", fixture.dir.subpath("out")]] {
-            let result = try fixture.run(command)
-            #expect(result.status == 1, "\(command)")
-            #expect(result.stderr.contains("the key in key file \(fixture.dir.subpath("new.key")) does not open repository 'vault'"), "\(result.stderr)")
-            #expect(result.stderr.contains("wrong key"))
+    @Test func aWrongKeyExitsOneAndSaysWrongKey() async throws {
+        try await offThePool {
+            let fixture = try EncryptedFilesFixture(.local)
+            defer { fixture.dir.remove() }
+            _ = try fixture.backup()
+            try fixture.configure(key: "new.key")
+            for command in [["list", "etc"], ["verify", "etc", "latest"], ["restore", "etc", "latest", "--to", fixture.dir.subpath("out")]] {
+                let result = try fixture.run(command)
+                #expect(result.status == 1, "\(command)")
+                #expect(result.stderr.contains("the key in key file \(fixture.dir.subpath("new.key")) does not open repository 'vault'"), "\(result.stderr)")
+                #expect(result.stderr.contains("wrong key"))
+            }
         }
     }
 
     @Test(arguments: RepositoryKind.allCases)
-    func aNewKeyReplacesTheOldWithoutRewritingData(kind: RepositoryKind) throws {
-        let fixture = try EncryptedFilesFixture(kind)
-        defer { fixture.dir.remove() }
-        _ = try fixture.backup()
-        let add = try fixture.run(["key", "add", "--new-key-file", fixture.dir.subpath("new.key")])
-        #expect(add.status == 0, "\(add.stderr)")
-        let listed = try fixture.run(["key", "list", "--json"])
-        let report = try #require(try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [String: Any])
-        let keys = try #require(report["keys"] as? [[String: Any]])
-        #expect(keys.count == 2)
-        let old = try #require(keys.first { $0["current"] as? Bool == true }?["id"] as? String)
-        try fixture.configure(key: "new.key")
-        let remove = try fixture.run(["key", "remove", old])
-        #expect(remove.status == 0, "\(remove.stderr)")
-        let restore = try fixture.restoreMatches("with-new-key")
-        #expect(restore.status == 0, "\(restore.stderr)")
-        try fixture.configure(key: "old.key")
-        let stale = try fixture.run(["restore", "etc", "latest", "--to", fixture.dir.subpath("with-old-key")])
-        #expect(stale.status == 1)
-        #expect(stale.stderr.contains("wrong key"), "\(stale.stderr)")
+    func aNewKeyReplacesTheOldWithoutRewritingData(kind: RepositoryKind) async throws {
+        try await offThePool {
+            let fixture = try EncryptedFilesFixture(kind)
+            defer { fixture.dir.remove() }
+            _ = try fixture.backup()
+            let add = try fixture.run(["key", "add", "--new-key-file", fixture.dir.subpath("new.key")])
+            #expect(add.status == 0, "\(add.stderr)")
+            let listed = try fixture.run(["key", "list", "--json"])
+            let report = try #require(try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [String: Any])
+            let keys = try #require(report["keys"] as? [[String: Any]])
+            #expect(keys.count == 2)
+            let old = try #require(keys.first { $0["current"] as? Bool == true }?["id"] as? String)
+            try fixture.configure(key: "new.key")
+            let remove = try fixture.run(["key", "remove", old])
+            #expect(remove.status == 0, "\(remove.stderr)")
+            let restore = try fixture.restoreMatches("with-new-key")
+            #expect(restore.status == 0, "\(restore.stderr)")
+            try fixture.configure(key: "old.key")
+            let stale = try fixture.run(["restore", "etc", "latest", "--to", fixture.dir.subpath("with-old-key")])
+            #expect(stale.status == 1)
+            #expect(stale.stderr.contains("wrong key"), "\(stale.stderr)")
+        }
     }
 
-    @Test func encryptedAndUnencryptedRepositoriesAreNeverMixedUp() throws {
-        let fixture = try EncryptedFilesFixture(.local)
-        defer { fixture.dir.remove() }
-        _ = try fixture.backup()
-        // Encrypted, opened without a key.
-        try fixture.dir.write("lifeboat.yaml", "repositories:\n  vault: { path: repository }\ndefault_repository: vault\n")
-        let plain = try fixture.run(["list", "etc"])
-        #expect(plain.status == 2)
-        #expect(plain.stderr.contains("repository 'vault' (\(fixture.repositoryPath)) is encrypted, and lifeboat.yaml gives no key for it"), "\(plain.stderr)")
-        // Unencrypted, opened with a key.
-        try fixture.dir.write("lifeboat.yaml", "repositories:\n  plain: { path: plain }\ndefault_repository: plain\n")
-        #expect(try fixture.run(["backup", "etc"]).status == 0)
-        try fixture.dir.write("lifeboat.yaml", "repositories:\n  plain: { path: plain, encryption: { key_file: old.key } }\ndefault_repository: plain\n")
-        let keyed = try fixture.run(["backup", "etc"])
-        #expect(keyed.status == 2)
-        #expect(keyed.stderr.contains("holds unencrypted backups; encryption cannot be turned on for it"), "\(keyed.stderr)")
+    @Test func encryptedAndUnencryptedRepositoriesAreNeverMixedUp() async throws {
+        try await offThePool {
+            let fixture = try EncryptedFilesFixture(.local)
+            defer { fixture.dir.remove() }
+            _ = try fixture.backup()
+            // Encrypted, opened without a key.
+            try fixture.dir.write("lifeboat.yaml", "repositories:\n  vault: { path: repository }\ndefault_repository: vault\n")
+            let plain = try fixture.run(["list", "etc"])
+            #expect(plain.status == 2)
+            #expect(plain.stderr.contains("repository 'vault' (\(fixture.repositoryPath)) is encrypted, and lifeboat.yaml gives no key for it"), "\(plain.stderr)")
+            // Unencrypted, opened with a key.
+            try fixture.dir.write("lifeboat.yaml", "repositories:\n  plain: { path: plain }\ndefault_repository: plain\n")
+            #expect(try fixture.run(["backup", "etc"]).status == 0)
+            try fixture.dir.write("lifeboat.yaml", "repositories:\n  plain: { path: plain, encryption: { key_file: old.key } }\ndefault_repository: plain\n")
+            let keyed = try fixture.run(["backup", "etc"])
+            #expect(keyed.status == 2)
+            #expect(keyed.stderr.contains("holds unencrypted backups; encryption cannot be turned on for it"), "\(keyed.stderr)")
+        }
     }
 
-    @Test func keysAreNeverInlineAndKeyFilesArePrivate() throws {
-        let fixture = try EncryptedFilesFixture(.local)
-        defer { fixture.dir.remove() }
-        try fixture.dir.write("lifeboat.yaml", "repositories:\n  vault:\n    path: repository\n    encryption: { key: c2VjcmV0 }\ndefault_repository: vault\n")
-        let inline = try fixture.run(["check"])
-        #expect(inline.status == 2)
-        #expect(inline.stderr.contains("lifeboat.yaml:4:"), "\(inline.stderr)")
-        #expect(inline.stderr.contains("an encryption key is never written in the configuration"), "\(inline.stderr)")
-        try fixture.configure(key: "old.key")
-        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: fixture.dir.subpath("old.key"))
-        let open = try fixture.run(["backup", "etc"])
-        #expect(open.status == 2)
-        #expect(open.stderr.contains("can be read by others (mode 644)"), "\(open.stderr)")
-        try fixture.configure(key: "missing.key")
-        let missing = try fixture.run(["backup", "etc"])
-        #expect(missing.status == 2)
-        #expect(missing.stderr.contains("missing.key of repository 'vault' does not exist"), "\(missing.stderr)")
+    @Test func keysAreNeverInlineAndKeyFilesArePrivate() async throws {
+        try await offThePool {
+            let fixture = try EncryptedFilesFixture(.local)
+            defer { fixture.dir.remove() }
+            try fixture.dir.write("lifeboat.yaml", "repositories:\n  vault:\n    path: repository\n    encryption: { key: c2VjcmV0 }\ndefault_repository: vault\n")
+            let inline = try fixture.run(["check"])
+            #expect(inline.status == 2)
+            #expect(inline.stderr.contains("lifeboat.yaml:4:"), "\(inline.stderr)")
+            #expect(inline.stderr.contains("an encryption key is never written in the configuration"), "\(inline.stderr)")
+            try fixture.configure(key: "old.key")
+            try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: fixture.dir.subpath("old.key"))
+            let open = try fixture.run(["backup", "etc"])
+            #expect(open.status == 2)
+            #expect(open.stderr.contains("can be read by others (mode 644)"), "\(open.stderr)")
+            try fixture.configure(key: "missing.key")
+            let missing = try fixture.run(["backup", "etc"])
+            #expect(missing.status == 2)
+            #expect(missing.stderr.contains("missing.key of repository 'vault' does not exist"), "\(missing.stderr)")
+        }
     }
 }
 

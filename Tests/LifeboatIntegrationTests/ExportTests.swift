@@ -32,70 +32,80 @@ private func run(_ program: String, _ arguments: [String], environment: [String:
     static let ruleTests = repositoryRoot + "/deploy/prometheus/lifeboat-rules.test.yml"
     static let dashboard = repositoryRoot + "/deploy/grafana/lifeboat.json"
 
-    @Test func promtoolChecksTheRulesAndTheirUnitTestsPass() throws {
-        let check = try run(try promtool(), ["check", "rules", Self.rules])
-        #expect(check.status.isSuccess, "\(check.stdout)\(check.stderr)")
-        let test = try run(try promtool(), ["test", "rules", Self.ruleTests])
-        #expect(test.status.isSuccess, "\(test.stdout)\(test.stderr)")
-    }
-
-    @Test func everyAlertOfTheIssueIsThereAndTestedFiringAndNot() throws {
-        let alerts = try Self.ruleEntries().compactMap { $0["alert"] as? String }
-        #expect(Set(alerts) == ["BackupStale", "LastRunFailed", "WALArchivingFailing", "WALArchivingLagging", "DrillFailed",
-                                "DrillObjectiveBreached", "RepositoryUnreachable", "SchedulerDown"])
-        for rule in try Self.ruleEntries() {
-            let labels = rule["labels"] as? [String: Any]
-            let annotations = rule["annotations"] as? [String: Any]
-            #expect(labels?["severity"] != nil && annotations?["summary"] != nil && annotations?["description"] != nil, "\(rule)")
-        }
-        // The unit tests: each alert has an evaluation expecting it and one expecting nothing.
-        let tests = try Yams.load(yaml: String(contentsOfFile: Self.ruleTests, encoding: .utf8)) as? [String: Any]
-        let evaluations = (tests?["tests"] as? [[String: Any]] ?? []).flatMap { $0["alert_rule_test"] as? [[String: Any]] ?? [] }
-        for alert in Set(alerts) {
-            let mine = evaluations.filter { $0["alertname"] as? String == alert }
-            #expect(mine.contains { ($0["exp_alerts"] as? [Any])?.isEmpty == false }, "\(alert) is never expected to fire")
-            #expect(mine.contains { ($0["exp_alerts"] as? [Any])?.isEmpty == true }, "\(alert) is never expected to stay quiet")
+    @Test func promtoolChecksTheRulesAndTheirUnitTestsPass() async throws {
+        try await offThePool {
+            let check = try run(try promtool(), ["check", "rules", Self.rules])
+            #expect(check.status.isSuccess, "\(check.stdout)\(check.stderr)")
+            let test = try run(try promtool(), ["test", "rules", Self.ruleTests])
+            #expect(test.status.isSuccess, "\(test.stdout)\(test.stderr)")
         }
     }
 
-    @Test func rulesAndDashboardUseOnlyTheCataloguesMetrics() throws {
-        let allowed = MetricCatalogue.seriesNames.union(["up"])  // up: Prometheus's own, per scrape job
-        var used: [String: String] = [:]
-        for expression in try Self.ruleEntries().compactMap({ $0["expr"] as? String }) + (try Self.dashboardExpressions()) {
-            for name in try PromQLNames.metrics(in: expression) { used[name] = expression }
+    @Test func everyAlertOfTheIssueIsThereAndTestedFiringAndNot() async throws {
+        try await offThePool {
+            let alerts = try Self.ruleEntries().compactMap { $0["alert"] as? String }
+            #expect(Set(alerts) == ["BackupStale", "LastRunFailed", "WALArchivingFailing", "WALArchivingLagging", "DrillFailed",
+                                    "DrillObjectiveBreached", "RepositoryUnreachable", "SchedulerDown"])
+            for rule in try Self.ruleEntries() {
+                let labels = rule["labels"] as? [String: Any]
+                let annotations = rule["annotations"] as? [String: Any]
+                #expect(labels?["severity"] != nil && annotations?["summary"] != nil && annotations?["description"] != nil, "\(rule)")
+            }
+            // The unit tests: each alert has an evaluation expecting it and one expecting nothing.
+            let tests = try Yams.load(yaml: String(contentsOfFile: Self.ruleTests, encoding: .utf8)) as? [String: Any]
+            let evaluations = (tests?["tests"] as? [[String: Any]] ?? []).flatMap { $0["alert_rule_test"] as? [[String: Any]] ?? [] }
+            for alert in Set(alerts) {
+                let mine = evaluations.filter { $0["alertname"] as? String == alert }
+                #expect(mine.contains { ($0["exp_alerts"] as? [Any])?.isEmpty == false }, "\(alert) is never expected to fire")
+                #expect(mine.contains { ($0["exp_alerts"] as? [Any])?.isEmpty == true }, "\(alert) is never expected to stay quiet")
+            }
         }
-        #expect(used.count >= 20, "\(used.keys.sorted())")
-        for (name, expression) in used.sorted(by: { $0.key < $1.key }) {
-            #expect(allowed.contains(name), "'\(name)' in \(expression) is not in MetricCatalogue")
+    }
+
+    @Test func rulesAndDashboardUseOnlyTheCataloguesMetrics() async throws {
+        try await offThePool {
+            let allowed = MetricCatalogue.seriesNames.union(["up"])  // up: Prometheus's own, per scrape job
+            var used: [String: String] = [:]
+            for expression in try Self.ruleEntries().compactMap({ $0["expr"] as? String }) + (try Self.dashboardExpressions()) {
+                for name in try PromQLNames.metrics(in: expression) { used[name] = expression }
+            }
+            #expect(used.count >= 20, "\(used.keys.sorted())")
+            for (name, expression) in used.sorted(by: { $0.key < $1.key }) {
+                #expect(allowed.contains(name), "'\(name)' in \(expression) is not in MetricCatalogue")
+            }
         }
     }
 
     /// promtool parses the dashboard's queries too, as recording rules.
-    @Test func dashboardQueriesAreValidPromQL() throws {
-        let expressions = try Self.dashboardExpressions().filter { !$0.hasPrefix("label_values(") }
-        #expect(expressions.count >= 15)
-        let directory = try TemporaryDirectory("lifeboat-dashboard")
-        defer { directory.remove() }
-        var text = "groups:\n  - name: dashboard\n    rules:\n"
-        for (index, expression) in expressions.enumerated() {
-            let quoted = "'" + expression.replacingOccurrences(of: "'", with: "''") + "'"
-            text += "      - record: dashboard:query\(index)\n        expr: \(quoted)\n"
+    @Test func dashboardQueriesAreValidPromQL() async throws {
+        try await offThePool {
+            let expressions = try Self.dashboardExpressions().filter { !$0.hasPrefix("label_values(") }
+            #expect(expressions.count >= 15)
+            let directory = try TemporaryDirectory("lifeboat-dashboard")
+            defer { directory.remove() }
+            var text = "groups:\n  - name: dashboard\n    rules:\n"
+            for (index, expression) in expressions.enumerated() {
+                let quoted = "'" + expression.replacingOccurrences(of: "'", with: "''") + "'"
+                text += "      - record: dashboard:query\(index)\n        expr: \(quoted)\n"
+            }
+            let file = try directory.write("queries.yml", text)
+            let check = try run(try promtool(), ["check", "rules", file])
+            #expect(check.status.isSuccess, "\(check.stdout)\(check.stderr)")
         }
-        let file = try directory.write("queries.yml", text)
-        let check = try run(try promtool(), ["check", "rules", file])
-        #expect(check.status.isSuccess, "\(check.stdout)\(check.stderr)")
     }
 
-    @Test func dashboardHasTheDataSourceInputAndThePolicyVariable() throws {
-        let json = try Self.dashboardJSON()
-        #expect((json["schemaVersion"] as? Int ?? 0) >= 39)
-        let inputs = json["__inputs"] as? [[String: Any]] ?? []
-        #expect(inputs.contains { $0["name"] as? String == "DS_PROMETHEUS" })
-        let variables = (json["templating"] as? [String: Any])?["list"] as? [[String: Any]] ?? []
-        let policy = variables.first { $0["name"] as? String == "policy" }
-        #expect(policy?["definition"] as? String == "label_values(lifeboat_last_run_success, policy)")
-        for panel in json["panels"] as? [[String: Any]] ?? [] where panel["type"] as? String != "row" {
-            #expect((panel["datasource"] as? [String: Any])?["uid"] as? String == "${DS_PROMETHEUS}", "\(panel["title"] ?? "")")
+    @Test func dashboardHasTheDataSourceInputAndThePolicyVariable() async throws {
+        try await offThePool {
+            let json = try Self.dashboardJSON()
+            #expect((json["schemaVersion"] as? Int ?? 0) >= 39)
+            let inputs = json["__inputs"] as? [[String: Any]] ?? []
+            #expect(inputs.contains { $0["name"] as? String == "DS_PROMETHEUS" })
+            let variables = (json["templating"] as? [String: Any])?["list"] as? [[String: Any]] ?? []
+            let policy = variables.first { $0["name"] as? String == "policy" }
+            #expect(policy?["definition"] as? String == "label_values(lifeboat_last_run_success, policy)")
+            for panel in json["panels"] as? [[String: Any]] ?? [] where panel["type"] as? String != "row" {
+                #expect((panel["datasource"] as? [String: Any])?["uid"] as? String == "${DS_PROMETHEUS}", "\(panel["title"] ?? "")")
+            }
         }
     }
 
@@ -322,103 +332,109 @@ private func exportFixture() throws -> TemporaryDirectory {
 @Suite struct ExportCommands {
     static let secretMarker = "s3cr3t-MARKER-7f3a"
 
-    @Test func kubernetesManifestsValidateAndHoldNoSecret() throws {
-        let validate = try tool("kubernetes-validate", install: "pip install kubernetes-validate")
-        let config = try exportFixture()
-        defer { config.remove() }
-        let output = config.path + "/manifests"
-        // Secrets set in the environment, as on an operator's machine: none may be written.
-        let environment = ["S3_SECRET": Self.secretMarker, "PG_PASSWORD": Self.secretMarker, "S3_KEY": "AKIA-MARKER"]
-        let written = try LifeboatCLI.run(["export", "kubernetes", "--namespace", "backup", "--secret", "lifeboat-env", "--output", output],
-                                          config: config.path, environment: environment)
-        #expect(written.status == 0, "\(written.stderr)")
-        let streamed = try LifeboatCLI.run(["export", "kubernetes", "--namespace", "backup", "--secret", "lifeboat-env"],
-                                           config: config.path, environment: environment)
-        #expect(streamed.status == 0, "\(streamed.stderr)")
+    @Test func kubernetesManifestsValidateAndHoldNoSecret() async throws {
+        try await offThePool {
+            let validate = try tool("kubernetes-validate", install: "pip install kubernetes-validate")
+            let config = try exportFixture()
+            defer { config.remove() }
+            let output = config.path + "/manifests"
+            // Secrets set in the environment, as on an operator's machine: none may be written.
+            let environment = ["S3_SECRET": Self.secretMarker, "PG_PASSWORD": Self.secretMarker, "S3_KEY": "AKIA-MARKER"]
+            let written = try LifeboatCLI.run(["export", "kubernetes", "--namespace", "backup", "--secret", "lifeboat-env", "--output", output],
+                                              config: config.path, environment: environment)
+            #expect(written.status == 0, "\(written.stderr)")
+            let streamed = try LifeboatCLI.run(["export", "kubernetes", "--namespace", "backup", "--secret", "lifeboat-env"],
+                                               config: config.path, environment: environment)
+            #expect(streamed.status == 0, "\(streamed.stderr)")
 
-        let files = try FileManager.default.contentsOfDirectory(atPath: output).sorted()
-        #expect(files == ["configmap-lifeboat.yaml", "cronjob-lifeboat-backup-assets.yaml", "cronjob-lifeboat-backup-etc-files.yaml",
-                          "cronjob-lifeboat-backup-hub-postgres.yaml", "cronjob-lifeboat-drill-restore-hub.yaml", "cronjob-lifeboat-prune.yaml"])
-        var texts: [String] = []
-        for file in files {
-            let path = output + "/" + file
-            texts.append(try String(contentsOfFile: path, encoding: .utf8))
-            let check = try run(validate, ["--strict", path])
-            #expect(check.status.isSuccess, "\(file): \(check.stdout)\(check.stderr)")
-        }
-        // Standard output holds the same documents (in the order they were made).
-        #expect(streamed.stdout.components(separatedBy: "---\n").filter { !$0.isEmpty }.sorted() == texts.sorted())
-        let stream = config.path + "/all.yaml"
-        try streamed.stdout.write(toFile: stream, atomically: true, encoding: .utf8)
-        let checkStream = try run(validate, ["--strict", stream])
-        #expect(checkStream.status.isSuccess, "\(checkStream.stdout)\(checkStream.stderr)")
-
-        for text in texts + [written.all, streamed.all] {
-            #expect(!text.contains(Self.secretMarker))
-            #expect(!text.contains("AKIA-MARKER"))
-        }
-        // The ConfigMap holds the files as written, references intact.
-        #expect(texts[0].contains("secret_access_key: ${S3_SECRET}"))
-        // Every CronJob takes every variable from the Secret.
-        for text in texts.dropFirst() {
-            for name in ["S3_SECRET", "S3_KEY", "PG_PASSWORD"] {
-                #expect(text.contains("- name: \(name)\n              valueFrom:\n                secretKeyRef:\n                  name: lifeboat-env\n                  key: \(name)\n"), "\(name)")
+            let files = try FileManager.default.contentsOfDirectory(atPath: output).sorted()
+            #expect(files == ["configmap-lifeboat.yaml", "cronjob-lifeboat-backup-assets.yaml", "cronjob-lifeboat-backup-etc-files.yaml",
+                              "cronjob-lifeboat-backup-hub-postgres.yaml", "cronjob-lifeboat-drill-restore-hub.yaml", "cronjob-lifeboat-prune.yaml"])
+            var texts: [String] = []
+            for file in files {
+                let path = output + "/" + file
+                texts.append(try String(contentsOfFile: path, encoding: .utf8))
+                let check = try run(validate, ["--strict", path])
+                #expect(check.status.isSuccess, "\(file): \(check.stdout)\(check.stderr)")
             }
-            #expect(text.contains("key: ASSETS_SECRET\n                  optional: true\n"))
-            #expect(text.contains("concurrencyPolicy: Forbid\n") && text.contains("restartPolicy: Never\n"))
-            #expect(text.contains("runAsNonRoot: true\n") && text.contains("readOnlyRootFilesystem: true\n"))
-            #expect(text.contains("activeDeadlineSeconds: 7200\n"))
+            // Standard output holds the same documents (in the order they were made).
+            #expect(streamed.stdout.components(separatedBy: "---\n").filter { !$0.isEmpty }.sorted() == texts.sorted())
+            let stream = config.path + "/all.yaml"
+            try streamed.stdout.write(toFile: stream, atomically: true, encoding: .utf8)
+            let checkStream = try run(validate, ["--strict", stream])
+            #expect(checkStream.status.isSuccess, "\(checkStream.stdout)\(checkStream.stderr)")
+
+            for text in texts + [written.all, streamed.all] {
+                #expect(!text.contains(Self.secretMarker))
+                #expect(!text.contains("AKIA-MARKER"))
+            }
+            // The ConfigMap holds the files as written, references intact.
+            #expect(texts[0].contains("secret_access_key: ${S3_SECRET}"))
+            // Every CronJob takes every variable from the Secret.
+            for text in texts.dropFirst() {
+                for name in ["S3_SECRET", "S3_KEY", "PG_PASSWORD"] {
+                    #expect(text.contains("- name: \(name)\n              valueFrom:\n                secretKeyRef:\n                  name: lifeboat-env\n                  key: \(name)\n"), "\(name)")
+                }
+                #expect(text.contains("key: ASSETS_SECRET\n                  optional: true\n"))
+                #expect(text.contains("concurrencyPolicy: Forbid\n") && text.contains("restartPolicy: Never\n"))
+                #expect(text.contains("runAsNonRoot: true\n") && text.contains("readOnlyRootFilesystem: true\n"))
+                #expect(text.contains("activeDeadlineSeconds: 7200\n"))
+            }
+            let backup = texts[3]
+            #expect(backup.contains("schedule: \"0 2 * * 1-5\"\n  timeZone: Europe/Berlin\n"))
+            #expect(backup.contains("- \"--config\"\n            - /etc/lifeboat\n            - backup\n            - hub-postgres\n"))
+            let drill = texts[4]
+            #expect(drill.contains("- drill\n            - restore-hub\n"))
+            #expect(drill.contains("claimName: lifeboat-repository-disk\n") && drill.contains("mountPath: /restore/etc\n"))
+            #expect(written.stderr.contains("jitter 10m is not applied"))
         }
-        let backup = texts[3]
-        #expect(backup.contains("schedule: \"0 2 * * 1-5\"\n  timeZone: Europe/Berlin\n"))
-        #expect(backup.contains("- \"--config\"\n            - /etc/lifeboat\n            - backup\n            - hub-postgres\n"))
-        let drill = texts[4]
-        #expect(drill.contains("- drill\n            - restore-hub\n"))
-        #expect(drill.contains("claimName: lifeboat-repository-disk\n") && drill.contains("mountPath: /restore/etc\n"))
-        #expect(written.stderr.contains("jitter 10m is not applied"))
     }
 
-    @Test func policiesWhoseNamesCollideInKubernetesAreRefusedWithStatus2() throws {
-        let config = try TemporaryDirectory("lifeboat-export")
-        defer { config.remove() }
-        try config.write("lifeboat.yaml", "state_dir: /var/lib/lifeboat\nrepositories: { disk: { path: /srv/lifeboat } }\ndefault_repository: disk\n")
-        try config.write("policies/db.main.yaml", "policy: db.main\nsource: { files: { path: /etc } }\nschedule: { cron: '0 1 * * *' }\n")
-        try config.write("policies/db_main.yaml", "policy: db_main\nsource: { files: { path: /etc } }\nschedule: { cron: '0 2 * * *' }\n")
-        let result = try LifeboatCLI.run(["export", "kubernetes"], config: config.path)
-        #expect(result.status == 2)
-        #expect(result.stderr.contains("policy 'db.main' and policy 'db_main' would both be the CronJob 'lifeboat-backup-db-main'"), "\(result.stderr)")
-        #expect(result.stdout.isEmpty)
-        // --config before the command, as in archive_command, reaches the subcommand too.
-        let leading = try LifeboatCLI.run(["--config", config.path, "export", "kubernetes"])
-        #expect(leading.status == 2 && leading.stderr.contains("would both be the CronJob"), "\(leading.stderr)")
+    @Test func policiesWhoseNamesCollideInKubernetesAreRefusedWithStatus2() async throws {
+        try await offThePool {
+            let config = try TemporaryDirectory("lifeboat-export")
+            defer { config.remove() }
+            try config.write("lifeboat.yaml", "state_dir: /var/lib/lifeboat\nrepositories: { disk: { path: /srv/lifeboat } }\ndefault_repository: disk\n")
+            try config.write("policies/db.main.yaml", "policy: db.main\nsource: { files: { path: /etc } }\nschedule: { cron: '0 1 * * *' }\n")
+            try config.write("policies/db_main.yaml", "policy: db_main\nsource: { files: { path: /etc } }\nschedule: { cron: '0 2 * * *' }\n")
+            let result = try LifeboatCLI.run(["export", "kubernetes"], config: config.path)
+            #expect(result.status == 2)
+            #expect(result.stderr.contains("policy 'db.main' and policy 'db_main' would both be the CronJob 'lifeboat-backup-db-main'"), "\(result.stderr)")
+            #expect(result.stdout.isEmpty)
+            // --config before the command, as in archive_command, reaches the subcommand too.
+            let leading = try LifeboatCLI.run(["--config", config.path, "export", "kubernetes"])
+            #expect(leading.status == 2 && leading.stderr.contains("would both be the CronJob"), "\(leading.stderr)")
+        }
     }
 
-    @Test func systemdUnitsPassSystemdAnalyzeVerify() throws {
-        let analyze = try tool("systemd-analyze", install: "Install the Debian package systemd.")
-        let config = try exportFixture()
-        defer { config.remove() }
-        let output = config.path + "/units"
-        let binary = try LifeboatCLI.executable
-        let written = try LifeboatCLI.run(["export", "systemd", "--binary", binary, "--output", output], config: config.path,
-                                          environment: ["S3_SECRET": Self.secretMarker])
-        #expect(written.status == 0, "\(written.stderr)")
-        let files = try FileManager.default.contentsOfDirectory(atPath: output).sorted()
-        #expect(files == ["lifeboat-backup-assets.service", "lifeboat-backup-assets.timer", "lifeboat-backup-etc_files.service",
-                          "lifeboat-backup-etc_files.timer", "lifeboat-backup-hub\\x2dpostgres.service", "lifeboat-backup-hub\\x2dpostgres.timer",
-                          "lifeboat-drill-restore\\x2dhub.service", "lifeboat-drill-restore\\x2dhub.timer", "lifeboat-prune.service",
-                          "lifeboat-prune.timer", "lifeboat-scheduler.service"])
-        // Works in a container without systemd as PID 1: verify loads the units itself.
-        let verify = try run(analyze, ["verify", "--man=no"] + files.map { output + "/" + $0 })
-        #expect(verify.status.isSuccess, "\(verify.stdout)\(verify.stderr)")
-        #expect(!verify.stderr.contains("lifeboat"), "\(verify.stderr)")
-        for file in files {
-            #expect(!(try String(contentsOfFile: output + "/" + file, encoding: .utf8)).contains(Self.secretMarker))
+    @Test func systemdUnitsPassSystemdAnalyzeVerify() async throws {
+        try await offThePool {
+            let analyze = try tool("systemd-analyze", install: "Install the Debian package systemd.")
+            let config = try exportFixture()
+            defer { config.remove() }
+            let output = config.path + "/units"
+            let binary = try LifeboatCLI.executable
+            let written = try LifeboatCLI.run(["export", "systemd", "--binary", binary, "--output", output], config: config.path,
+                                              environment: ["S3_SECRET": Self.secretMarker])
+            #expect(written.status == 0, "\(written.stderr)")
+            let files = try FileManager.default.contentsOfDirectory(atPath: output).sorted()
+            #expect(files == ["lifeboat-backup-assets.service", "lifeboat-backup-assets.timer", "lifeboat-backup-etc_files.service",
+                              "lifeboat-backup-etc_files.timer", "lifeboat-backup-hub\\x2dpostgres.service", "lifeboat-backup-hub\\x2dpostgres.timer",
+                              "lifeboat-drill-restore\\x2dhub.service", "lifeboat-drill-restore\\x2dhub.timer", "lifeboat-prune.service",
+                              "lifeboat-prune.timer", "lifeboat-scheduler.service"])
+            // Works in a container without systemd as PID 1: verify loads the units itself.
+            let verify = try run(analyze, ["verify", "--man=no"] + files.map { output + "/" + $0 })
+            #expect(verify.status.isSuccess, "\(verify.stdout)\(verify.stderr)")
+            #expect(!verify.stderr.contains("lifeboat"), "\(verify.stderr)")
+            for file in files {
+                #expect(!(try String(contentsOfFile: output + "/" + file, encoding: .utf8)).contains(Self.secretMarker))
+            }
+            let scheduler = try String(contentsOfFile: output + "/lifeboat-scheduler.service", encoding: .utf8)
+            #expect(scheduler.contains("ExecStart=\(binary) --config \(config.path) schedule\n"))
+            #expect(scheduler.contains("TimeoutStopSec=90s\n"))
+            let timer = try String(contentsOfFile: output + "/lifeboat-backup-etc_files.timer", encoding: .utf8)
+            #expect(timer.contains("OnCalendar=Mon *-*-* 09..17:00/15:00 UTC\nOnCalendar=*-*-01,15 09..17:00/15:00 UTC\n"))
         }
-        let scheduler = try String(contentsOfFile: output + "/lifeboat-scheduler.service", encoding: .utf8)
-        #expect(scheduler.contains("ExecStart=\(binary) --config \(config.path) schedule\n"))
-        #expect(scheduler.contains("TimeoutStopSec=90s\n"))
-        let timer = try String(contentsOfFile: output + "/lifeboat-backup-etc_files.timer", encoding: .utf8)
-        #expect(timer.contains("OnCalendar=Mon *-*-* 09..17:00/15:00 UTC\nOnCalendar=*-*-01,15 09..17:00/15:00 UTC\n"))
     }
 }
 
@@ -452,33 +468,35 @@ private func exportFixture() throws -> TemporaryDirectory {
     static let iterations = 40
 
     @Test(arguments: cases)
-    func systemdFiresWhenWeDo(expression: String, timeZone: String, base: String, skippedBySystemd: Int) throws {
-        let analyze = try tool("systemd-analyze", install: "Install the Debian package systemd.")
-        let cron = try CronExpression(parsing: expression)
-        let zone = try #require(TimeZone(identifier: timeZone))
-        let start = try #require(ISO8601DateFormatter().date(from: base))
-        let lines = cron.onCalendar(timeZone: timeZone)
-        let result = try run(analyze, ["calendar", "--base-time=@\(Int(start.timeIntervalSince1970))", "--iterations=\(Self.iterations)"] + lines,
-                             environment: ["TZ": "UTC", "LC_ALL": "C"])
-        #expect(result.status.isSuccess, "\(result.stdout)\(result.stderr)")
-        let theirs = Array(Set(try Self.elapses(result.stdout)).sorted().prefix(Self.iterations))
-        #expect(theirs.count == Self.iterations, "\(result.stdout)")
-        var ours: [Date] = []
-        var cursor = start
-        while ours.count < Self.iterations + 4, let next = cron.nextFire(after: cursor, in: zone) {
-            ours.append(next)
-            cursor = next
-        }
-        // Compare up to the last firing both lists reach.
-        guard let horizon = [theirs.last, ours.last].compactMap({ $0 }).min() else { return }
-        let theirSet = Set(theirs.filter { $0 <= horizon })
-        let ourSet = Set(ours.filter { $0 <= horizon })
-        #expect(theirSet.subtracting(ourSet).isEmpty, "systemd only: \(theirSet.subtracting(ourSet).sorted())")
-        #expect(ourSet.subtracting(theirSet).count == skippedBySystemd, "ours only: \(ourSet.subtracting(theirSet).sorted())")
-        for extra in ourSet.subtracting(theirSet) {
-            // Ours only: a firing at a daylight-saving change for a local time that did not
-            // occur — its own local time is not one the expression names.
-            #expect(!Self.names(cron, extra, zone), "\(expression) \(timeZone): we fire at \(extra), systemd does not")
+    func systemdFiresWhenWeDo(expression: String, timeZone: String, base: String, skippedBySystemd: Int) async throws {
+        try await offThePool {
+            let analyze = try tool("systemd-analyze", install: "Install the Debian package systemd.")
+            let cron = try CronExpression(parsing: expression)
+            let zone = try #require(TimeZone(identifier: timeZone))
+            let start = try #require(ISO8601DateFormatter().date(from: base))
+            let lines = cron.onCalendar(timeZone: timeZone)
+            let result = try run(analyze, ["calendar", "--base-time=@\(Int(start.timeIntervalSince1970))", "--iterations=\(Self.iterations)"] + lines,
+                                 environment: ["TZ": "UTC", "LC_ALL": "C"])
+            #expect(result.status.isSuccess, "\(result.stdout)\(result.stderr)")
+            let theirs = Array(Set(try Self.elapses(result.stdout)).sorted().prefix(Self.iterations))
+            #expect(theirs.count == Self.iterations, "\(result.stdout)")
+            var ours: [Date] = []
+            var cursor = start
+            while ours.count < Self.iterations + 4, let next = cron.nextFire(after: cursor, in: zone) {
+                ours.append(next)
+                cursor = next
+            }
+            // Compare up to the last firing both lists reach.
+            guard let horizon = [theirs.last, ours.last].compactMap({ $0 }).min() else { return }
+            let theirSet = Set(theirs.filter { $0 <= horizon })
+            let ourSet = Set(ours.filter { $0 <= horizon })
+            #expect(theirSet.subtracting(ourSet).isEmpty, "systemd only: \(theirSet.subtracting(ourSet).sorted())")
+            #expect(ourSet.subtracting(theirSet).count == skippedBySystemd, "ours only: \(ourSet.subtracting(theirSet).sorted())")
+            for extra in ourSet.subtracting(theirSet) {
+                // Ours only: a firing at a daylight-saving change for a local time that did not
+                // occur — its own local time is not one the expression names.
+                #expect(!Self.names(cron, extra, zone), "\(expression) \(timeZone): we fire at \(extra), systemd does not")
+            }
         }
     }
 
@@ -517,10 +535,12 @@ private func exportFixture() throws -> TemporaryDirectory {
 
 @Suite struct UnitNamesAgainstSystemdEscape {
     @Test(arguments: ["hub-postgres", "etc_files", "db.main", "a b", "x/y", ".hidden", "ümlaut", "A-Z:0_9.x", "tab\there"])
-    func escapingMatchesSystemdEscape(name: String) throws {
-        let escape = try tool("systemd-escape", install: "Install the Debian package systemd.")
-        let result = try run(escape, ["--", name])
-        #expect(result.status.isSuccess, "\(result.stderr)")
-        #expect(SystemdExport.escapeUnitName(name) == result.stdout.trimmingCharacters(in: .newlines))
+    func escapingMatchesSystemdEscape(name: String) async throws {
+        try await offThePool {
+            let escape = try tool("systemd-escape", install: "Install the Debian package systemd.")
+            let result = try run(escape, ["--", name])
+            #expect(result.status.isSuccess, "\(result.stderr)")
+            #expect(SystemdExport.escapeUnitName(name) == result.stdout.trimmingCharacters(in: .newlines))
+        }
     }
 }

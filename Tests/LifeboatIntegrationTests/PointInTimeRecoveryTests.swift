@@ -86,145 +86,155 @@ func waitForPromotion(_ server: PostgresServer) throws {
     enum RepositoryKind: String, CaseIterable, Sendable { case local, s3 }
 
     @Test(.timeLimit(.minutes(10)), arguments: RepositoryKind.allCases)
-    func aTargetTimeRestoresExactlyTheRowsUpToIt(repository kind: RepositoryKind) throws {
-        // The server's archive_command and restore_command see only the server's environment:
-        // an S3 repository's keys are written in lifeboat.yaml for the test.
-        let s3 = kind == .s3 ? try S3TestServer.start() : nil
-        defer { s3?.stop() }
-        let cluster = try ArchivingCluster(repository: s3.map {
-            "{ s3: { endpoint: \"\($0.endpoint)\", region: \($0.region), bucket: lifeboat-test, prefix: pitr, access_key_id: \"\($0.accessKeyID)\", secret_access_key: \"\($0.secretAccessKey)\" } }"
-        })
-        defer { cluster.stop() }
-        let pg = cluster.pg
-        try pg.psql("CREATE TABLE events (id serial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp(), note text)")
-        try insert(pg, "before the backup")
-        let backup = try cluster.lifeboat(["backup", "pg"])
-        #expect(backup.status == 0, "\(backup.all)")
+    func aTargetTimeRestoresExactlyTheRowsUpToIt(repository kind: RepositoryKind) async throws {
+        try await offThePool {
+            // The server's archive_command and restore_command see only the server's environment:
+            // an S3 repository's keys are written in lifeboat.yaml for the test.
+            let s3 = kind == .s3 ? try S3TestServer.start() : nil
+            defer { s3?.stop() }
+            let cluster = try ArchivingCluster(repository: s3.map {
+                "{ s3: { endpoint: \"\($0.endpoint)\", region: \($0.region), bucket: lifeboat-test, prefix: pitr, access_key_id: \"\($0.accessKeyID)\", secret_access_key: \"\($0.secretAccessKey)\" } }"
+            })
+            defer { cluster.stop() }
+            let pg = cluster.pg
+            try pg.psql("CREATE TABLE events (id serial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp(), note text)")
+            try insert(pg, "before the backup")
+            let backup = try cluster.lifeboat(["backup", "pg"])
+            #expect(backup.status == 0, "\(backup.all)")
 
-        var target = ""
-        for i in 1...6 {
-            try insert(pg, "row \(i)")
-            if i == 3 { target = try pg.psql("SELECT clock_timestamp()") }
-            try cluster.switchAndWaitForArchive()
-        }
-        let expected = try pg.psql("SELECT count(*) FROM events WHERE at <= '\(target)'")
-        #expect(expected == "4")
+            var target = ""
+            for i in 1...6 {
+                try insert(pg, "row \(i)")
+                if i == 3 { target = try pg.psql("SELECT clock_timestamp()") }
+                try cluster.switchAndWaitForArchive()
+            }
+            let expected = try pg.psql("SELECT count(*) FROM events WHERE at <= '\(target)'")
+            #expect(expected == "4")
 
-        let list = try cluster.lifeboat(["list", "pg"])
-        #expect(list.status == 0 && list.stdout.contains("point-in-time recovery of pg: from"), "\(list.all)")
+            let list = try cluster.lifeboat(["list", "pg"])
+            #expect(list.status == 0 && list.stdout.contains("point-in-time recovery of pg: from"), "\(list.all)")
 
-        let restored = try PostgresServer.makeServerDirectory()
-        let restore = try LifeboatCLI.run(["restore", "pg", "--to", restored + "/data", "--target-time", target],
-                                          config: cluster.dir.path, environment: cluster.env)
-        #expect(restore.status == 0, "\(restore.all)")
-        // PostgreSQL's own verifier passes on the restored base backup before recovery starts.
-        let verify = try ChildProcess.run(pg.binDir + "/pg_verifybackup", ["-n", restored + "/data"])
-        #expect(verify.status.isSuccess, "\(verify.stdout)\(verify.stderr)")
-
-        let server = try PostgresServer.start(existing: restored)
-        defer { server.stop() }
-        try waitForPromotion(server)
-        #expect(try server.psql("SELECT count(*) FROM events") == "4", "\(server.serverLog().suffix(3000))")
-        #expect(try server.psql("SELECT max(note) FROM events WHERE note LIKE 'row %'") == "row 3")
-        #expect(try server.psql("SELECT pg_is_in_recovery()") == "f", "promoted at the target")
-    }
-
-    @Test(.timeLimit(.minutes(10))) func aTargetOutsideTheRecoverableRangeIsRefusedAndTheRangeNamed() throws {
-        let cluster = try ArchivingCluster()
-        defer { cluster.stop() }
-        let before = try cluster.pg.psql("SELECT clock_timestamp() - interval '1 hour'")
-        #expect(try cluster.lifeboat(["backup", "pg"]).status == 0)
-        try cluster.switchAndWaitForArchive()
-        let restored = try PostgresServer.makeServerDirectory()
-        for time in [before, "2099-01-01 00:00:00Z"] {
-            let restore = try LifeboatCLI.run(["restore", "pg", "--to", restored + "/data", "--target-time", time],
+            let restored = try PostgresServer.makeServerDirectory()
+            let restore = try LifeboatCLI.run(["restore", "pg", "--to", restored + "/data", "--target-time", target],
                                               config: cluster.dir.path, environment: cluster.env)
-            #expect(restore.status == 2, "\(restore.all)")
-            #expect(restore.stderr.contains("outside the recoverable range") && restore.stderr.contains("on timeline 1"), "\(restore.stderr)")
-            #expect(try directoryEntries(restored).isEmpty, "nothing was written")
+            #expect(restore.status == 0, "\(restore.all)")
+            // PostgreSQL's own verifier passes on the restored base backup before recovery starts.
+            let verify = try ChildProcess.run(pg.binDir + "/pg_verifybackup", ["-n", restored + "/data"])
+            #expect(verify.status.isSuccess, "\(verify.stdout)\(verify.stderr)")
+
+            let server = try PostgresServer.start(existing: restored)
+            defer { server.stop() }
+            try waitForPromotion(server)
+            #expect(try server.psql("SELECT count(*) FROM events") == "4", "\(server.serverLog().suffix(3000))")
+            #expect(try server.psql("SELECT max(note) FROM events WHERE note LIKE 'row %'") == "row 3")
+            #expect(try server.psql("SELECT pg_is_in_recovery()") == "f", "promoted at the target")
         }
     }
 
-    @Test(.timeLimit(.minutes(10))) func restoringToLatestAfterATimelineSwitchReachesTheNewestRow() throws {
-        let cluster = try ArchivingCluster()
-        defer { cluster.stop() }
-        let pg = cluster.pg
-        try pg.psql("CREATE TABLE events (id serial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp(), note text)")
-        #expect(try cluster.lifeboat(["backup", "pg"]).status == 0)
-        try insert(pg, "on timeline 1")
-        try cluster.switchAndWaitForArchive()
-
-        // Restore and promote: the restored cluster archives its timeline 2 into the same policy.
-        let first = try PostgresServer.makeServerDirectory()
-        let restore = try LifeboatCLI.run(["restore", "pg", "--to", first + "/data"], config: cluster.dir.path, environment: cluster.env)
-        #expect(restore.status == 0, "\(restore.all)")
-        pg.stop()
-        let promoted = try PostgresServer.start(existing: first)
-        defer { promoted.stop() }
-        try waitForPromotion(promoted)
-        #expect(try promoted.psql("SELECT timeline_id FROM pg_control_checkpoint()") == "2")
-        try insert(promoted, "on timeline 2")
-        let backup = try LifeboatCLI.run(["backup", "pg"], config: cluster.dir.path,
-                                         environment: cluster.env.merging(["PG_PORT": String(promoted.port)]) { $1 }, user: "postgres")
-        #expect(backup.status == 0, "\(backup.all)")
-        try insert(promoted, "newest")
-        try cluster.switchAndWaitForArchive(promoted)
-
-        let second = try PostgresServer.makeServerDirectory()
-        let again = try LifeboatCLI.run(["restore", "pg", "--to", second + "/data"], config: cluster.dir.path, environment: cluster.env)
-        #expect(again.status == 0, "\(again.all)")
-        promoted.stop()
-        let server = try PostgresServer.start(existing: second)
-        defer { server.stop() }
-        try waitForPromotion(server)
-        #expect(try server.psql("SELECT string_agg(note, ',' ORDER BY id) FROM events") == "on timeline 1,on timeline 2,newest",
-                "\(server.serverLog().suffix(3000))")
+    @Test(.timeLimit(.minutes(10))) func aTargetOutsideTheRecoverableRangeIsRefusedAndTheRangeNamed() async throws {
+        try await offThePool {
+            let cluster = try ArchivingCluster()
+            defer { cluster.stop() }
+            let before = try cluster.pg.psql("SELECT clock_timestamp() - interval '1 hour'")
+            #expect(try cluster.lifeboat(["backup", "pg"]).status == 0)
+            try cluster.switchAndWaitForArchive()
+            let restored = try PostgresServer.makeServerDirectory()
+            for time in [before, "2099-01-01 00:00:00Z"] {
+                let restore = try LifeboatCLI.run(["restore", "pg", "--to", restored + "/data", "--target-time", time],
+                                                  config: cluster.dir.path, environment: cluster.env)
+                #expect(restore.status == 2, "\(restore.all)")
+                #expect(restore.stderr.contains("outside the recoverable range") && restore.stderr.contains("on timeline 1"), "\(restore.stderr)")
+                #expect(try directoryEntries(restored).isEmpty, "nothing was written")
+            }
+        }
     }
 
-    @Test(.timeLimit(.minutes(10))) func aMachineWithOnlyTheRepositoryRestoresAndReplays() throws {
-        let cluster = try ArchivingCluster()
-        defer { cluster.stop() }
-        let pg = cluster.pg
-        try pg.psql("CREATE TABLE events (id serial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp(), note text)")
-        #expect(try cluster.lifeboat(["backup", "pg"]).status == 0)
-        try insert(pg, "after the backup")
-        try cluster.switchAndWaitForArchive()
+    @Test(.timeLimit(.minutes(10))) func restoringToLatestAfterATimelineSwitchReachesTheNewestRow() async throws {
+        try await offThePool {
+            let cluster = try ArchivingCluster()
+            defer { cluster.stop() }
+            let pg = cluster.pg
+            try pg.psql("CREATE TABLE events (id serial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp(), note text)")
+            #expect(try cluster.lifeboat(["backup", "pg"]).status == 0)
+            try insert(pg, "on timeline 1")
+            try cluster.switchAndWaitForArchive()
 
-        // No configuration: the repository's address alone, and restore_command uses it too.
-        let restored = try PostgresServer.makeServerDirectory()
-        let restore = try LifeboatCLI.run(["restore", "pg", "--repository", cluster.dir.subpath("repo"), "--to", restored + "/data"])
-        #expect(restore.status == 0, "\(restore.all)")
-        let conf = try String(contentsOfFile: restored + "/data/postgresql.auto.conf", encoding: .utf8)
-        let restoreCommand = conf.split(separator: "\n").last { $0.hasPrefix("restore_command") }.map(String.init) ?? ""
-        #expect(restoreCommand.hasSuffix("wal-fetch --repository \(cluster.dir.subpath("repo")) pg %f %p'") && !restoreCommand.contains("--config"),
-                "\(restoreCommand)")
-        pg.stop()
-        let server = try PostgresServer.start(existing: restored)
-        defer { server.stop() }
-        try waitForPromotion(server)
-        #expect(try server.psql("SELECT note FROM events") == "after the backup", "\(server.serverLog().suffix(3000))")
+            // Restore and promote: the restored cluster archives its timeline 2 into the same policy.
+            let first = try PostgresServer.makeServerDirectory()
+            let restore = try LifeboatCLI.run(["restore", "pg", "--to", first + "/data"], config: cluster.dir.path, environment: cluster.env)
+            #expect(restore.status == 0, "\(restore.all)")
+            pg.stop()
+            let promoted = try PostgresServer.start(existing: first)
+            defer { promoted.stop() }
+            try waitForPromotion(promoted)
+            #expect(try promoted.psql("SELECT timeline_id FROM pg_control_checkpoint()") == "2")
+            try insert(promoted, "on timeline 2")
+            let backup = try LifeboatCLI.run(["backup", "pg"], config: cluster.dir.path,
+                                             environment: cluster.env.merging(["PG_PORT": String(promoted.port)]) { $1 }, user: "postgres")
+            #expect(backup.status == 0, "\(backup.all)")
+            try insert(promoted, "newest")
+            try cluster.switchAndWaitForArchive(promoted)
+
+            let second = try PostgresServer.makeServerDirectory()
+            let again = try LifeboatCLI.run(["restore", "pg", "--to", second + "/data"], config: cluster.dir.path, environment: cluster.env)
+            #expect(again.status == 0, "\(again.all)")
+            promoted.stop()
+            let server = try PostgresServer.start(existing: second)
+            defer { server.stop() }
+            try waitForPromotion(server)
+            #expect(try server.psql("SELECT string_agg(note, ',' ORDER BY id) FROM events") == "on timeline 1,on timeline 2,newest",
+                    "\(server.serverLog().suffix(3000))")
+        }
     }
 
-    @Test(.timeLimit(.minutes(10))) func aBaseBackupWhoseWALIsGoneFailsVerifyAndIsMarkedInTheList() throws {
-        let cluster = try ArchivingCluster()
-        defer { cluster.stop() }
-        let backup = try cluster.lifeboat(["backup", "pg", "--json"])
-        #expect(backup.status == 0, "\(backup.all)")
-        let manifest = try JSON.decode(BackupSummary.self, from: Data(backup.stdout.utf8)).manifest
-        let record = try #require(try manifest.source.details(as: PostgresRecordView.self).physical)
-        #expect(try cluster.lifeboat(["verify", "pg", manifest.id]).status == 0)
+    @Test(.timeLimit(.minutes(10))) func aMachineWithOnlyTheRepositoryRestoresAndReplays() async throws {
+        try await offThePool {
+            let cluster = try ArchivingCluster()
+            defer { cluster.stop() }
+            let pg = cluster.pg
+            try pg.psql("CREATE TABLE events (id serial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp(), note text)")
+            #expect(try cluster.lifeboat(["backup", "pg"]).status == 0)
+            try insert(pg, "after the backup")
+            try cluster.switchAndWaitForArchive()
 
-        let segment = try #require(record.requiredSegments.first)
-        let key = WALArchiveLayout.key(policy: "pg", file: .segment(segment))
-        try FileManager.default.removeItem(atPath: cluster.dir.subpath("repo/\(key)"))
-        let verify = try cluster.lifeboat(["verify", "pg", manifest.id])
-        #expect(verify.status == 1, "\(verify.all)")
-        #expect(verify.all.contains("WAL segment \(segment.name)") && verify.all.contains("not in the repository"), "\(verify.all)")
-        let list = try cluster.lifeboat(["list", "pg"])
-        #expect(list.stdout.contains("\(manifest.id): committed — cannot be recovered: segment \(segment.name) it needs is not archived"), "\(list.all)")
-        let restored = try PostgresServer.makeServerDirectory()
-        let restore = try LifeboatCLI.run(["restore", "pg", manifest.id, "--to", restored + "/data"], config: cluster.dir.path, environment: cluster.env)
-        #expect(restore.status == 2 && restore.stderr.contains("cannot be recovered"), "\(restore.all)")
+            // No configuration: the repository's address alone, and restore_command uses it too.
+            let restored = try PostgresServer.makeServerDirectory()
+            let restore = try LifeboatCLI.run(["restore", "pg", "--repository", cluster.dir.subpath("repo"), "--to", restored + "/data"])
+            #expect(restore.status == 0, "\(restore.all)")
+            let conf = try String(contentsOfFile: restored + "/data/postgresql.auto.conf", encoding: .utf8)
+            let restoreCommand = conf.split(separator: "\n").last { $0.hasPrefix("restore_command") }.map(String.init) ?? ""
+            #expect(restoreCommand.hasSuffix("wal-fetch --repository \(cluster.dir.subpath("repo")) pg %f %p'") && !restoreCommand.contains("--config"),
+                    "\(restoreCommand)")
+            pg.stop()
+            let server = try PostgresServer.start(existing: restored)
+            defer { server.stop() }
+            try waitForPromotion(server)
+            #expect(try server.psql("SELECT note FROM events") == "after the backup", "\(server.serverLog().suffix(3000))")
+        }
+    }
+
+    @Test(.timeLimit(.minutes(10))) func aBaseBackupWhoseWALIsGoneFailsVerifyAndIsMarkedInTheList() async throws {
+        try await offThePool {
+            let cluster = try ArchivingCluster()
+            defer { cluster.stop() }
+            let backup = try cluster.lifeboat(["backup", "pg", "--json"])
+            #expect(backup.status == 0, "\(backup.all)")
+            let manifest = try JSON.decode(BackupSummary.self, from: Data(backup.stdout.utf8)).manifest
+            let record = try #require(try manifest.source.details(as: PostgresRecordView.self).physical)
+            #expect(try cluster.lifeboat(["verify", "pg", manifest.id]).status == 0)
+
+            let segment = try #require(record.requiredSegments.first)
+            let key = WALArchiveLayout.key(policy: "pg", file: .segment(segment))
+            try FileManager.default.removeItem(atPath: cluster.dir.subpath("repo/\(key)"))
+            let verify = try cluster.lifeboat(["verify", "pg", manifest.id])
+            #expect(verify.status == 1, "\(verify.all)")
+            #expect(verify.all.contains("WAL segment \(segment.name)") && verify.all.contains("not in the repository"), "\(verify.all)")
+            let list = try cluster.lifeboat(["list", "pg"])
+            #expect(list.stdout.contains("\(manifest.id): committed — cannot be recovered: segment \(segment.name) it needs is not archived"), "\(list.all)")
+            let restored = try PostgresServer.makeServerDirectory()
+            let restore = try LifeboatCLI.run(["restore", "pg", manifest.id, "--to", restored + "/data"], config: cluster.dir.path, environment: cluster.env)
+            #expect(restore.status == 2 && restore.stderr.contains("cannot be recovered"), "\(restore.all)")
+        }
     }
 
     /// A cluster whose table `events` holds one row, `note`, in a base backup whose WAL is archived.
@@ -243,56 +253,60 @@ func waitForPromotion(_ server: PostgresServer) throws {
         }
     }
 
-    @Test(.timeLimit(.minutes(10))) func aDeltaRestoreBringsAChangedDataDirectoryBack() throws {
-        let cluster = try clusterWithABackedUpRow("kept")
-        defer { cluster.stop() }
+    @Test(.timeLimit(.minutes(10))) func aDeltaRestoreBringsAChangedDataDirectoryBack() async throws {
+        try await offThePool {
+            let cluster = try clusterWithABackedUpRow("kept")
+            defer { cluster.stop() }
 
-        let restored = try PostgresServer.makeServerDirectory()
-        #expect(try LifeboatCLI.run(["restore", "pg", "--to", restored + "/data", "--target", "immediate"],
-                                    config: cluster.dir.path, environment: cluster.env).status == 0)
-        // The operator's copy drifts: a file changes, a stray file appears.
-        try Data("stray".utf8).write(to: URL(fileURLWithPath: restored + "/data/base/stray-file"))
-        let refused = try LifeboatCLI.run(["restore", "pg", "--to", restored + "/data"], config: cluster.dir.path, environment: cluster.env)
-        #expect(refused.status == 2 && refused.stderr.contains("not empty"), "\(refused.all)")
-        let delta = try LifeboatCLI.run(["restore", "pg", "--to", restored + "/data", "--target", "immediate", "--delta"],
-                                        config: cluster.dir.path, environment: cluster.env)
-        #expect(delta.status == 0, "\(delta.all)")
-        #expect(delta.stdout.contains("already as in the backup"), "\(delta.stdout)")
-        #expect(!pathExists(restored + "/data/base/stray-file"))
-        let server = try PostgresServer.start(existing: restored)
-        defer { server.stop() }
-        #expect(try server.psql("SELECT note FROM events") == "kept")
+            let restored = try PostgresServer.makeServerDirectory()
+            #expect(try LifeboatCLI.run(["restore", "pg", "--to", restored + "/data", "--target", "immediate"],
+                                        config: cluster.dir.path, environment: cluster.env).status == 0)
+            // The operator's copy drifts: a file changes, a stray file appears.
+            try Data("stray".utf8).write(to: URL(fileURLWithPath: restored + "/data/base/stray-file"))
+            let refused = try LifeboatCLI.run(["restore", "pg", "--to", restored + "/data"], config: cluster.dir.path, environment: cluster.env)
+            #expect(refused.status == 2 && refused.stderr.contains("not empty"), "\(refused.all)")
+            let delta = try LifeboatCLI.run(["restore", "pg", "--to", restored + "/data", "--target", "immediate", "--delta"],
+                                            config: cluster.dir.path, environment: cluster.env)
+            #expect(delta.status == 0, "\(delta.all)")
+            #expect(delta.stdout.contains("already as in the backup"), "\(delta.stdout)")
+            #expect(!pathExists(restored + "/data/base/stray-file"))
+            let server = try PostgresServer.start(existing: restored)
+            defer { server.stop() }
+            #expect(try server.psql("SELECT note FROM events") == "kept")
+        }
     }
 
-    @Test(.timeLimit(.minutes(10))) func aRestoreKilledHalfWayCannotStartAndADeltaRestoreFinishesIt() throws {
-        let cluster = try clusterWithABackedUpRow("kept")
-        defer { cluster.stop() }
-        let pg = cluster.pg
+    @Test(.timeLimit(.minutes(10))) func aRestoreKilledHalfWayCannotStartAndADeltaRestoreFinishesIt() async throws {
+        try await offThePool {
+            let cluster = try clusterWithABackedUpRow("kept")
+            defer { cluster.stop() }
+            let pg = cluster.pg
 
-        // SIGKILL once the first part is in the directory: no cleanup runs.
-        let restored = try PostgresServer.makeServerDirectory()
-        let killed = try LifeboatCLI.run(["restore", "pg", "--to", restored + "/data", "--target", "immediate", "--parallel", "1"],
-                                         config: cluster.dir.path, environment: cluster.env.merging([CrashPoint.variable: CrashPoint.restoringPart.rawValue]) { $1 })
-        #expect(killed.status == 128 + SIGKILL, "killed by SIGKILL: \(killed.all)")
-        #expect(!(try directoryEntries(restored + "/data")).isEmpty, "the first part was written")
-        #expect(!pathExists(restored + "/data/recovery.signal"), "recovery is configured last")
-        // PostgreSQL refuses the half-restored directory: no recovery.signal, and no WAL for backup_label.
-        do {
-            let started = try PostgresServer.start(existing: restored, timeout: 20)
-            started.stop()
-            Issue.record("a half-restored data directory started")
-        } catch {}
+            // SIGKILL once the first part is in the directory: no cleanup runs.
+            let restored = try PostgresServer.makeServerDirectory()
+            let killed = try LifeboatCLI.run(["restore", "pg", "--to", restored + "/data", "--target", "immediate", "--parallel", "1"],
+                                             config: cluster.dir.path, environment: cluster.env.merging([CrashPoint.variable: CrashPoint.restoringPart.rawValue]) { $1 })
+            #expect(killed.status == 128 + SIGKILL, "killed by SIGKILL: \(killed.all)")
+            #expect(!(try directoryEntries(restored + "/data")).isEmpty, "the first part was written")
+            #expect(!pathExists(restored + "/data/recovery.signal"), "recovery is configured last")
+            // PostgreSQL refuses the half-restored directory: no recovery.signal, and no WAL for backup_label.
+            do {
+                let started = try PostgresServer.start(existing: restored, timeout: 20)
+                started.stop()
+                Issue.record("a half-restored data directory started")
+            } catch {}
 
-        let refused = try LifeboatCLI.run(["restore", "pg", "--to", restored + "/data"], config: cluster.dir.path, environment: cluster.env)
-        #expect(refused.status == 2 && refused.stderr.contains("not empty"), "\(refused.all)")
-        let delta = try LifeboatCLI.run(["restore", "pg", "--to", restored + "/data", "--target", "immediate", "--delta"],
-                                        config: cluster.dir.path, environment: cluster.env)
-        #expect(delta.status == 0, "\(delta.all)")
-        let verify = try ChildProcess.run(pg.binDir + "/pg_verifybackup", ["-n", restored + "/data"])
-        #expect(verify.status.isSuccess, "\(verify.stdout)\(verify.stderr)")
-        let server = try PostgresServer.start(existing: restored)
-        defer { server.stop() }
-        #expect(try server.psql("SELECT note FROM events") == "kept")
+            let refused = try LifeboatCLI.run(["restore", "pg", "--to", restored + "/data"], config: cluster.dir.path, environment: cluster.env)
+            #expect(refused.status == 2 && refused.stderr.contains("not empty"), "\(refused.all)")
+            let delta = try LifeboatCLI.run(["restore", "pg", "--to", restored + "/data", "--target", "immediate", "--delta"],
+                                            config: cluster.dir.path, environment: cluster.env)
+            #expect(delta.status == 0, "\(delta.all)")
+            let verify = try ChildProcess.run(pg.binDir + "/pg_verifybackup", ["-n", restored + "/data"])
+            #expect(verify.status.isSuccess, "\(verify.stdout)\(verify.stderr)")
+            let server = try PostgresServer.start(existing: restored)
+            defer { server.stop() }
+            #expect(try server.psql("SELECT note FROM events") == "kept")
+        }
     }
 }
 

@@ -19,60 +19,68 @@ func client(_ server: S3TestServer, key: String, secret: String) throws -> S3Cli
 /// The S3 operations against a real server, each for what it promises.
 @Suite(.timeLimit(.minutes(10)))
 struct S3ClientAgainstAServer {
-    @Test func conditionalPutNeverReplacesAnObject() throws {
-        let s3 = try S3TestServer.start()
-        defer { s3.stop() }
-        let store = S3Store(client: try directClient(s3), prefix: "p", logger: quietLogger)
-        try store.put(key: "manifest.json", bytes: Array("first".utf8), ifAbsent: true)
-        #expect {
-            try store.put(key: "manifest.json", bytes: Array("second".utf8), ifAbsent: true)
-        } throws: { error in
-            "\(error)".contains("412 PreconditionFailed — s3://lifeboat-test/p/manifest.json already exists and is never overwritten")
+    @Test func conditionalPutNeverReplacesAnObject() async throws {
+        try await offThePool {
+            let s3 = try S3TestServer.start()
+            defer { s3.stop() }
+            let store = S3Store(client: try directClient(s3), prefix: "p", logger: quietLogger)
+            try store.put(key: "manifest.json", bytes: Array("first".utf8), ifAbsent: true)
+            #expect {
+                try store.put(key: "manifest.json", bytes: Array("second".utf8), ifAbsent: true)
+            } throws: { error in
+                "\(error)".contains("412 PreconditionFailed — s3://lifeboat-test/p/manifest.json already exists and is never overwritten")
+            }
+            #expect(try store.readAll(key: "manifest.json") == Array("first".utf8))
+            try store.put(key: "manifest.json", bytes: Array("third".utf8), ifAbsent: false)
+            #expect(try store.readAll(key: "manifest.json") == Array("third".utf8))
         }
-        #expect(try store.readAll(key: "manifest.json") == Array("first".utf8))
-        try store.put(key: "manifest.json", bytes: Array("third".utf8), ifAbsent: false)
-        #expect(try store.readAll(key: "manifest.json") == Array("third".utf8))
     }
 
-    @Test func copyObjectCopiesKeysWithAwkwardCharacters() throws {
-        let s3 = try S3TestServer.start()
-        defer { s3.stop() }
-        let client = try directClient(s3)
-        let source = "dir/a key+with $pecial&chars=ü.bin"
-        try client.putObject(key: source, bytes: Array("payload".utf8))
-        try client.copyObject(from: source, to: "copy/b.bin")
-        #expect(try client.getObject(key: "copy/b.bin") == Array("payload".utf8))
-        #expect(try client.headObject(key: source)?.size == 7)
-        #expect(try client.headObject(key: "missing") == nil)
+    @Test func copyObjectCopiesKeysWithAwkwardCharacters() async throws {
+        try await offThePool {
+            let s3 = try S3TestServer.start()
+            defer { s3.stop() }
+            let client = try directClient(s3)
+            let source = "dir/a key+with $pecial&chars=ü.bin"
+            try client.putObject(key: source, bytes: Array("payload".utf8))
+            try client.copyObject(from: source, to: "copy/b.bin")
+            #expect(try client.getObject(key: "copy/b.bin") == Array("payload".utf8))
+            #expect(try client.headObject(key: source)?.size == 7)
+            #expect(try client.headObject(key: "missing") == nil)
+        }
     }
 
-    @Test func virtualHostedAddressingWorksAgainstTheServer() throws {
-        let s3 = try S3TestServer.start()
-        defer { s3.stop() }
-        // libcurl resolves every *.localhost name to loopback, so `lifeboat-test.localhost`
-        // reaches the server, which takes the bucket from the Host header.
-        let virtual = try S3Client(
-            configuration: S3Client.Configuration(
-                endpoint: "http://localhost:\(s3.port)", region: s3.region, bucket: "lifeboat-test", pathStyle: false,
-                credentials: AWSCredentials(accessKeyID: s3.accessKeyID, secretAccessKey: s3.secretAccessKey)),
-            http: try HTTPClient(), logger: quietLogger)
-        #expect(virtual.target(key: "v/x.bin").host == "lifeboat-test.localhost:\(s3.port)")
-        try virtual.putObject(key: "v/x.bin", bytes: Array("virtual".utf8))
-        #expect(try virtual.listObjects(prefix: "v/").map(\.key) == ["v/x.bin"])
-        // The same object, seen through path-style addressing.
-        #expect(try directClient(s3).getObject(key: "v/x.bin") == Array("virtual".utf8))
+    @Test func virtualHostedAddressingWorksAgainstTheServer() async throws {
+        try await offThePool {
+            let s3 = try S3TestServer.start()
+            defer { s3.stop() }
+            // libcurl resolves every *.localhost name to loopback, so `lifeboat-test.localhost`
+            // reaches the server, which takes the bucket from the Host header.
+            let virtual = try S3Client(
+                configuration: S3Client.Configuration(
+                    endpoint: "http://localhost:\(s3.port)", region: s3.region, bucket: "lifeboat-test", pathStyle: false,
+                    credentials: AWSCredentials(accessKeyID: s3.accessKeyID, secretAccessKey: s3.secretAccessKey)),
+                http: try HTTPClient(), logger: quietLogger)
+            #expect(virtual.target(key: "v/x.bin").host == "lifeboat-test.localhost:\(s3.port)")
+            try virtual.putObject(key: "v/x.bin", bytes: Array("virtual".utf8))
+            #expect(try virtual.listObjects(prefix: "v/").map(\.key) == ["v/x.bin"])
+            // The same object, seen through path-style addressing.
+            #expect(try directClient(s3).getObject(key: "v/x.bin") == Array("virtual".utf8))
+        }
     }
 
-    @Test func anUnknownAccessKeyIsReportedAsSuch() throws {
-        let s3 = try S3TestServer.start()
-        defer { s3.stop() }
-        let unknown = try client(s3, key: "AKIAIOSFODNN7EXAMPLE", secret: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
-        #expect {
-            _ = try unknown.listObjects(prefix: "")
-        } throws: { error in
-            let error = error as? LifeboatError
-            return error?.message.contains("403 InvalidAccessKeyId — access key AKIA…MPLE does not exist at \(s3.endpoint)") == true
-                && error?.hint?.contains("AWS_ACCESS_KEY_ID") == true
+    @Test func anUnknownAccessKeyIsReportedAsSuch() async throws {
+        try await offThePool {
+            let s3 = try S3TestServer.start()
+            defer { s3.stop() }
+            let unknown = try client(s3, key: "AKIAIOSFODNN7EXAMPLE", secret: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+            #expect {
+                _ = try unknown.listObjects(prefix: "")
+            } throws: { error in
+                let error = error as? LifeboatError
+                return error?.message.contains("403 InvalidAccessKeyId — access key AKIA…MPLE does not exist at \(s3.endpoint)") == true
+                    && error?.hint?.contains("AWS_ACCESS_KEY_ID") == true
+            }
         }
     }
 
@@ -90,128 +98,138 @@ struct S3ClientAgainstAServer {
         return read
     }
 
-    @Test func aMultipartUploadFillsAtMostConcurrencyPlusOneBuffersAndStartsAtMostConcurrencyThreads() throws {
-        let s3 = try S3TestServer.start()
-        defer { s3.stop() }
-        let store = S3Store(client: try directClient(s3), prefix: "reuse", partSize: 5 << 20, concurrency: 2, logger: quietLogger)
-        let data = pseudoRandomBytes((9 << 20) * 5 / 2 + 12_345)  // 4.5 parts of 5 MiB, twice over
-        let writer = try #require(try store.openWriter(key: "big.bin") as? S3ObjectWriter)
-        var offset = 0
-        while offset < data.count {  // uneven pieces, some larger than a part
-            let n = min([777_777, 6 << 20, 3][offset % 3], data.count - offset)
-            try data.withUnsafeBytes { try writer.write(UnsafeRawBufferPointer(rebasing: $0[offset..<(offset + n)])) }
-            offset += n
+    @Test func aMultipartUploadFillsAtMostConcurrencyPlusOneBuffersAndStartsAtMostConcurrencyThreads() async throws {
+        try await offThePool {
+            let s3 = try S3TestServer.start()
+            defer { s3.stop() }
+            let store = S3Store(client: try directClient(s3), prefix: "reuse", partSize: 5 << 20, concurrency: 2, logger: quietLogger)
+            let data = pseudoRandomBytes((9 << 20) * 5 / 2 + 12_345)  // 4.5 parts of 5 MiB, twice over
+            let writer = try #require(try store.openWriter(key: "big.bin") as? S3ObjectWriter)
+            var offset = 0
+            while offset < data.count {  // uneven pieces, some larger than a part
+                let n = min([777_777, 6 << 20, 3][offset % 3], data.count - offset)
+                try data.withUnsafeBytes { try writer.write(UnsafeRawBufferPointer(rebasing: $0[offset..<(offset + n)])) }
+                offset += n
+            }
+            try writer.commit()
+            let used = try #require(writer.partStatistics)
+            #expect(used.buffers <= 3, "\(used)")  // concurrency + 1, for 5 parts
+            #expect(used.workers <= 2, "\(used)")
+            let etag = try #require(try store.client.headObject(key: "reuse/big.bin")?.etag)
+            #expect(etag.hasSuffix("-5\""), "\(etag)")
+            let read = try readBack(store, key: "big.bin")
+            #expect(read.count == data.count)
+            #expect(sha256Hex(read) == sha256Hex(data))
         }
-        try writer.commit()
-        let used = try #require(writer.partStatistics)
-        #expect(used.buffers <= 3, "\(used)")  // concurrency + 1, for 5 parts
-        #expect(used.workers <= 2, "\(used)")
-        let etag = try #require(try store.client.headObject(key: "reuse/big.bin")?.etag)
-        #expect(etag.hasSuffix("-5\""), "\(etag)")
-        let read = try readBack(store, key: "big.bin")
-        #expect(read.count == data.count)
-        #expect(sha256Hex(read) == sha256Hex(data))
     }
 
     /// Beyond CopyObject's limit (5 GiB on S3; 5 MiB here) a copy goes in parts the server
     /// copies itself; a part that fails aborts the upload and leaves nothing behind.
-    @Test func aCopyBeyondTheCopyObjectLimitGoesInPartsAndAFailedOneLeavesNothing() throws {
-        let (s3, proxy) = try FaultProxy.startInFrontOfS3()
-        defer { proxy.stop(); s3.stop() }
-        var store = S3Store(client: try directClient(s3, endpoint: proxy.endpoint, retry: RetryPolicy(maxAttempts: 1)),
-                            prefix: "copy", partSize: 5 << 20, concurrency: 2, logger: quietLogger)
-        store.copyLimit = 5 << 20
-        store.copyPartSize = 5 << 20
-        let data = pseudoRandomBytes((12 << 20) + 7, seed: 7)  // 5 + 5 + 2 MiB
-        let writer = try store.openWriter(key: "source.bin")
-        try data.withUnsafeBytes { try writer.write($0) }
-        try writer.commit()
+    @Test func aCopyBeyondTheCopyObjectLimitGoesInPartsAndAFailedOneLeavesNothing() async throws {
+        try await offThePool {
+            let (s3, proxy) = try FaultProxy.startInFrontOfS3()
+            defer { proxy.stop(); s3.stop() }
+            var store = S3Store(client: try directClient(s3, endpoint: proxy.endpoint, retry: RetryPolicy(maxAttempts: 1)),
+                                prefix: "copy", partSize: 5 << 20, concurrency: 2, logger: quietLogger)
+            store.copyLimit = 5 << 20
+            store.copyPartSize = 5 << 20
+            let data = pseudoRandomBytes((12 << 20) + 7, seed: 7)  // 5 + 5 + 2 MiB
+            let writer = try store.openWriter(key: "source.bin")
+            try data.withUnsafeBytes { try writer.write($0) }
+            try writer.commit()
 
-        try store.copy(from: "source.bin", to: "copied.bin")
-        let etag = try #require(try store.client.headObject(key: "copy/copied.bin")?.etag)
-        #expect(etag.hasSuffix("-3\""), "a copy in 3 parts, not one CopyObject: \(etag)")
-        #expect(sha256Hex(try readBack(store, key: "copied.bin")) == sha256Hex(data))
-        let copies = try proxy.requests().filter { $0.method == "PUT" && $0.path.contains("copied.bin") && $0.path.contains("partNumber=") }
-        #expect(copies.count == 3, "\(copies)")
+            try store.copy(from: "source.bin", to: "copied.bin")
+            let etag = try #require(try store.client.headObject(key: "copy/copied.bin")?.etag)
+            #expect(etag.hasSuffix("-3\""), "a copy in 3 parts, not one CopyObject: \(etag)")
+            #expect(sha256Hex(try readBack(store, key: "copied.bin")) == sha256Hex(data))
+            let copies = try proxy.requests().filter { $0.method == "PUT" && $0.path.contains("copied.bin") && $0.path.contains("partNumber=") }
+            #expect(copies.count == 3, "\(copies)")
 
-        // The second part is refused: the copy fails, names the object, and is aborted.
-        try proxy.setRules([.status(403, code: "AccessDenied", match: "failed.bin?partNumber=2")])
-        #expect { try store.copy(from: "source.bin", to: "failed.bin") } throws: { error in
-            "\(error)".contains("failed.bin") && (error as? LifeboatError)?.code != .notFound
+            // The second part is refused: the copy fails, names the object, and is aborted.
+            try proxy.setRules([.status(403, code: "AccessDenied", match: "failed.bin?partNumber=2")])
+            #expect { try store.copy(from: "source.bin", to: "failed.bin") } throws: { error in
+                "\(error)".contains("failed.bin") && (error as? LifeboatError)?.code != .notFound
+            }
+            try proxy.setRules([])
+            #expect(try store.stat(key: "failed.bin") == nil)
+            #expect(try store.client.listMultipartUploads(prefix: "copy/").isEmpty)
+
+            #expect { try store.copy(from: "missing.bin", to: "other.bin") } throws: { ($0 as? LifeboatError)?.code == .notFound }
         }
-        try proxy.setRules([])
-        #expect(try store.stat(key: "failed.bin") == nil)
-        #expect(try store.client.listMultipartUploads(prefix: "copy/").isEmpty)
-
-        #expect { try store.copy(from: "missing.bin", to: "other.bin") } throws: { ($0 as? LifeboatError)?.code == .notFound }
     }
 
     /// Writers side by side (a mirror copying large objects at once) share the store's part
     /// memory: together they never hold more than its limit, none waits for the others in a
     /// circle, every object arrives whole, and all of it is given back.
-    @Test func writersSideBySideStayWithinTheStoresPartMemory() throws {
-        let s3 = try S3TestServer.start()
-        defer { s3.stop() }
-        let limit = 12 << 20
-        let store = S3Store(client: try directClient(s3), prefix: "budget", partSize: 5 << 20, concurrency: 3,
-                            partMemoryLimit: limit, logger: quietLogger)
-        let objects = (0..<4).map { pseudoRandomBytes((17 << 20) + $0, seed: UInt64($0 + 1)) }
-        for result in together(objects.count, { index in
-            let writer = try store.openWriter(key: "object-\(index)")
-            var offset = 0
-            while offset < objects[index].count {
-                let n = min(1 << 20, objects[index].count - offset)
-                try objects[index].withUnsafeBytes { try writer.write(UnsafeRawBufferPointer(rebasing: $0[offset..<(offset + n)])) }
-                offset += n
+    @Test func writersSideBySideStayWithinTheStoresPartMemory() async throws {
+        try await offThePool {
+            let s3 = try S3TestServer.start()
+            defer { s3.stop() }
+            let limit = 12 << 20
+            let store = S3Store(client: try directClient(s3), prefix: "budget", partSize: 5 << 20, concurrency: 3,
+                                partMemoryLimit: limit, logger: quietLogger)
+            let objects = (0..<4).map { pseudoRandomBytes((17 << 20) + $0, seed: UInt64($0 + 1)) }
+            for result in together(objects.count, { index in
+                let writer = try store.openWriter(key: "object-\(index)")
+                var offset = 0
+                while offset < objects[index].count {
+                    let n = min(1 << 20, objects[index].count - offset)
+                    try objects[index].withUnsafeBytes { try writer.write(UnsafeRawBufferPointer(rebasing: $0[offset..<(offset + n)])) }
+                    offset += n
+                }
+                try writer.commit()
+            }) { try result.get() }
+            #expect(store.partMemory.peak <= limit, "\(store.partMemory.peak) > \(limit)")
+            #expect(store.partMemory.peak >= 10 << 20, "two writers' buffers at once at least: \(store.partMemory.peak)")
+            #expect(store.partMemory.inUse == 0)
+            for (index, data) in objects.enumerated() {
+                #expect(sha256Hex(try readBack(store, key: "object-\(index)")) == sha256Hex(data))
             }
+            // An aborted writer gives its memory back too.
+            let writer = try store.openWriter(key: "aborted")
+            try objects[0].withUnsafeBytes { try writer.write($0) }
+            writer.abort()
+            #expect(store.partMemory.inUse == 0)
+        }
+    }
+
+    @Test func theServerHoldsTheSHA256OfEachPartThatWasSentWithIt() async throws {
+        try await offThePool {
+            let s3 = try S3TestServer.start()
+            defer { s3.stop() }
+            let store = S3Store(client: try directClient(s3), prefix: "sum", partSize: 5 << 20, concurrency: 3, logger: quietLogger)
+            let data = pseudoRandomBytes((12 << 20) + 7, seed: 42)  // 5 + 5 + 2 MiB
+            let writer = try store.openWriter(key: "parts.bin")
+            try data.withUnsafeBytes { try writer.write($0) }
             try writer.commit()
-        }) { try result.get() }
-        #expect(store.partMemory.peak <= limit, "\(store.partMemory.peak) > \(limit)")
-        #expect(store.partMemory.peak >= 10 << 20, "two writers' buffers at once at least: \(store.partMemory.peak)")
-        #expect(store.partMemory.inUse == 0)
-        for (index, data) in objects.enumerated() {
-            #expect(sha256Hex(try readBack(store, key: "object-\(index)")) == sha256Hex(data))
+            // Each UploadPart carried x-amz-checksum-sha256 of its bytes, and the upload declared
+            // SHA256: the server keeps the checksum of the object made of the parts' checksums,
+            // computed from the bytes it received (moto does not refuse a wrong one; AWS does).
+            let digests = stride(from: 0, to: data.count, by: 5 << 20).flatMap { start in
+                Array(SHA256.hash(data: data[start..<min(start + (5 << 20), data.count)]))
+            }
+            let composite = Data(SHA256.hash(data: digests)).base64EncodedString()
+            let head = try store.client.send(S3Client.S3Call(
+                action: "HeadObject", method: .head, key: "sum/parts.bin", headers: [SigV4Request.Header("x-amz-checksum-mode", "ENABLED")]))
+            let stored = try #require(head.headers["x-amz-checksum-sha256"], "\(head.headers)")
+            #expect(stored == composite || stored == composite + "-3", "\(stored) != \(composite)")
         }
-        // An aborted writer gives its memory back too.
-        let writer = try store.openWriter(key: "aborted")
-        try objects[0].withUnsafeBytes { try writer.write($0) }
-        writer.abort()
-        #expect(store.partMemory.inUse == 0)
     }
 
-    @Test func theServerHoldsTheSHA256OfEachPartThatWasSentWithIt() throws {
-        let s3 = try S3TestServer.start()
-        defer { s3.stop() }
-        let store = S3Store(client: try directClient(s3), prefix: "sum", partSize: 5 << 20, concurrency: 3, logger: quietLogger)
-        let data = pseudoRandomBytes((12 << 20) + 7, seed: 42)  // 5 + 5 + 2 MiB
-        let writer = try store.openWriter(key: "parts.bin")
-        try data.withUnsafeBytes { try writer.write($0) }
-        try writer.commit()
-        // Each UploadPart carried x-amz-checksum-sha256 of its bytes, and the upload declared
-        // SHA256: the server keeps the checksum of the object made of the parts' checksums,
-        // computed from the bytes it received (moto does not refuse a wrong one; AWS does).
-        let digests = stride(from: 0, to: data.count, by: 5 << 20).flatMap { start in
-            Array(SHA256.hash(data: data[start..<min(start + (5 << 20), data.count)]))
-        }
-        let composite = Data(SHA256.hash(data: digests)).base64EncodedString()
-        let head = try store.client.send(S3Client.S3Call(
-            action: "HeadObject", method: .head, key: "sum/parts.bin", headers: [SigV4Request.Header("x-amz-checksum-mode", "ENABLED")]))
-        let stored = try #require(head.headers["x-amz-checksum-sha256"], "\(head.headers)")
-        #expect(stored == composite || stored == composite + "-3", "\(stored) != \(composite)")
-    }
-
-    @Test func aMissingPermissionNamesTheActionAndTheObject() throws {
-        let s3 = try S3TestServer.start()
-        defer { s3.stop() }
-        let reader = try client(s3, key: s3.readerCredentials.accessKeyID, secret: s3.readerCredentials.secretAccessKey)
-        #expect(try reader.listObjects(prefix: "").isEmpty)  // reading is allowed
-        let masked = AWSCredentials.mask(s3.readerCredentials.accessKeyID)
-        #expect {
-            try reader.putObject(key: "r/x.bin", bytes: [1, 2, 3])
-        } throws: { error in
-            let error = error as? LifeboatError
-            return error?.message.contains("403 AccessDenied — access key \(masked) may not PutObject on s3://lifeboat-test/r/x.bin") == true
-                && error?.hint == "Grant s3:PutObject on arn:aws:s3:::lifeboat-test/r/x.bin to the user or role of access key \(masked)."
+    @Test func aMissingPermissionNamesTheActionAndTheObject() async throws {
+        try await offThePool {
+            let s3 = try S3TestServer.start()
+            defer { s3.stop() }
+            let reader = try client(s3, key: s3.readerCredentials.accessKeyID, secret: s3.readerCredentials.secretAccessKey)
+            #expect(try reader.listObjects(prefix: "").isEmpty)  // reading is allowed
+            let masked = AWSCredentials.mask(s3.readerCredentials.accessKeyID)
+            #expect {
+                try reader.putObject(key: "r/x.bin", bytes: [1, 2, 3])
+            } throws: { error in
+                let error = error as? LifeboatError
+                return error?.message.contains("403 AccessDenied — access key \(masked) may not PutObject on s3://lifeboat-test/r/x.bin") == true
+                    && error?.hint == "Grant s3:PutObject on arn:aws:s3:::lifeboat-test/r/x.bin to the user or role of access key \(masked)."
+            }
         }
     }
 }
@@ -228,14 +246,16 @@ struct S3ClientAgainstAServer {
             http: try HTTPClient(), logger: quietLogger)
     }
 
-    @Test func clockSkewSaysHowFarApart() throws {
-        let document = try XMLNode.parse("""
-            <Error><Code>RequestTimeTooSkewed</Code><Message>The difference between the request time and the current time is too large.</Message>
-            <RequestTime>20261121T080000Z</RequestTime><ServerTime>2026-11-21T07:40:00Z</ServerTime><MaxAllowedSkewMilliseconds>900000</MaxAllowedSkewMilliseconds></Error>
-            """)
-        let error = client.mapError(action: "PutObject", method: .put, key: "lifeboat/x", status: 403, error: document, headers: HTTPHeaders())
-        #expect(error.message == "S3 PUT s3://acme-dr/lifeboat/x failed: 403 RequestTimeTooSkewed — this machine's clock differs too much from the server's (this machine: 20261121T080000Z, the server: 2026-11-21T07:40:00Z, 1200 s apart)")
-        #expect(error.hint?.contains("NTP") == true)
+    @Test func clockSkewSaysHowFarApart() async throws {
+        try await offThePool {
+            let document = try XMLNode.parse("""
+                <Error><Code>RequestTimeTooSkewed</Code><Message>The difference between the request time and the current time is too large.</Message>
+                <RequestTime>20261121T080000Z</RequestTime><ServerTime>2026-11-21T07:40:00Z</ServerTime><MaxAllowedSkewMilliseconds>900000</MaxAllowedSkewMilliseconds></Error>
+                """)
+            let error = client.mapError(action: "PutObject", method: .put, key: "lifeboat/x", status: 403, error: document, headers: HTTPHeaders())
+            #expect(error.message == "S3 PUT s3://acme-dr/lifeboat/x failed: 403 RequestTimeTooSkewed — this machine's clock differs too much from the server's (this machine: 20261121T080000Z, the server: 2026-11-21T07:40:00Z, 1200 s apart)")
+            #expect(error.hint?.contains("NTP") == true)
+        }
     }
 
     @Test(arguments: [
@@ -271,31 +291,37 @@ struct S3ClientAgainstAServer {
     let config = S3RepositoryConfig(endpoint: "http://minio:9000", region: "us-east-1", bucket: "b", prefix: "",
                                     accessKeyID: nil, secretAccessKey: nil, sessionToken: nil, profile: nil, pathStyle: true, caBundle: nil)
 
-    @Test func theConfigurationComesFirst() throws {
-        var config = config
-        config.accessKeyID = "AKIACONFIG"
-        config.secretAccessKey = "s1"
-        let credentials = try S3Credentials.resolve(repository: "r", config: config,
-                                                    environment: ["AWS_ACCESS_KEY_ID": "AKIAENV", "AWS_SECRET_ACCESS_KEY": "s2"]) { _ in nil }
-        #expect(credentials.accessKeyID == "AKIACONFIG")
-    }
-
-    @Test func thenTheEnvironment() throws {
-        let credentials = try S3Credentials.resolve(repository: "r", config: config,
-                                                    environment: ["AWS_ACCESS_KEY_ID": "AKIAENV", "AWS_SECRET_ACCESS_KEY": "s2", "AWS_SESSION_TOKEN": "t"]) { _ in nil }
-        #expect(credentials == AWSCredentials(accessKeyID: "AKIAENV", secretAccessKey: "s2", sessionToken: "t"))
-    }
-
-    @Test func thenAProfileOfTheSharedCredentialsFile() throws {
-        var config = config
-        config.profile = "backup"
-        var asked: [String] = []
-        let credentials = try S3Credentials.resolve(repository: "r", config: config, environment: ["HOME": "/home/ops"]) { path in
-            asked.append(path)
-            return "[default]\naws_access_key_id = AKIADEFAULT\naws_secret_access_key = d\n[backup]\naws_access_key_id = AKIABACKUP\naws_secret_access_key = b\n"
+    @Test func theConfigurationComesFirst() async throws {
+        try await offThePool {
+            var config = config
+            config.accessKeyID = "AKIACONFIG"
+            config.secretAccessKey = "s1"
+            let credentials = try S3Credentials.resolve(repository: "r", config: config,
+                                                        environment: ["AWS_ACCESS_KEY_ID": "AKIAENV", "AWS_SECRET_ACCESS_KEY": "s2"]) { _ in nil }
+            #expect(credentials.accessKeyID == "AKIACONFIG")
         }
-        #expect(asked == ["/home/ops/.aws/credentials"])
-        #expect(credentials.accessKeyID == "AKIABACKUP")
+    }
+
+    @Test func thenTheEnvironment() async throws {
+        try await offThePool {
+            let credentials = try S3Credentials.resolve(repository: "r", config: config,
+                                                        environment: ["AWS_ACCESS_KEY_ID": "AKIAENV", "AWS_SECRET_ACCESS_KEY": "s2", "AWS_SESSION_TOKEN": "t"]) { _ in nil }
+            #expect(credentials == AWSCredentials(accessKeyID: "AKIAENV", secretAccessKey: "s2", sessionToken: "t"))
+        }
+    }
+
+    @Test func thenAProfileOfTheSharedCredentialsFile() async throws {
+        try await offThePool {
+            var config = config
+            config.profile = "backup"
+            var asked: [String] = []
+            let credentials = try S3Credentials.resolve(repository: "r", config: config, environment: ["HOME": "/home/ops"]) { path in
+                asked.append(path)
+                return "[default]\naws_access_key_id = AKIADEFAULT\naws_secret_access_key = d\n[backup]\naws_access_key_id = AKIABACKUP\naws_secret_access_key = b\n"
+            }
+            #expect(asked == ["/home/ops/.aws/credentials"])
+            #expect(credentials.accessKeyID == "AKIABACKUP")
+        }
     }
 
     @Test func noneAnywhereIsAConfigurationErrorSayingWhereToPutThem() {

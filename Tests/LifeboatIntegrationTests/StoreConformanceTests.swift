@@ -142,157 +142,177 @@ let awkwardKeys = [
 @Suite(.timeLimit(.minutes(10)))
 struct StoreConformance {
     @Test(arguments: StoreKind.allCases)
-    func featuresAreDeclaredAsDocumented(kind: StoreKind) throws {
-        let fixture = try StoreFixture.make(kind)
-        defer { fixture.close() }
-        #expect(fixture.store.features == kind.expectedFeatures)
+    func featuresAreDeclaredAsDocumented(kind: StoreKind) async throws {
+        try await offThePool {
+            let fixture = try StoreFixture.make(kind)
+            defer { fixture.close() }
+            #expect(fixture.store.features == kind.expectedFeatures)
+        }
     }
 
     // MARK: Objects
 
     @Test(arguments: StoreKind.allCases)
-    func putThenStatGivesSizeETagAndModificationTime(kind: StoreKind) throws {
-        let fixture = try StoreFixture.make(kind)
-        defer { fixture.close() }
-        let before = Date()
-        try fixture.store.put(key: "pg/one.bin", bytes: Array("seven b".utf8), ifAbsent: false)
-        let after = Date()
-        let info = try #require(try fixture.store.stat(key: "pg/one.bin"))
-        #expect(info.key == "pg/one.bin")
-        #expect(info.size == 7)
-        #expect(!info.etag.isEmpty)
-        // S3's Last-Modified has whole seconds.
-        #expect(info.modified >= before.addingTimeInterval(-1.5) && info.modified <= after.addingTimeInterval(1.5),
-                "\(info.modified) not within \(before) … \(after)")
-        #expect(try fixture.store.stat(key: "pg/other.bin") == nil)
-    }
-
-    @Test(arguments: StoreKind.allCases)
-    func aListingReportsTheSameSizeAndETagAsStat(kind: StoreKind) throws {
-        let fixture = try StoreFixture.make(kind)
-        defer { fixture.close() }
-        try fixture.store.put(key: "k/object", bytes: pseudoRandomBytes(1234), ifAbsent: false)
-        let stat = try #require(try fixture.store.stat(key: "k/object"))
-        let listed = try fixture.store.listAll(prefix: "k/")
-        #expect(listed.map(\.key) == ["k/object"])
-        #expect(listed.first?.size == stat.size)
-        #expect(listed.first?.etag == stat.etag)
-        // S3 lists milliseconds and HEAD whole seconds.
-        #expect(abs((listed.first?.modified ?? .distantPast).timeIntervalSince(stat.modified)) < 1)
-    }
-
-    @Test(arguments: StoreKind.allCases)
-    func replacingAnObjectChangesItsETag(kind: StoreKind) throws {
-        let fixture = try StoreFixture.make(kind)
-        defer { fixture.close() }
-        // Different bytes of the same size: S3's ETag of a single PUT is the MD5 of the bytes.
-        try fixture.store.put(key: "x", bytes: Array("first".utf8), ifAbsent: false)
-        let first = try #require(try fixture.store.stat(key: "x"))
-        try writeObject(fixture.store, "x", Array("again".utf8))
-        let second = try #require(try fixture.store.stat(key: "x"))
-        #expect(second.etag != first.etag)
-        #expect(try fixture.store.readAll(key: "x") == Array("again".utf8))
-    }
-
-    @Test(arguments: StoreKind.allCases)
-    func putIfAbsentOnAnExistingKeyThrowsAlreadyExistsAndKeepsTheOriginal(kind: StoreKind) throws {
-        let fixture = try StoreFixture.make(kind)
-        defer { fixture.close() }
-        try fixture.store.put(key: "pg/manifest.json", bytes: Array("first".utf8), ifAbsent: true)
-        let original = try #require(try fixture.store.stat(key: "pg/manifest.json"))
-        let error = #expect(throws: LifeboatError.self) {
-            try fixture.store.put(key: "pg/manifest.json", bytes: Array("second".utf8), ifAbsent: true)
+    func putThenStatGivesSizeETagAndModificationTime(kind: StoreKind) async throws {
+        try await offThePool {
+            let fixture = try StoreFixture.make(kind)
+            defer { fixture.close() }
+            let before = Date()
+            try fixture.store.put(key: "pg/one.bin", bytes: Array("seven b".utf8), ifAbsent: false)
+            let after = Date()
+            let info = try #require(try fixture.store.stat(key: "pg/one.bin"))
+            #expect(info.key == "pg/one.bin")
+            #expect(info.size == 7)
+            #expect(!info.etag.isEmpty)
+            // S3's Last-Modified has whole seconds.
+            #expect(info.modified >= before.addingTimeInterval(-1.5) && info.modified <= after.addingTimeInterval(1.5),
+                    "\(info.modified) not within \(before) … \(after)")
+            #expect(try fixture.store.stat(key: "pg/other.bin") == nil)
         }
-        #expect(error?.code == .alreadyExists, "\(String(describing: error))")
-        #expect(error?.message.contains("manifest.json") == true, "the error names the object: \(String(describing: error))")
-        #expect(try fixture.store.readAll(key: "pg/manifest.json") == Array("first".utf8))
-        #expect(try fixture.store.stat(key: "pg/manifest.json")?.etag == original.etag)
-        // Without ifAbsent, the object is replaced.
-        try fixture.store.put(key: "pg/manifest.json", bytes: Array("third".utf8), ifAbsent: false)
-        #expect(try fixture.store.readAll(key: "pg/manifest.json") == Array("third".utf8))
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func aListingReportsTheSameSizeAndETagAsStat(kind: StoreKind) async throws {
+        try await offThePool {
+            let fixture = try StoreFixture.make(kind)
+            defer { fixture.close() }
+            try fixture.store.put(key: "k/object", bytes: pseudoRandomBytes(1234), ifAbsent: false)
+            let stat = try #require(try fixture.store.stat(key: "k/object"))
+            let listed = try fixture.store.listAll(prefix: "k/")
+            #expect(listed.map(\.key) == ["k/object"])
+            #expect(listed.first?.size == stat.size)
+            #expect(listed.first?.etag == stat.etag)
+            // S3 lists milliseconds and HEAD whole seconds.
+            #expect(abs((listed.first?.modified ?? .distantPast).timeIntervalSince(stat.modified)) < 1)
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func replacingAnObjectChangesItsETag(kind: StoreKind) async throws {
+        try await offThePool {
+            let fixture = try StoreFixture.make(kind)
+            defer { fixture.close() }
+            // Different bytes of the same size: S3's ETag of a single PUT is the MD5 of the bytes.
+            try fixture.store.put(key: "x", bytes: Array("first".utf8), ifAbsent: false)
+            let first = try #require(try fixture.store.stat(key: "x"))
+            try writeObject(fixture.store, "x", Array("again".utf8))
+            let second = try #require(try fixture.store.stat(key: "x"))
+            #expect(second.etag != first.etag)
+            #expect(try fixture.store.readAll(key: "x") == Array("again".utf8))
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func putIfAbsentOnAnExistingKeyThrowsAlreadyExistsAndKeepsTheOriginal(kind: StoreKind) async throws {
+        try await offThePool {
+            let fixture = try StoreFixture.make(kind)
+            defer { fixture.close() }
+            try fixture.store.put(key: "pg/manifest.json", bytes: Array("first".utf8), ifAbsent: true)
+            let original = try #require(try fixture.store.stat(key: "pg/manifest.json"))
+            let error = #expect(throws: LifeboatError.self) {
+                try fixture.store.put(key: "pg/manifest.json", bytes: Array("second".utf8), ifAbsent: true)
+            }
+            #expect(error?.code == .alreadyExists, "\(String(describing: error))")
+            #expect(error?.message.contains("manifest.json") == true, "the error names the object: \(String(describing: error))")
+            #expect(try fixture.store.readAll(key: "pg/manifest.json") == Array("first".utf8))
+            #expect(try fixture.store.stat(key: "pg/manifest.json")?.etag == original.etag)
+            // Without ifAbsent, the object is replaced.
+            try fixture.store.put(key: "pg/manifest.json", bytes: Array("third".utf8), ifAbsent: false)
+            #expect(try fixture.store.readAll(key: "pg/manifest.json") == Array("third".utf8))
+        }
     }
 
     @Test(arguments: StoreKind.allCases, [1000, StoreFixture.largeObjectSize])
-    func aWriterOpenedIfAbsentThatLosesTheRaceThrowsAlreadyExistsAndLeavesTheWinner(kind: StoreKind, size: Int) throws {
-        let fixture = try StoreFixture.make(kind)
-        defer { fixture.close() }
-        let store = fixture.store
-        let winnerBytes = pseudoRandomBytes(size, seed: 1), loserBytes = pseudoRandomBytes(size, seed: 2)
-        let winner = try store.openWriter(key: "race/object", ifAbsent: true)
-        let loser = try store.openWriter(key: "race/object", ifAbsent: true)
-        try write(winnerBytes, to: winner)
-        try write(loserBytes, to: loser)
-        try winner.commit()
-        let committed = try #require(try store.stat(key: "race/object"))
+    func aWriterOpenedIfAbsentThatLosesTheRaceThrowsAlreadyExistsAndLeavesTheWinner(kind: StoreKind, size: Int) async throws {
+        try await offThePool {
+            let fixture = try StoreFixture.make(kind)
+            defer { fixture.close() }
+            let store = fixture.store
+            let winnerBytes = pseudoRandomBytes(size, seed: 1), loserBytes = pseudoRandomBytes(size, seed: 2)
+            let winner = try store.openWriter(key: "race/object", ifAbsent: true)
+            let loser = try store.openWriter(key: "race/object", ifAbsent: true)
+            try write(winnerBytes, to: winner)
+            try write(loserBytes, to: loser)
+            try winner.commit()
+            let committed = try #require(try store.stat(key: "race/object"))
 
-        let error = #expect(throws: LifeboatError.self) { try loser.commit() }
-        #expect(error?.code == .alreadyExists, "\(String(describing: error))")
-        #expect(error?.message.contains("race/object") == true, "the error names the object: \(String(describing: error))")
-        // The store cleaned up by itself: on S3, the losing multipart upload is aborted.
-        if let s3 = store as? S3Store {
-            #expect(try s3.client.listMultipartUploads(prefix: s3.prefix).isEmpty)
+            let error = #expect(throws: LifeboatError.self) { try loser.commit() }
+            #expect(error?.code == .alreadyExists, "\(String(describing: error))")
+            #expect(error?.message.contains("race/object") == true, "the error names the object: \(String(describing: error))")
+            // The store cleaned up by itself: on S3, the losing multipart upload is aborted.
+            if let s3 = store as? S3Store {
+                #expect(try s3.client.listMultipartUploads(prefix: s3.prefix).isEmpty)
+            }
+            loser.abort()
+
+            #expect(try store.stat(key: "race/object")?.etag == committed.etag)
+            #expect(try store.readAll(key: "race/object") == winnerBytes)
+            #expect(try store.listAll(prefix: "race/").map(\.key) == ["race/object"])
         }
-        loser.abort()
-
-        #expect(try store.stat(key: "race/object")?.etag == committed.etag)
-        #expect(try store.readAll(key: "race/object") == winnerBytes)
-        #expect(try store.listAll(prefix: "race/").map(\.key) == ["race/object"])
     }
 
     @Test(arguments: StoreKind.allCases)
-    func aWriterOpenedIfAbsentCommitsWhenTheKeyIsFree(kind: StoreKind) throws {
-        let fixture = try StoreFixture.make(kind)
-        defer { fixture.close() }
-        try writeObject(fixture.store, "fresh/object", Array("mine".utf8), ifAbsent: true)
-        #expect(try fixture.store.readAll(key: "fresh/object") == Array("mine".utf8))
+    func aWriterOpenedIfAbsentCommitsWhenTheKeyIsFree(kind: StoreKind) async throws {
+        try await offThePool {
+            let fixture = try StoreFixture.make(kind)
+            defer { fixture.close() }
+            try writeObject(fixture.store, "fresh/object", Array("mine".utf8), ifAbsent: true)
+            #expect(try fixture.store.readAll(key: "fresh/object") == Array("mine".utf8))
+        }
     }
 
     @Test(arguments: StoreKind.allCases, [1000, StoreFixture.largeObjectSize])
-    func anUncommittedOrAbortedWriterLeavesNothingListedOrStatable(kind: StoreKind, size: Int) throws {
-        let fixture = try StoreFixture.make(kind)
-        defer { fixture.close() }
-        let store = fixture.store
-        try store.put(key: "w/other", bytes: [1], ifAbsent: false)
-        let writer = try store.openWriter(key: "w/pending")
-        try write(pseudoRandomBytes(size), to: writer)
-        // Written but not committed: invisible.
-        #expect(try store.stat(key: "w/pending") == nil)
-        #expect(try store.listAll(prefix: "").map(\.key) == ["w/other"])
-        #expect(throws: LifeboatError.self) { _ = try store.openReader(key: "w/pending") }
-        writer.abort()
-        #expect(try store.stat(key: "w/pending") == nil)
-        #expect(try store.listAll(prefix: "").map(\.key) == ["w/other"])
-        if let s3 = store as? S3Store {
-            #expect(try s3.client.listMultipartUploads(prefix: s3.prefix).isEmpty)
+    func anUncommittedOrAbortedWriterLeavesNothingListedOrStatable(kind: StoreKind, size: Int) async throws {
+        try await offThePool {
+            let fixture = try StoreFixture.make(kind)
+            defer { fixture.close() }
+            let store = fixture.store
+            try store.put(key: "w/other", bytes: [1], ifAbsent: false)
+            let writer = try store.openWriter(key: "w/pending")
+            try write(pseudoRandomBytes(size), to: writer)
+            // Written but not committed: invisible.
+            #expect(try store.stat(key: "w/pending") == nil)
+            #expect(try store.listAll(prefix: "").map(\.key) == ["w/other"])
+            #expect(throws: LifeboatError.self) { _ = try store.openReader(key: "w/pending") }
+            writer.abort()
+            #expect(try store.stat(key: "w/pending") == nil)
+            #expect(try store.listAll(prefix: "").map(\.key) == ["w/other"])
+            if let s3 = store as? S3Store {
+                #expect(try s3.client.listMultipartUploads(prefix: s3.prefix).isEmpty)
+            }
         }
     }
 
     @Test(arguments: StoreKind.allCases, [0, 1, 65_537, StoreFixture.largeObjectSize])
-    func readingReturnsExactlyTheBytesWritten(kind: StoreKind, size: Int) throws {
-        let fixture = try StoreFixture.make(kind)
-        defer { fixture.close() }
-        let data = pseudoRandomBytes(size)
-        try writeObject(fixture.store, "r/object.bin", data)
-        #expect(try fixture.store.stat(key: "r/object.bin")?.size == Int64(size))
-        let reader = try fixture.store.openReader(key: "r/object.bin")
-        defer { reader.close() }
-        var read: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 300_007)
-        while true {
-            let n = try buffer.withUnsafeMutableBytes { try reader.read(into: $0) }
-            if n == 0 { break }
-            read += buffer[0..<n]
+    func readingReturnsExactlyTheBytesWritten(kind: StoreKind, size: Int) async throws {
+        try await offThePool {
+            let fixture = try StoreFixture.make(kind)
+            defer { fixture.close() }
+            let data = pseudoRandomBytes(size)
+            try writeObject(fixture.store, "r/object.bin", data)
+            #expect(try fixture.store.stat(key: "r/object.bin")?.size == Int64(size))
+            let reader = try fixture.store.openReader(key: "r/object.bin")
+            defer { reader.close() }
+            var read: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 300_007)
+            while true {
+                let n = try buffer.withUnsafeMutableBytes { try reader.read(into: $0) }
+                if n == 0 { break }
+                read += buffer[0..<n]
+            }
+            #expect(read.count == size)
+            #expect(read == data)
         }
-        #expect(read.count == size)
-        #expect(read == data)
     }
 
     @Test(arguments: StoreKind.allCases)
-    func openingAnAbsentKeyThrowsNotFound(kind: StoreKind) throws {
-        let fixture = try StoreFixture.make(kind)
-        defer { fixture.close() }
-        let error = #expect(throws: LifeboatError.self) { _ = try fixture.store.openReader(key: "no/such/object") }
-        #expect(error?.code == .notFound, "\(String(describing: error))")
+    func openingAnAbsentKeyThrowsNotFound(kind: StoreKind) async throws {
+        try await offThePool {
+            let fixture = try StoreFixture.make(kind)
+            defer { fixture.close() }
+            let error = #expect(throws: LifeboatError.self) { _ = try fixture.store.openReader(key: "no/such/object") }
+            #expect(error?.code == .notFound, "\(String(describing: error))")
+        }
     }
 
     /// What another run's lock looks like to a run that lists the locks: listed, then
@@ -300,27 +320,29 @@ struct StoreConformance {
     /// the object is gone. Either way, never another error: the caller skips a lock that was
     /// released meanwhile by its `.notFound`.
     @Test(arguments: StoreKind.allCases)
-    func anObjectDeletedAfterItsReaderWasOpenedReadsWholeOrThrowsNotFound(kind: StoreKind) throws {
-        let fixture = try StoreFixture.make(kind)
-        defer { fixture.close() }
-        let data = Array(#"{"kind": "shared", "command": "backup etc"}"#.utf8)
-        try fixture.store.put(key: "locks/released.json", bytes: data, ifAbsent: true)
-        let reader = try fixture.store.openReader(key: "locks/released.json")
-        defer { reader.close() }
-        try fixture.store.delete(keys: ["locks/released.json"])
-        var read: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        do {
-            while true {
-                let n = try buffer.withUnsafeMutableBytes { try reader.read(into: $0) }
-                if n == 0 { break }
-                read += buffer[0..<n]
+    func anObjectDeletedAfterItsReaderWasOpenedReadsWholeOrThrowsNotFound(kind: StoreKind) async throws {
+        try await offThePool {
+            let fixture = try StoreFixture.make(kind)
+            defer { fixture.close() }
+            let data = Array(#"{"kind": "shared", "command": "backup etc"}"#.utf8)
+            try fixture.store.put(key: "locks/released.json", bytes: data, ifAbsent: true)
+            let reader = try fixture.store.openReader(key: "locks/released.json")
+            defer { reader.close() }
+            try fixture.store.delete(keys: ["locks/released.json"])
+            var read: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            do {
+                while true {
+                    let n = try buffer.withUnsafeMutableBytes { try reader.read(into: $0) }
+                    if n == 0 { break }
+                    read += buffer[0..<n]
+                }
+                #expect(read == data)
+                #expect(kind != .s3, "S3 cannot read an object that is gone")
+            } catch let error as LifeboatError {
+                #expect(error.code == .notFound, "\(error)")
+                #expect(error.message.contains("locks/released.json"), "the error names the object: \(error)")
             }
-            #expect(read == data)
-            #expect(kind != .s3, "S3 cannot read an object that is gone")
-        } catch let error as LifeboatError {
-            #expect(error.code == .notFound, "\(error)")
-            #expect(error.message.contains("locks/released.json"), "the error names the object: \(error)")
         }
     }
 
@@ -328,189 +350,213 @@ struct StoreConformance {
     /// empties a directory removes it: a write into that directory at the same moment must
     /// still succeed (the store creates the directory again), never fail for want of it.
     @Test(arguments: StoreKind.allCases)
-    func writesIntoADirectoryThatConcurrentDeletesKeepEmptyingAllSucceed(kind: StoreKind) throws {
-        let fixture = try StoreFixture.make(kind)
-        defer { fixture.close() }
-        let store = fixture.store
-        let rounds = kind == .s3 || kind == .encryptedS3 ? 25 : 1500
-        let results = together(2) { worker in
-            for round in 0..<rounds {
-                let key = "locks/\(worker)-\(round).json"
-                try store.put(key: key, bytes: Array("lock \(worker) \(round)".utf8), ifAbsent: true)
-                try store.delete(keys: [key])
+    func writesIntoADirectoryThatConcurrentDeletesKeepEmptyingAllSucceed(kind: StoreKind) async throws {
+        try await offThePool {
+            let fixture = try StoreFixture.make(kind)
+            defer { fixture.close() }
+            let store = fixture.store
+            let rounds = kind == .s3 || kind == .encryptedS3 ? 25 : 1500
+            let results = together(2) { worker in
+                for round in 0..<rounds {
+                    let key = "locks/\(worker)-\(round).json"
+                    try store.put(key: key, bytes: Array("lock \(worker) \(round)".utf8), ifAbsent: true)
+                    try store.delete(keys: [key])
+                }
             }
+            for result in results {
+                #expect(throws: Never.self) { try result.get() }
+            }
+            #expect(try store.listAll(prefix: "").isEmpty)
         }
-        for result in results {
-            #expect(throws: Never.self) { try result.get() }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func copyDuplicatesTheBytesAndReplacesTheDestination(kind: StoreKind) async throws {
+        try await offThePool {
+            let fixture = try StoreFixture.make(kind)
+            defer { fixture.close() }
+            let store = fixture.store
+            let data = pseudoRandomBytes(100_003)
+            try store.put(key: "src/object", bytes: data, ifAbsent: false)
+            try store.put(key: "dst/object", bytes: Array("old".utf8), ifAbsent: false)
+            try store.copy(from: "src/object", to: "dst/object")
+            try store.copy(from: "src/object", to: "new/dir/object")
+            #expect(try store.readAll(key: "dst/object") == data)
+            #expect(try store.readAll(key: "new/dir/object") == data)
+            #expect(try store.readAll(key: "src/object") == data)
+            #expect(try store.listAll(prefix: "").map(\.key) == ["dst/object", "new/dir/object", "src/object"])
+            // A copy is an object of its own: replacing the source leaves it alone.
+            try store.put(key: "src/object", bytes: Array("changed".utf8), ifAbsent: false)
+            #expect(try store.readAll(key: "dst/object") == data)
         }
-        #expect(try store.listAll(prefix: "").isEmpty)
     }
 
     @Test(arguments: StoreKind.allCases)
-    func copyDuplicatesTheBytesAndReplacesTheDestination(kind: StoreKind) throws {
-        let fixture = try StoreFixture.make(kind)
-        defer { fixture.close() }
-        let store = fixture.store
-        let data = pseudoRandomBytes(100_003)
-        try store.put(key: "src/object", bytes: data, ifAbsent: false)
-        try store.put(key: "dst/object", bytes: Array("old".utf8), ifAbsent: false)
-        try store.copy(from: "src/object", to: "dst/object")
-        try store.copy(from: "src/object", to: "new/dir/object")
-        #expect(try store.readAll(key: "dst/object") == data)
-        #expect(try store.readAll(key: "new/dir/object") == data)
-        #expect(try store.readAll(key: "src/object") == data)
-        #expect(try store.listAll(prefix: "").map(\.key) == ["dst/object", "new/dir/object", "src/object"])
-        // A copy is an object of its own: replacing the source leaves it alone.
-        try store.put(key: "src/object", bytes: Array("changed".utf8), ifAbsent: false)
-        #expect(try store.readAll(key: "dst/object") == data)
+    func copyingAnAbsentKeyThrowsNotFound(kind: StoreKind) async throws {
+        try await offThePool {
+            let fixture = try StoreFixture.make(kind)
+            defer { fixture.close() }
+            let error = #expect(throws: LifeboatError.self) { try fixture.store.copy(from: "no/such/object", to: "copy") }
+            #expect(error?.code == .notFound, "\(String(describing: error))")
+            #expect(try fixture.store.stat(key: "copy") == nil)
+        }
     }
 
     @Test(arguments: StoreKind.allCases)
-    func copyingAnAbsentKeyThrowsNotFound(kind: StoreKind) throws {
-        let fixture = try StoreFixture.make(kind)
-        defer { fixture.close() }
-        let error = #expect(throws: LifeboatError.self) { try fixture.store.copy(from: "no/such/object", to: "copy") }
-        #expect(error?.code == .notFound, "\(String(describing: error))")
-        #expect(try fixture.store.stat(key: "copy") == nil)
-    }
-
-    @Test(arguments: StoreKind.allCases)
-    func deletingAbsentKeysIsFine(kind: StoreKind) throws {
-        let fixture = try StoreFixture.make(kind)
-        defer { fixture.close() }
-        let store = fixture.store
-        try store.delete(keys: ["no/such/object", "neither"])
-        try store.put(key: "d/a", bytes: [1], ifAbsent: false)
-        try store.put(key: "d/b", bytes: [2], ifAbsent: false)
-        try store.delete(keys: ["d/a", "d/a/below", "d/zz"])
-        #expect(try store.listAll(prefix: "").map(\.key) == ["d/b"])
-        try store.delete(keys: [])
+    func deletingAbsentKeysIsFine(kind: StoreKind) async throws {
+        try await offThePool {
+            let fixture = try StoreFixture.make(kind)
+            defer { fixture.close() }
+            let store = fixture.store
+            try store.delete(keys: ["no/such/object", "neither"])
+            try store.put(key: "d/a", bytes: [1], ifAbsent: false)
+            try store.put(key: "d/b", bytes: [2], ifAbsent: false)
+            try store.delete(keys: ["d/a", "d/a/below", "d/zz"])
+            #expect(try store.listAll(prefix: "").map(\.key) == ["d/b"])
+            try store.delete(keys: [])
+        }
     }
 
     // MARK: Listing
 
     @Test(arguments: StoreKind.allCases, [2, 3])
-    func listingReturnsKeysInByteOrderAcrossPages(kind: StoreKind, pageSize: Int) throws {
-        let fixture = try StoreFixture.make(kind)
-        defer { fixture.close() }
-        for key in awkwardKeys.shuffled() { try fixture.store.put(key: key, bytes: Array(key.utf8), ifAbsent: false) }
-        let pages = try allPages(fixture.store, ListRequest(pageSize: pageSize))
-        let keys = pages.flatMap { $0.objects.map(\.key) }
-        #expect(bytes(keys) == bytes(sortedByBytes(awkwardKeys)), "\(keys)")
-        #expect(pages.allSatisfy { $0.objects.count <= pageSize && $0.commonPrefixes.isEmpty })
-        #expect(pages.dropLast().allSatisfy { $0.objects.count == pageSize && $0.nextCursor != nil })
-        #expect(pages.count == (awkwardKeys.count + pageSize - 1) / pageSize)
-        // Each object reports its own size.
-        #expect(pages.flatMap(\.objects).allSatisfy { $0.size == Int64($0.key.utf8.count) })
+    func listingReturnsKeysInByteOrderAcrossPages(kind: StoreKind, pageSize: Int) async throws {
+        try await offThePool {
+            let fixture = try StoreFixture.make(kind)
+            defer { fixture.close() }
+            for key in awkwardKeys.shuffled() { try fixture.store.put(key: key, bytes: Array(key.utf8), ifAbsent: false) }
+            let pages = try allPages(fixture.store, ListRequest(pageSize: pageSize))
+            let keys = pages.flatMap { $0.objects.map(\.key) }
+            #expect(bytes(keys) == bytes(sortedByBytes(awkwardKeys)), "\(keys)")
+            #expect(pages.allSatisfy { $0.objects.count <= pageSize && $0.commonPrefixes.isEmpty })
+            #expect(pages.dropLast().allSatisfy { $0.objects.count == pageSize && $0.nextCursor != nil })
+            #expect(pages.count == (awkwardKeys.count + pageSize - 1) / pageSize)
+            // Each object reports its own size.
+            #expect(pages.flatMap(\.objects).allSatisfy { $0.size == Int64($0.key.utf8.count) })
+        }
     }
 
     @Test(arguments: StoreKind.allCases)
-    func forEachEntryWalksEveryPageInKeyOrderAndStopsWhenAsked(kind: StoreKind) throws {
-        let fixture = try StoreFixture.make(kind)
-        defer { fixture.close() }
-        for key in awkwardKeys { try fixture.store.put(key: key, bytes: [0], ifAbsent: false) }
-        var walked: [ListEntry] = []
-        try fixture.store.forEachEntry(delimiter: "/", pageSize: 2) { entry in
-            walked.append(entry)
-            return true
-        }
-        // Objects and common prefixes merged in one byte order.
-        let expected = ["100%", "B", "a b", "a-c", "a.", "a/", "a0", "b+c", "b/", "e\u{301}", "z", "\u{E9}"]
-        #expect(bytes(walked.map(\.key)) == bytes(expected), "\(walked.map(\.key))")
-        #expect(walked.filter { if case .prefix = $0 { true } else { false } }.map(\.key) == ["a/", "b/"])
+    func forEachEntryWalksEveryPageInKeyOrderAndStopsWhenAsked(kind: StoreKind) async throws {
+        try await offThePool {
+            let fixture = try StoreFixture.make(kind)
+            defer { fixture.close() }
+            for key in awkwardKeys { try fixture.store.put(key: key, bytes: [0], ifAbsent: false) }
+            var walked: [ListEntry] = []
+            try fixture.store.forEachEntry(delimiter: "/", pageSize: 2) { entry in
+                walked.append(entry)
+                return true
+            }
+            // Objects and common prefixes merged in one byte order.
+            let expected = ["100%", "B", "a b", "a-c", "a.", "a/", "a0", "b+c", "b/", "e\u{301}", "z", "\u{E9}"]
+            #expect(bytes(walked.map(\.key)) == bytes(expected), "\(walked.map(\.key))")
+            #expect(walked.filter { if case .prefix = $0 { true } else { false } }.map(\.key) == ["a/", "b/"])
 
-        var seen: [String] = []
-        try fixture.store.forEachObject(prefix: "a") { info in
-            seen.append(info.key)
-            return seen.count < 4
+            var seen: [String] = []
+            try fixture.store.forEachObject(prefix: "a") { info in
+                seen.append(info.key)
+                return seen.count < 4
+            }
+            #expect(seen == ["a b", "a-c", "a.", "a/b"])
         }
-        #expect(seen == ["a b", "a-c", "a.", "a/b"])
     }
 
     @Test(arguments: StoreKind.allCases, [1, 2, 1000])
-    func startAfterListsOnlyKeysSortingAfterIt(kind: StoreKind, pageSize: Int) throws {
-        let fixture = try StoreFixture.make(kind)
-        defer { fixture.close() }
-        for key in awkwardKeys { try fixture.store.put(key: key, bytes: [0], ifAbsent: false) }
-        let sorted = sortedByBytes(awkwardKeys)
-        // A key that exists, and one that does not (between `a/c/e` and `a0`).
-        for startAfter in ["a/b", "a/d"] {
-            let pages = try allPages(fixture.store, ListRequest(startAfter: startAfter, pageSize: pageSize))
-            let keys = pages.flatMap { $0.objects.map(\.key) }
-            #expect(bytes(keys) == bytes(sorted.filter { KeyOrder.precedes(startAfter, $0) }), "after \(startAfter): \(keys)")
+    func startAfterListsOnlyKeysSortingAfterIt(kind: StoreKind, pageSize: Int) async throws {
+        try await offThePool {
+            let fixture = try StoreFixture.make(kind)
+            defer { fixture.close() }
+            for key in awkwardKeys { try fixture.store.put(key: key, bytes: [0], ifAbsent: false) }
+            let sorted = sortedByBytes(awkwardKeys)
+            // A key that exists, and one that does not (between `a/c/e` and `a0`).
+            for startAfter in ["a/b", "a/d"] {
+                let pages = try allPages(fixture.store, ListRequest(startAfter: startAfter, pageSize: pageSize))
+                let keys = pages.flatMap { $0.objects.map(\.key) }
+                #expect(bytes(keys) == bytes(sorted.filter { KeyOrder.precedes(startAfter, $0) }), "after \(startAfter): \(keys)")
+            }
+            // With a prefix: keys under it after the bound.
+            let pages = try allPages(fixture.store, ListRequest(prefix: "a/", startAfter: "a/c/d", pageSize: pageSize))
+            #expect(pages.flatMap { $0.objects.map(\.key) } == ["a/c/e"])
         }
-        // With a prefix: keys under it after the bound.
-        let pages = try allPages(fixture.store, ListRequest(prefix: "a/", startAfter: "a/c/d", pageSize: pageSize))
-        #expect(pages.flatMap { $0.objects.map(\.key) } == ["a/c/e"])
     }
 
     @Test(arguments: StoreKind.allCases, [1, 2, 1000])
-    func aDelimiterGivesCommonPrefixesAndNoKeysBelowThem(kind: StoreKind, pageSize: Int) throws {
-        let fixture = try StoreFixture.make(kind)
-        defer { fixture.close() }
-        let keys = ["pg/backups/20260101T000000Z/manifest.json", "pg/backups/20260101T000000Z/data/0000.tar.zst",
-                    "pg/backups/20260102T000000Z/data/0000.tar.zst", "pg/backups/20260103T000000Z/manifest.json",
-                    "pg/backups/notes", "pg/backups-old/x", "pg/lock", "etc/backups/20260101T000000Z/manifest.json"]
-        for key in keys { try fixture.store.put(key: key, bytes: [0], ifAbsent: false) }
+    func aDelimiterGivesCommonPrefixesAndNoKeysBelowThem(kind: StoreKind, pageSize: Int) async throws {
+        try await offThePool {
+            let fixture = try StoreFixture.make(kind)
+            defer { fixture.close() }
+            let keys = ["pg/backups/20260101T000000Z/manifest.json", "pg/backups/20260101T000000Z/data/0000.tar.zst",
+                        "pg/backups/20260102T000000Z/data/0000.tar.zst", "pg/backups/20260103T000000Z/manifest.json",
+                        "pg/backups/notes", "pg/backups-old/x", "pg/lock", "etc/backups/20260101T000000Z/manifest.json"]
+            for key in keys { try fixture.store.put(key: key, bytes: [0], ifAbsent: false) }
 
-        let pages = try allPages(fixture.store, ListRequest(prefix: "pg/backups/", delimiter: "/", pageSize: pageSize))
-        #expect(pages.flatMap(\.commonPrefixes) == ["pg/backups/20260101T000000Z/", "pg/backups/20260102T000000Z/",
-                                                    "pg/backups/20260103T000000Z/"])
-        #expect(pages.flatMap { $0.objects.map(\.key) } == ["pg/backups/notes"])
-        #expect(pages.allSatisfy { $0.objects.count + $0.commonPrefixes.count <= pageSize })
+            let pages = try allPages(fixture.store, ListRequest(prefix: "pg/backups/", delimiter: "/", pageSize: pageSize))
+            #expect(pages.flatMap(\.commonPrefixes) == ["pg/backups/20260101T000000Z/", "pg/backups/20260102T000000Z/",
+                                                        "pg/backups/20260103T000000Z/"])
+            #expect(pages.flatMap { $0.objects.map(\.key) } == ["pg/backups/notes"])
+            #expect(pages.allSatisfy { $0.objects.count + $0.commonPrefixes.count <= pageSize })
 
-        let top = try allPages(fixture.store, ListRequest(delimiter: "/", pageSize: pageSize))
-        #expect(top.flatMap(\.commonPrefixes) == ["etc/", "pg/"])
-        #expect(top.flatMap(\.objects).isEmpty)
+            let top = try allPages(fixture.store, ListRequest(delimiter: "/", pageSize: pageSize))
+            #expect(top.flatMap(\.commonPrefixes) == ["etc/", "pg/"])
+            #expect(top.flatMap(\.objects).isEmpty)
 
-        // A start-after beyond a common prefix leaves it out, and keeps those after it.
-        let after = try allPages(fixture.store, ListRequest(prefix: "pg/backups/", delimiter: "/",
-                                                            startAfter: "pg/backups/20260101T000000Z0", pageSize: pageSize))
-        #expect(after.flatMap(\.commonPrefixes) == ["pg/backups/20260102T000000Z/", "pg/backups/20260103T000000Z/"])
+            // A start-after beyond a common prefix leaves it out, and keeps those after it.
+            let after = try allPages(fixture.store, ListRequest(prefix: "pg/backups/", delimiter: "/",
+                                                                startAfter: "pg/backups/20260101T000000Z0", pageSize: pageSize))
+            #expect(after.flatMap(\.commonPrefixes) == ["pg/backups/20260102T000000Z/", "pg/backups/20260103T000000Z/"])
+        }
     }
 
     @Test(arguments: StoreKind.allCases, [1, 1000])
-    func aDelimiterOtherThanSlashRollsUpAtItsFirstOccurrence(kind: StoreKind, pageSize: Int) throws {
-        let fixture = try StoreFixture.make(kind)
-        defer { fixture.close() }
-        for key in ["x-1", "x-2/y", "x/z-3", "x/z/4", "xy"] { try fixture.store.put(key: key, bytes: [0], ifAbsent: false) }
-        let pages = try allPages(fixture.store, ListRequest(prefix: "x", delimiter: "-", pageSize: pageSize))
-        #expect(pages.flatMap(\.commonPrefixes) == ["x-", "x/z-"])
-        #expect(pages.flatMap { $0.objects.map(\.key) } == ["x/z/4", "xy"])
+    func aDelimiterOtherThanSlashRollsUpAtItsFirstOccurrence(kind: StoreKind, pageSize: Int) async throws {
+        try await offThePool {
+            let fixture = try StoreFixture.make(kind)
+            defer { fixture.close() }
+            for key in ["x-1", "x-2/y", "x/z-3", "x/z/4", "xy"] { try fixture.store.put(key: key, bytes: [0], ifAbsent: false) }
+            let pages = try allPages(fixture.store, ListRequest(prefix: "x", delimiter: "-", pageSize: pageSize))
+            #expect(pages.flatMap(\.commonPrefixes) == ["x-", "x/z-"])
+            #expect(pages.flatMap { $0.objects.map(\.key) } == ["x/z/4", "xy"])
+        }
     }
 
     @Test(arguments: StoreKind.allCases)
-    func listingAnEmptyOrAbsentPrefixGivesNothing(kind: StoreKind) throws {
-        let fixture = try StoreFixture.make(kind)
-        defer { fixture.close() }
-        let store = fixture.store
-        #expect(try store.listPage(ListRequest()) == ListPage())
-        #expect(try store.listPage(ListRequest(delimiter: "/")) == ListPage())
-        try store.put(key: "a/b", bytes: [0], ifAbsent: false)
-        for prefix in ["nothing/", "a/b/", "a/c", "b", "../a/", "a//"] {
-            #expect(try store.listPage(ListRequest(prefix: prefix)) == ListPage(), "prefix \(prefix)")
-            #expect(try store.listPage(ListRequest(prefix: prefix, delimiter: "/")) == ListPage(), "prefix \(prefix)")
+    func listingAnEmptyOrAbsentPrefixGivesNothing(kind: StoreKind) async throws {
+        try await offThePool {
+            let fixture = try StoreFixture.make(kind)
+            defer { fixture.close() }
+            let store = fixture.store
+            #expect(try store.listPage(ListRequest()) == ListPage())
+            #expect(try store.listPage(ListRequest(delimiter: "/")) == ListPage())
+            try store.put(key: "a/b", bytes: [0], ifAbsent: false)
+            for prefix in ["nothing/", "a/b/", "a/c", "b", "../a/", "a//"] {
+                #expect(try store.listPage(ListRequest(prefix: prefix)) == ListPage(), "prefix \(prefix)")
+                #expect(try store.listPage(ListRequest(prefix: prefix, delimiter: "/")) == ListPage(), "prefix \(prefix)")
+            }
+            #expect(try store.listPage(ListRequest(startAfter: "a/b")) == ListPage())
         }
-        #expect(try store.listPage(ListRequest(startAfter: "a/b")) == ListPage())
     }
 
     @Test(arguments: StoreKind.allCases)
-    func aPrefixMatchesKeysByTheirBytesNotByDirectory(kind: StoreKind) throws {
-        let fixture = try StoreFixture.make(kind)
-        defer { fixture.close() }
-        for key in ["pg/backups/2026a", "pg/backups/2026/x", "pg/backups/2027", "pg/backups/202"] {
-            try fixture.store.put(key: key, bytes: [0], ifAbsent: false)
+    func aPrefixMatchesKeysByTheirBytesNotByDirectory(kind: StoreKind) async throws {
+        try await offThePool {
+            let fixture = try StoreFixture.make(kind)
+            defer { fixture.close() }
+            for key in ["pg/backups/2026a", "pg/backups/2026/x", "pg/backups/2027", "pg/backups/202"] {
+                try fixture.store.put(key: key, bytes: [0], ifAbsent: false)
+            }
+            #expect(try fixture.store.listAll(prefix: "pg/backups/2026").map(\.key) == ["pg/backups/2026/x", "pg/backups/2026a"])
+            #expect(try fixture.store.listAll(prefix: "pg/backups/2026/").map(\.key) == ["pg/backups/2026/x"])
         }
-        #expect(try fixture.store.listAll(prefix: "pg/backups/2026").map(\.key) == ["pg/backups/2026/x", "pg/backups/2026a"])
-        #expect(try fixture.store.listAll(prefix: "pg/backups/2026/").map(\.key) == ["pg/backups/2026/x"])
     }
 
     @Test(arguments: StoreKind.allCases, [0, 1001])
-    func aPageSizeOutsideOneToAThousandIsRefused(kind: StoreKind, pageSize: Int) throws {
-        let fixture = try StoreFixture.make(kind)
-        defer { fixture.close() }
-        let error = #expect(throws: LifeboatError.self) { _ = try fixture.store.listPage(ListRequest(pageSize: pageSize)) }
-        #expect(error?.code == .internalError)
+    func aPageSizeOutsideOneToAThousandIsRefused(kind: StoreKind, pageSize: Int) async throws {
+        try await offThePool {
+            let fixture = try StoreFixture.make(kind)
+            defer { fixture.close() }
+            let error = #expect(throws: LifeboatError.self) { _ = try fixture.store.listPage(ListRequest(pageSize: pageSize)) }
+            #expect(error?.code == .internalError)
+        }
     }
 }
 
@@ -523,41 +569,45 @@ struct LocalStoreSpecifics {
         return st.st_mode & 0o7777
     }
 
-    @Test func objectsAre0600AndDirectories0700EvenUnderUmask022() throws {
-        let directory = try TemporaryDirectory("lifeboat-store")
-        defer { directory.remove() }
-        // The umask is the process's; 022 is the usual one, under which the modes given to
-        // open(2) and mkdir(2) of 0644 and 0755 would make a repository readable by everyone.
-        let saved = umask(0o022)
-        defer { umask(saved) }
-        let root = directory.subpath("repository")
-        let store = LocalStore(root: root)
-        try writeObject(store, "pg/backups/1/data/0000.tar.zst", [1, 2, 3])
-        try store.put(key: "pg/backups/1/manifest.json", bytes: [4], ifAbsent: true)
-        try store.put(key: "lifeboat.json", bytes: [5], ifAbsent: false)
-        try store.copy(from: "lifeboat.json", to: "copies/lifeboat.json")
+    @Test func objectsAre0600AndDirectories0700EvenUnderUmask022() async throws {
+        try await offThePool {
+            let directory = try TemporaryDirectory("lifeboat-store")
+            defer { directory.remove() }
+            // The umask is the process's; 022 is the usual one, under which the modes given to
+            // open(2) and mkdir(2) of 0644 and 0755 would make a repository readable by everyone.
+            let saved = umask(0o022)
+            defer { umask(saved) }
+            let root = directory.subpath("repository")
+            let store = LocalStore(root: root)
+            try writeObject(store, "pg/backups/1/data/0000.tar.zst", [1, 2, 3])
+            try store.put(key: "pg/backups/1/manifest.json", bytes: [4], ifAbsent: true)
+            try store.put(key: "lifeboat.json", bytes: [5], ifAbsent: false)
+            try store.copy(from: "lifeboat.json", to: "copies/lifeboat.json")
 
-        for file in ["pg/backups/1/data/0000.tar.zst", "pg/backups/1/manifest.json", "lifeboat.json", "copies/lifeboat.json"] {
-            #expect(try mode(root + "/" + file) == 0o600, "\(file)")
-        }
-        for dir in ["", "/pg", "/pg/backups", "/pg/backups/1", "/pg/backups/1/data", "/copies"] {
-            #expect(try mode(root + dir) == 0o700, "\(root + dir)")
+            for file in ["pg/backups/1/data/0000.tar.zst", "pg/backups/1/manifest.json", "lifeboat.json", "copies/lifeboat.json"] {
+                #expect(try mode(root + "/" + file) == 0o600, "\(file)")
+            }
+            for dir in ["", "/pg", "/pg/backups", "/pg/backups/1", "/pg/backups/1/data", "/copies"] {
+                #expect(try mode(root + dir) == 0o700, "\(root + dir)")
+            }
         }
     }
 
-    @Test func aLeftoverTemporaryFileOfACrashedWriterIsNotListed() throws {
-        let directory = try TemporaryDirectory("lifeboat-store")
-        defer { directory.remove() }
-        let store = LocalStore(root: directory.path)
-        try store.put(key: "pg/backups/1/manifest.json", bytes: [1], ifAbsent: true)
-        // What a writer that crashed before its commit leaves: its temporary file, alone in a
-        // backup's directory, and beside a committed object.
-        try directory.write("pg/backups/2/.manifest.json.tmp-4242-abc", "partial")
-        try directory.write("pg/backups/1/.0000.tar.zst.tmp-4242-def", "partial")
+    @Test func aLeftoverTemporaryFileOfACrashedWriterIsNotListed() async throws {
+        try await offThePool {
+            let directory = try TemporaryDirectory("lifeboat-store")
+            defer { directory.remove() }
+            let store = LocalStore(root: directory.path)
+            try store.put(key: "pg/backups/1/manifest.json", bytes: [1], ifAbsent: true)
+            // What a writer that crashed before its commit leaves: its temporary file, alone in a
+            // backup's directory, and beside a committed object.
+            try directory.write("pg/backups/2/.manifest.json.tmp-4242-abc", "partial")
+            try directory.write("pg/backups/1/.0000.tar.zst.tmp-4242-def", "partial")
 
-        #expect(try store.listAll(prefix: "").map(\.key) == ["pg/backups/1/manifest.json"])
-        let page = try store.listPage(ListRequest(prefix: "pg/backups/", delimiter: "/"))
-        #expect(page.commonPrefixes == ["pg/backups/1/"])
-        #expect(page.objects.isEmpty)
+            #expect(try store.listAll(prefix: "").map(\.key) == ["pg/backups/1/manifest.json"])
+            let page = try store.listPage(ListRequest(prefix: "pg/backups/", delimiter: "/"))
+            #expect(page.commonPrefixes == ["pg/backups/1/"])
+            #expect(page.objects.isEmpty)
+        }
     }
 }

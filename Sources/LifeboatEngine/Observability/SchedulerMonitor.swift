@@ -310,8 +310,11 @@ public final class SchedulerMonitor: SchedulerObserver, @unchecked Sendable {
         case "/metrics":
             return HTTPListener.Response(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: registry.render())
         case "/healthz":
-            let alive = known.withLock { $0.loop == .running || $0.loop == .stopping }
-            let report = Readiness.Report(status: alive ? .healthy : .unhealthy, checks: ["scheduler": alive ? "ok" : "not running"])
+            // Liveness: the process answers and its loop has not ended. Starting up (the
+            // listener binds before the loop's first tick) is alive — not yet ready (/readyz).
+            let loop = known.withLock { $0.loop }
+            let report = Readiness.Report(status: loop == .stopped ? .unhealthy : .healthy,
+                                          checks: ["scheduler": loop == .stopped ? "stopped" : loop == .notStarted ? "starting" : "ok"])
             return HTTPListener.Response(status: report.httpStatus, contentType: "application/json", body: report.json() + "\n")
         case "/readyz":
             let report = readiness()

@@ -161,3 +161,36 @@ private final class AtomicCounter: Sendable {
     private let value = Mutex<Int>(0)
     func add(_ n: Int) -> Int { value.withLock { $0 += n; return $0 } }
 }
+
+/// Appends one line to a private record file (run history, audit log, drill history): opened
+/// with `O_APPEND` (so appenders never interleave within a line) and created 0600 — set
+/// exactly, not left to the umask — then synced. A crash leaves at most a torn last line,
+/// which the readers of these files skip.
+///
+/// - Parameter what: the file, for messages (`the run history '…'`).
+public func appendLine(_ line: [UInt8], toFile path: String, what: String, hint: String) throws {
+    let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+    guard fd >= 0 else {
+        let saved = errno
+        throw LifeboatError(.io, "unable to open \(what): \(errnoText(saved))", hint: hint)
+    }
+    defer { close(fd) }
+    _ = fchmod(fd, 0o600)
+    try appendLine(line, fd: fd, what: what, hint: hint)
+}
+
+/// Writes `line` whole to `fd` (opened with `O_APPEND`), retrying short writes and `EINTR`,
+/// then syncs it.
+public func appendLine(_ line: [UInt8], fd: Int32, what: String, hint: String) throws {
+    var written = 0
+    while written < line.count {
+        let n = line[written...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        if n < 0 {
+            let saved = errno
+            if saved == EINTR { continue }
+            throw LifeboatError(.io, "unable to append to \(what): \(errnoText(saved))", hint: hint)
+        }
+        written += n
+    }
+    _ = fsync(fd)
+}

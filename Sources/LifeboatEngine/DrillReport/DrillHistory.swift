@@ -38,23 +38,7 @@ public struct DrillHistory: Sendable {
     public func append(_ record: DrillRecord) throws {
         try makeDirectories(directory, mode: 0o700)
         let line = Array(try record.line().utf8)
-        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else {
-            let saved = errno
-            throw LifeboatError(.io, "unable to open the drill history '\(path)': \(errnoText(saved))", hint: Self.hint)
-        }
-        defer { close(fd) }
-        var written = 0
-        while written < line.count {
-            let n = line[written...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                let saved = errno
-                if saved == EINTR { continue }
-                throw LifeboatError(.io, "unable to append to the drill history '\(path)': \(errnoText(saved))", hint: Self.hint)
-            }
-            written += n
-        }
-        _ = fsync(fd)
+        try appendLine(line, toFile: path, what: "the drill history '\(path)'", hint: Self.hint)
     }
 
     /// The last `limit` drills, oldest first; empty when there is no history yet.

@@ -93,17 +93,7 @@ public final class RecoveryJournalFile: @unchecked Sendable {
     }
 
     static func appendLine(_ line: [UInt8], fd: Int32, what: String) throws {
-        var written = 0
-        while written < line.count {
-            let n = line[written...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                let saved = errno
-                if saved == EINTR { continue }
-                throw LifeboatError(.io, "unable to append to \(what): \(errnoText(saved))", hint: hint)
-            }
-            written += n
-        }
-        _ = fsync(fd)
+        try LifeboatIO.appendLine(line, fd: fd, what: what, hint: hint)
     }
 }
 
@@ -160,14 +150,7 @@ public struct AuditLog: Sendable {
     public func append(_ record: Record) throws {
         let directory = (path as NSString).deletingLastPathComponent
         try makeDirectories(directory, mode: 0o700)
-        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else {
-            let saved = errno
-            throw LifeboatError(.io, "unable to open the audit log '\(path)': \(errnoText(saved))", hint: RecoveryJournalFile.hint)
-        }
-        defer { close(fd) }
-        _ = fchmod(fd, 0o600)
         let line = Secrets.redact(String(decoding: try RecoveryJournal.encoder.encode(record), as: UTF8.self)) + "\n"
-        try RecoveryJournalFile.appendLine(Array(line.utf8), fd: fd, what: "the audit log '\(path)'")
+        try appendLine(Array(line.utf8), toFile: path, what: "the audit log '\(path)'", hint: RecoveryJournalFile.hint)
     }
 }

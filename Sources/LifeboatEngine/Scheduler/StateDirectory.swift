@@ -56,24 +56,7 @@ public struct StateDirectory: Sendable {
     }
 
     private func write(_ line: [UInt8]) throws {
-        let fd = open(historyPath, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else {
-            let saved = errno
-            throw LifeboatError(.io, "unable to open the run history '\(historyPath)': \(errnoText(saved))", hint: StateDirectory.hint)
-        }
-        defer { close(fd) }
-        _ = fchmod(fd, 0o600)
-        var written = 0
-        while written < line.count {
-            let n = line[written...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                let saved = errno
-                if saved == EINTR { continue }
-                throw LifeboatError(.io, "unable to append to the run history '\(historyPath)': \(errnoText(saved))", hint: StateDirectory.hint)
-            }
-            written += n
-        }
-        _ = fsync(fd)
+        try appendLine(line, toFile: historyPath, what: "the run history '\(historyPath)'", hint: StateDirectory.hint)
     }
 
     /// The run history, oldest first (the previous generation, then the current one); empty

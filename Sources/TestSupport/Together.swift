@@ -63,8 +63,46 @@ public final class Background<T: Sendable>: Sendable {
 /// test does not hold one of the few threads of the cooperative pool that every other test
 /// running beside it needs (on two cores, two). The work stays in the test's task, so its
 /// expectations are recorded against the test as usual.
+///
+/// At most `BlockingTestSlots.count` such bodies run at once (a test waits for a slot without
+/// holding a thread): the integration tests start real servers and child processes, and
+/// starting all of them at once on two cores makes every timing in them miss.
 public func offThePool<T>(_ body: () throws -> T) async throws -> T {
-    try await withTaskExecutorPreference(ThreadPerJobExecutor.shared) { try body() }
+    await BlockingTestSlots.shared.acquire()
+    do {
+        let result = try await withTaskExecutorPreference(ThreadPerJobExecutor.shared) { try body() }
+        await BlockingTestSlots.shared.release()
+        return result
+    } catch {
+        await BlockingTestSlots.shared.release()
+        throw error
+    }
+}
+
+/// The slots of `offThePool`: three per core, at least four.
+actor BlockingTestSlots {
+    static let shared = BlockingTestSlots(count: max(4, 3 * ProcessInfo.processInfo.activeProcessorCount))
+
+    private var free: Int
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    init(count: Int) { free = count }
+
+    func acquire() async {
+        if free > 0 {
+            free -= 1
+            return
+        }
+        await withCheckedContinuation { waiting.append($0) }
+    }
+
+    func release() {
+        if waiting.isEmpty {
+            free += 1
+        } else {
+            waiting.removeFirst().resume()
+        }
+    }
 }
 
 /// Runs every job it is given on a new thread: for blocking work, never for many small jobs.

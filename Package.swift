@@ -68,7 +68,7 @@ let package = Package(
         .target(
             name: "LifeboatS3",
             dependencies: [
-                "LifeboatCore", "LifeboatHTTP",
+                "LifeboatCore", "LifeboatHTTP", "LifeboatIO",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],

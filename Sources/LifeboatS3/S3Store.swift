@@ -1,5 +1,6 @@
 import Foundation
 import LifeboatCore
+import LifeboatIO
 import Logging
 import Synchronization
 
@@ -100,7 +101,7 @@ public struct S3Store: ObjectStore {
     public func copy(from source: String, to destination: String) throws {
         do {
             guard let head = try client.headObject(key: prefix + source) else {
-                throw LifeboatError(.notFound, "object '\(source)' does not exist in repository \(location); it cannot be copied")
+                throw LifeboatError(.notFound, "object '\(source)' has no HEAD in repository \(location)")
             }
             if head.size <= copyLimit {
                 try client.copyObject(from: prefix + source, to: prefix + destination)
@@ -117,33 +118,20 @@ public struct S3Store: ObjectStore {
         let partSize = max(copyPartSize, (size + 9_999) / 10_000, 5 << 20)
         let ranges = stride(from: Int64(0), to: size, by: Int(partSize)).map { $0...(min($0 + partSize, size) - 1) }
         let uploadID = try client.createMultipartUpload(key: destination, declareChecksum: false)
-        let state = Mutex<(next: Int, parts: [S3Client.UploadedPart], error: (any Error)?)>((0, [], nil))
-        let workers = (0..<min(concurrency, ranges.count)).map { _ in
-            let done = DispatchSemaphore(value: 0)
-            let thread = Thread { [client] in
-                defer { done.signal() }
-                while true {
-                    let index: Int? = state.withLock { state in
-                        guard state.error == nil, state.next < ranges.count else { return nil }
-                        state.next += 1
-                        return state.next - 1
-                    }
-                    guard let index else { return }
-                    do {
-                        let part = try client.uploadPartCopy(key: destination, uploadID: uploadID, partNumber: index + 1, source: source,
-                                                             range: ranges[index], ifMatch: etag)
-                        state.withLock { $0.parts.append(part) }
-                    } catch {
-                        state.withLock { if $0.error == nil { $0.error = error } }
-                        return
-                    }
+        let state = Mutex<(parts: [S3Client.UploadedPart], error: (any Error)?)>(([], nil))
+        let jobs: [@Sendable () -> Void] = ranges.indices.map { [client] index in
+            {
+                guard state.withLock({ $0.error == nil }) else { return }  // after a failure no new part starts
+                do {
+                    let part = try client.uploadPartCopy(key: destination, uploadID: uploadID, partNumber: index + 1, source: source,
+                                                         range: ranges[index], ifMatch: etag)
+                    state.withLock { $0.parts.append(part) }
+                } catch {
+                    state.withLock { if $0.error == nil { $0.error = error } }
                 }
             }
-            thread.name = "lifeboat-s3-copy-part"
-            thread.start()
-            return done
         }
-        for done in workers { done.wait() }
+        Threads.run(jobs, width: concurrency, name: "lifeboat-s3-copy-part")
         let (parts, failure) = state.withLock { ($0.parts, $0.error) }
         do {
             if let failure { throw failure }

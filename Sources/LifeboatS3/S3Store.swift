@@ -339,6 +339,11 @@ final class PartBuffer: @unchecked Sendable {
 /// side then holds at most `limit` of parts, not `parallel × (concurrency + 1)` of them.
 /// Counted by the buffers' capacity. A request larger than the limit is granted when nothing
 /// else is held, so that one part of any size can always go.
+///
+/// Holders never wait for one another: a writer that has a buffer goes on with it. The one
+/// wait — for a first buffer — ends when another writer commits, aborts, or sends a part; so a
+/// thread must not hold a writer open while it waits for another writer of the same store to
+/// get its first buffer (no caller does: each writes one object at a time per thread).
 public final class PartMemory: @unchecked Sendable {
     public let limit: Int
     private let condition = NSCondition()

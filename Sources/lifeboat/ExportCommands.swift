@@ -38,10 +38,8 @@ struct ExportOutput: ParsableArguments {
 func exportConfiguration(_ global: GlobalOptions, parseAs directory: String?) throws -> (Configuration, [ConfigFile]) {
     global.bootstrap()
     let path = ConfigurationLoader.directory(option: global.config, environment: global.environment)
-    guard isDirectory(path) else {
-        throw LifeboatError(.configuration, "configuration directory '\(path)' does not exist", hint: "Pass --config DIR or set LIFEBOAT_CONFIG.")
-    }
-    let (main, policies, runbooks) = try ConfigurationLoader.files(directory: path)
+    let (main, policies, runbooks) = try ConfigurationLoader.files(
+        directory: path, hint: "Pass --config DIR or set LIFEBOAT_CONFIG to the directory holding lifeboat.yaml, policies/ and runbooks/.")
     let configuration = ExportConfiguration.parse(directory: directory ?? path, main: main, policies: policies, runbooks: runbooks,
                                                   sources: SourceKinds.parsers)
     return (configuration, [main].compactMap { $0 } + policies + runbooks)

@@ -407,6 +407,19 @@ private func exportFixture() throws -> TemporaryDirectory {
         }
     }
 
+    @Test func aDirectoryWithoutConfigurationIsRefusedAsEveryCommandRefusesIt() async throws {
+        try await offThePool {
+            let empty = try TemporaryDirectory("lifeboat-export-empty")
+            defer { empty.remove() }
+            for command in [["systemd", "--binary", "/usr/bin/lifeboat"], ["kubernetes"]] {
+                let result = try LifeboatCLI.run(["export"] + command, config: empty.path)
+                #expect(result.status == 2, "\(result.stderr)")
+                #expect(result.stderr.contains("holds no Lifeboat configuration (no lifeboat.yaml, policies/ or runbooks/)"), "\(result.stderr)")
+                #expect(result.stdout.isEmpty)
+            }
+        }
+    }
+
     @Test func systemdUnitsPassSystemdAnalyzeVerify() async throws {
         try await offThePool {
             let analyze = try tool("systemd-analyze", install: "Install the Debian package systemd.")

@@ -66,14 +66,18 @@ public enum SystemdExport {
         ])))
 
         var owners: [String: String] = [:]
-        func addTimer(_ name: String, what: String, description: String, schedule: Schedule, arguments: [String], writable extra: [String]) throws {
+        // Every name too long or taken twice is reported at once.
+        var refused = RefusedObjects()
+        func addTimer(_ name: String, what: String, description: String, schedule: Schedule, arguments: [String], writable extra: [String]) {
             // A unit's name has at most 255 characters; escaping makes a '-' four.
             if name.utf8.count + ".service".utf8.count > 255 {
-                throw LifeboatError(.configuration, "\(what) makes the unit name \(name).service, longer than systemd's 255 characters",
-                                    hint: "Use a shorter name, with fewer characters other than letters, digits, '_' and '.'.")
+                refused.refuse(LifeboatError(.configuration, "\(what) makes the unit name \(name).service, longer than systemd's 255 characters",
+                                             hint: "Use a shorter name, with fewer characters other than letters, digits, '_' and '.'."))
+                return
             }
             if let other = owners[name] {
-                throw LifeboatError(.configuration, "\(other) and \(what) would both be the unit \(name)", hint: "Rename one of them.")
+                refused.refuse(LifeboatError(.configuration, "\(other) and \(what) would both be the unit \(name)", hint: "Rename one of them."))
+                return
             }
             owners[name] = what
             files.append(ExportedFile(name: "\(name).service", text: unit([
@@ -103,17 +107,17 @@ public enum SystemdExport {
         }
         for policy in configuration.policies {
             guard let schedule = policy.schedule else { continue }
-            try addTimer("lifeboat-backup-\(escapeUnitName(policy.name))", what: "policy '\(policy.name)'",
-                         description: "Lifeboat backup of policy \(policy.name)", schedule: schedule,
-                         arguments: ["backup", policy.name], writable: [])
+            addTimer("lifeboat-backup-\(escapeUnitName(policy.name))", what: "policy '\(policy.name)'",
+                     description: "Lifeboat backup of policy \(policy.name)", schedule: schedule,
+                     arguments: ["backup", policy.name], writable: [])
         }
         let prune = configuration.scheduler.prune
             ?? Schedule(cron: try! CronExpression(parsing: KubernetesExport.defaultPruneSchedule), timezone: "UTC")  // a constant that parses
         if configuration.scheduler.prune == nil {
             notes.append("scheduler.prune is not set: lifeboat-prune.timer uses \(KubernetesExport.defaultPruneSchedule) UTC")
         }
-        try addTimer("lifeboat-prune", what: "prune", description: "Lifeboat prune of every policy", schedule: prune,
-                     arguments: ["prune"], writable: [])
+        addTimer("lifeboat-prune", what: "prune", description: "Lifeboat prune of every policy", schedule: prune,
+                 arguments: ["prune"], writable: [])
         for runbook in configuration.runbooks {
             guard let schedule = runbook.schedule else { continue }
             var targets: [String] = []
@@ -123,10 +127,11 @@ public enum SystemdExport {
                 default: break
                 }
             }
-            try addTimer("lifeboat-drill-\(escapeUnitName(runbook.name))", what: "runbook '\(runbook.name)'",
-                         description: "Lifeboat drill of runbook \(runbook.name)", schedule: schedule,
-                         arguments: ["drill", runbook.name], writable: targets)
+            addTimer("lifeboat-drill-\(escapeUnitName(runbook.name))", what: "runbook '\(runbook.name)'",
+                     description: "Lifeboat drill of runbook \(runbook.name)", schedule: schedule,
+                     arguments: ["drill", runbook.name], writable: targets)
         }
+        try refused.throwIfAny()
         if configuration.policies.contains(where: { ($0.schedule?.timezone ?? "UTC") != "UTC" }) {
             notes.append("on the day clocks are set forward, systemd skips a scheduled local time that does not occur, where lifeboat schedule runs it at the change")
         }

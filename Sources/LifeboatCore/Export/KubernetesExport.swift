@@ -210,11 +210,15 @@ public enum KubernetesExport {
             ("annotations", annotations.isEmpty ? nil : .map(annotations)))
     }
 
+    static let managedBy = "lifeboat-export"
+    /// The label of every object, as written.
+    public static let managedByLabel = "app.kubernetes.io/managed-by: \(managedBy)"
+
     static func labels(component: String) -> YAMLValue {
         yamlMap(
             ("app.kubernetes.io/name", .string("lifeboat")),
             ("app.kubernetes.io/component", .string(component)),
-            ("app.kubernetes.io/managed-by", .string("lifeboat-export")))
+            ("app.kubernetes.io/managed-by", .string(managedBy)))
     }
 
     // MARK: Secrets

@@ -246,6 +246,19 @@ private func cron(_ text: String) -> CronExpression {
     }
 }
 
+@Suite struct ExportReadsNoEnvironment {
+    @Test func aReferenceWhereAValueMustBeReadSaysWhyAndWhatToWrite() {
+        let configuration = exportConfiguration(
+            main: "state_dir: /var/lib/lifeboat\nscheduler:\n  run_timeout: ${RT}\n",
+            policies: ["db.yaml": "policy: db\nsource: { test: { note: '${NOTE}' } }\nschedule: { cron: '0 1 * * *' }\n"])
+        let errors = configuration.problems.map(\.error)
+        #expect(errors.count == 1, "\(errors)")
+        #expect(errors.first?.message.hasPrefix("lifeboat.yaml:3:16: '${RT}' is not a valid duration") == true, "\(errors)")
+        #expect(errors.first?.hint?.hasPrefix("lifeboat export reads no environment variable, so ${RT} is read as that text") == true, "\(errors)")
+        #expect(errors.first?.hint?.contains("${RT:-VALUE} (the export uses VALUE)") == true)
+    }
+}
+
 @Suite struct InterpolationReferences {
     @Test func referencesAreFoundAsExpandReadsThem() {
         let found = Interpolation.references(in: "a ${ONE} $${NOT} ${TWO:-x} ${bad-name} $THREE ${FOUR}")

@@ -31,6 +31,23 @@ struct ExportOutput: ParsableArguments {
             throw LifeboatError(.io, "cannot write into \(output): \(error.localizedDescription)")
         }
         report("wrote \(files.count) files into \(output)")
+        let stale = Self.earlierExports(in: output, besides: Set(files.map(\.name)))
+        if !stale.isEmpty {
+            report("note: \(output) still holds \(stale.joined(separator: ", ")) from an earlier export, which this one did not write (a policy or runbook removed or renamed since): delete \(stale.count == 1 ? "it" : "them"), or applying the directory brings \(stale.count == 1 ? "it" : "them") back")
+        }
+    }
+
+    /// The files in `directory` an export wrote (a unit starting with the systemd export's
+    /// comment, a manifest with its `managed-by` label) other than `written`.
+    static func earlierExports(in directory: String, besides written: Set<String>) -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return names.filter { name in
+            guard !written.contains(name) else { return false }
+            let unit = name.hasPrefix("lifeboat-") && (name.hasSuffix(".service") || name.hasSuffix(".timer"))
+            let manifest = (name.hasPrefix("cronjob-") || name.hasPrefix("configmap-")) && name.hasSuffix(".yaml")
+            guard unit || manifest, let text = try? String(contentsOfFile: directory + "/" + name, encoding: .utf8) else { return false }
+            return unit ? text.hasPrefix(SystemdExport.header) : text.contains(KubernetesExport.managedByLabel)
+        }.sorted()
     }
 }
 
@@ -38,10 +55,8 @@ struct ExportOutput: ParsableArguments {
 func exportConfiguration(_ global: GlobalOptions, parseAs directory: String?) throws -> (Configuration, [ConfigFile]) {
     global.bootstrap()
     let path = ConfigurationLoader.directory(option: global.config, environment: global.environment)
-    guard isDirectory(path) else {
-        throw LifeboatError(.configuration, "configuration directory '\(path)' does not exist", hint: "Pass --config DIR or set LIFEBOAT_CONFIG.")
-    }
-    let (main, policies, runbooks) = try ConfigurationLoader.files(directory: path)
+    let (main, policies, runbooks) = try ConfigurationLoader.files(
+        directory: path, hint: "Pass --config DIR or set LIFEBOAT_CONFIG to the directory holding lifeboat.yaml, policies/ and runbooks/.")
     let configuration = ExportConfiguration.parse(directory: directory ?? path, main: main, policies: policies, runbooks: runbooks,
                                                   sources: SourceKinds.parsers)
     return (configuration, [main].compactMap { $0 } + policies + runbooks)

@@ -84,6 +84,21 @@ private func cron(_ text: String) -> CronExpression {
         #expect(result.files[4].text.contains("OnCalendar=*-*-* 04:00:00 UTC\n"))
     }
 
+    @Test func everyUnitNameTooLongIsReportedAtOnce() {
+        let long = { (first: String) in first + String(repeating: "-", count: 99) }
+        let configuration = exportConfiguration(
+            main: "state_dir: /var/lib/lifeboat\n",
+            policies: ["\(long("a")).yaml": "policy: \(long("a"))\nsource: { test: {} }\nschedule: { cron: '0 1 * * *' }\n",
+                       "\(long("b")).yaml": "policy: \(long("b"))\nsource: { test: {} }\nschedule: { cron: '0 2 * * *' }\n"],
+            directory: "/etc/lifeboat")
+        #expect(configuration.problems.isEmpty, "\(configuration.problems.map(\.error))")
+        let errors = #expect(throws: LifeboatErrors.self) {
+            try SystemdExport.generate(configuration: configuration, options: .init(binary: "/usr/bin/lifeboat"))
+        }
+        let messages = errors?.errors.map(\.message) ?? []
+        #expect(messages.count == 2 && messages.allSatisfy { $0.contains("longer than systemd's 255 characters") }, "\(messages)")
+    }
+
     @Test func pathsWithSpacesPercentAndDollarAreWrittenSoSystemdReadsThemBack() throws {
         let configuration = exportConfiguration(
             main: "state_dir: '/var/lib/life boat/50%$x'\n",
@@ -139,6 +154,27 @@ private func cron(_ text: String) -> CronExpression {
         }
         #expect(error?.exitStatus == 2)
         #expect(error?.message.contains("'lifeboat-backup-db-main'") == true)
+    }
+
+    @Test func everyCollisionAndUnwritableRepositoryIsReportedAtOnce() {
+        let configuration = exportConfiguration(
+            main: "default_repository: offsite\nrepositories: { offsite: { s3: { endpoint: 'https://s3', bucket: b } }, inside: { path: /etc/lifeboat/repo } }\n",
+            policies: ["db.main.yaml": "policy: db.main\nsource: { test: {} }\nschedule: { cron: '0 1 * * *' }\n",
+                       "db_main.yaml": "policy: db_main\nsource: { test: {} }\nschedule: { cron: '0 2 * * *' }\n",
+                       "web.a.yaml": "policy: web.a\nsource: { test: {} }\nschedule: { cron: '0 3 * * *' }\n",
+                       "web_a.yaml": "policy: web_a\nsource: { test: {} }\nschedule: { cron: '0 4 * * *' }\n",
+                       "local.yaml": "policy: local\nrepository: inside\nsource: { test: {} }\nschedule: { cron: '0 5 * * *' }\n"])
+        #expect(configuration.problems.isEmpty, "\(configuration.problems.map(\.error))")
+        let errors = #expect(throws: LifeboatErrors.self) {
+            try KubernetesExport.generate(configuration: configuration, files: [], options: .init())
+        }
+        let messages = errors?.errors.map(\.message) ?? []
+        // Each once: prune, which writes every policy's repository, repeats no policy's error.
+        #expect(messages.count == 3, "\(messages)")
+        #expect(messages.contains { $0.contains("'lifeboat-backup-db-main'") })
+        #expect(messages.contains { $0.contains("'lifeboat-backup-web-a'") })
+        #expect(messages.contains { $0.contains("policy 'local' writes to repository 'inside'") })
+        #expect(errors?.exitStatus == 2)
     }
 
     @Test func aLocalRepositoryInsideTheConfigMountIsRefused() {
@@ -207,6 +243,19 @@ private func cron(_ text: String) -> CronExpression {
         let messages = configuration.problems.map(\.error.message)
         #expect(messages.count == 1 && messages[0].hasPrefix("runbooks/drill.yaml:4:9: invalid cron expression"), "\(messages)")
         #expect(configuration.problems.first?.scope == .runbook("drill"))
+    }
+}
+
+@Suite struct ExportReadsNoEnvironment {
+    @Test func aReferenceWhereAValueMustBeReadSaysWhyAndWhatToWrite() {
+        let configuration = exportConfiguration(
+            main: "state_dir: /var/lib/lifeboat\nscheduler:\n  run_timeout: ${RT}\n",
+            policies: ["db.yaml": "policy: db\nsource: { test: { note: '${NOTE}' } }\nschedule: { cron: '0 1 * * *' }\n"])
+        let errors = configuration.problems.map(\.error)
+        #expect(errors.count == 1, "\(errors)")
+        #expect(errors.first?.message.hasPrefix("lifeboat.yaml:3:16: '${RT}' is not a valid duration") == true, "\(errors)")
+        #expect(errors.first?.hint?.hasPrefix("lifeboat export reads no environment variable, so ${RT} is read as that text") == true, "\(errors)")
+        #expect(errors.first?.hint?.contains("${RT:-VALUE} (the export uses VALUE)") == true)
     }
 }
 

@@ -407,6 +407,41 @@ private func exportFixture() throws -> TemporaryDirectory {
         }
     }
 
+    @Test func aDirectoryWithoutConfigurationIsRefusedAsEveryCommandRefusesIt() async throws {
+        try await offThePool {
+            let empty = try TemporaryDirectory("lifeboat-export-empty")
+            defer { empty.remove() }
+            for command in [["systemd", "--binary", "/usr/bin/lifeboat"], ["kubernetes"]] {
+                let result = try LifeboatCLI.run(["export"] + command, config: empty.path)
+                #expect(result.status == 2, "\(result.stderr)")
+                #expect(result.stderr.contains("holds no Lifeboat configuration (no lifeboat.yaml, policies/ or runbooks/)"), "\(result.stderr)")
+                #expect(result.stdout.isEmpty)
+            }
+        }
+    }
+
+    @Test func filesOfARemovedPolicyLeftInTheOutputDirectoryAreNamed() async throws {
+        try await offThePool {
+            let config = try exportFixture()
+            defer { config.remove() }
+            for (command, stale) in [(["systemd", "--binary", "/usr/bin/lifeboat"], "lifeboat-backup-assets.service, lifeboat-backup-assets.timer"),
+                                     (["kubernetes"], "cronjob-lifeboat-backup-assets.yaml")] {
+                let output = config.path + "/out-" + command[0]
+                let first = try LifeboatCLI.run(["export"] + command + ["--output", output], config: config.path)
+                #expect(first.status == 0, "\(first.stderr)")
+                #expect(!first.stderr.contains("still holds"), "\(first.stderr)")
+                // A file of the operator's own is not named.
+                try "keep".write(toFile: output + "/lifeboat-mine.service", atomically: true, encoding: .utf8)
+                try FileManager.default.moveItem(atPath: config.path + "/policies/assets.yaml", toPath: config.path + "/assets.yaml.removed")
+                defer { try? FileManager.default.moveItem(atPath: config.path + "/assets.yaml.removed", toPath: config.path + "/policies/assets.yaml") }
+                let second = try LifeboatCLI.run(["export"] + command + ["--output", output], config: config.path)
+                #expect(second.status == 0, "\(second.stderr)")
+                #expect(second.stderr.contains("note: \(output) still holds \(stale) from an earlier export"), "\(second.stderr)")
+                #expect(!second.stderr.contains("lifeboat-mine"), "\(second.stderr)")
+            }
+        }
+    }
+
     @Test func systemdUnitsPassSystemdAnalyzeVerify() async throws {
         try await offThePool {
             let analyze = try tool("systemd-analyze", install: "Install the Debian package systemd.")

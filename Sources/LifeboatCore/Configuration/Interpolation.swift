@@ -15,43 +15,80 @@ public enum Interpolation {
     public static func expand(_ text: String, environment: [String: String]) throws(Failure) -> String {
         guard text.contains("$") else { return text }
         var out = ""
+        for segment in segments(of: text) {
+            switch segment {
+            case .literal(let literal):
+                out += literal
+            case .reference(let name, let fallback):
+                guard let value = value(of: name, fallback: fallback, in: environment) else { throw .undefined(name) }
+                out += value
+            case .malformed(let failure):
+                throw failure
+            }
+        }
+        return out
+    }
+
+    /// A piece of a text with references, as `segments(of:)` reads it.
+    enum Segment: Equatable {
+        /// Text as it is, with each `$$` read as `$`.
+        case literal(String)
+        /// `${NAME}` (no fallback) or `${NAME:-fallback}`.
+        case reference(String, fallback: String?)
+        /// A reference `isName` refuses (`invalidName`), or a `${` without its `}`
+        /// (`unterminated`: the last segment).
+        case malformed(Failure)
+    }
+
+    /// `text` read as literal text and references, in order, adjacent literal text joined:
+    /// the one reading of the syntax `expand`, `references(in:)` and runbook templates share.
+    /// - Parameter isName: which names a reference may have (runbooks allow `steps.ID.…`).
+    static func segments(of text: String, isName: (Substring) -> Bool = isValidName) -> [Segment] {
+        var segments: [Segment] = []
+        var literal = ""
+        func flush() {
+            if !literal.isEmpty { segments.append(.literal(literal)) }
+            literal = ""
+        }
         var i = text.startIndex
         while i < text.endIndex {
             let ch = text[i]
             let next = text.index(after: i)
-            guard ch == "$", next < text.endIndex else {
-                out.append(ch)
+            guard ch == "$", next < text.endIndex, text[next] == "$" || text[next] == "{" else {
+                literal.append(ch)
                 i = next
                 continue
             }
             if text[next] == "$" {
-                out.append("$")
+                literal.append("$")
                 i = text.index(after: next)
-            } else if text[next] == "{" {
-                let start = text.index(after: next)
-                guard let close = text[start...].firstIndex(of: "}") else { throw .unterminated }
-                let body = text[start..<close]
-                var name = Substring(body)
-                var fallback: Substring? = nil
-                if let sep = body.range(of: ":-") {
-                    name = body[body.startIndex..<sep.lowerBound]
-                    fallback = body[sep.upperBound...]
-                }
-                guard isValidName(name) else { throw .invalidName(String(name)) }
-                if let value = environment[String(name)], !(fallback != nil && value.isEmpty) {
-                    out += value
-                } else if let fallback {
-                    out += fallback
-                } else {
-                    throw .undefined(String(name))
-                }
-                i = text.index(after: close)
-            } else {
-                out.append(ch)
-                i = next
+                continue
             }
+            flush()
+            let start = text.index(after: next)
+            guard let close = text[start...].firstIndex(of: "}") else {
+                segments.append(.malformed(.unterminated))
+                return segments
+            }
+            let body = text[start..<close]
+            var name = body
+            var fallback: String?
+            if let separator = body.range(of: ":-") {
+                name = body[body.startIndex..<separator.lowerBound]
+                fallback = String(body[separator.upperBound...])
+            }
+            segments.append(isName(name) ? .reference(String(name), fallback: fallback) : .malformed(.invalidName(String(name))))
+            i = text.index(after: close)
         }
-        return out
+        flush()
+        return segments
+    }
+
+    /// A reference's value: the variable's, or its fallback when it is unset or (with a
+    /// fallback) empty; nil when it has neither.
+    static func value(of name: String, fallback: String?, in values: [String: String]) -> String? {
+        if let value = values[name], !(fallback != nil && value.isEmpty) { return value }
+        return fallback
     }
 
     static func isValidName(_ name: Substring) -> Bool {
@@ -76,27 +113,10 @@ extension Interpolation {
     /// The variables `text` refers to, in order, by the rules of `expand` (`$$` is no
     /// reference); a malformed reference is skipped (the parser reports it).
     public static func references(in text: String) -> [Reference] {
-        var found: [Reference] = []
-        var i = text.startIndex
-        while i < text.endIndex {
-            let next = text.index(after: i)
-            guard text[i] == "$", next < text.endIndex else {
-                i = next
-                continue
-            }
-            if text[next] == "$" {
-                i = text.index(after: next)
-            } else if text[next] == "{", let close = text[next...].firstIndex(of: "}") {
-                let body = text[text.index(after: next)..<close]
-                let separator = body.range(of: ":-")
-                let name = separator.map { body[body.startIndex..<$0.lowerBound] } ?? body
-                if isValidName(name) { found.append(Reference(name: String(name), hasDefault: separator != nil)) }
-                i = text.index(after: close)
-            } else {
-                i = next
-            }
+        segments(of: text).compactMap { segment in
+            guard case .reference(let name, let fallback) = segment else { return nil }
+            return Reference(name: name, hasDefault: fallback != nil)
         }
-        return found
     }
 
     /// The variables a YAML configuration file's values refer to (scalars only: comments and

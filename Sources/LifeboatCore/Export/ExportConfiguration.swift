@@ -14,7 +14,15 @@ public enum ExportConfiguration {
                 environment[reference.name] = "${\(reference.name)}"
             }
         }
-        return ConfigurationParser.parse(directory: directory, main: main, policies: policies, runbooks: runbooks,
-                                         sources: sources, environment: environment)
+        var configuration = ConfigurationParser.parse(directory: directory, main: main, policies: policies, runbooks: runbooks,
+                                                      sources: sources, environment: environment)
+        // "'${RT}' is not a valid duration" puzzles whoever has RT set: say why it is read so.
+        for index in configuration.problems.indices {
+            let error = configuration.problems[index].error
+            guard let name = environment.keys.sorted().first(where: { error.message.contains("${\($0)}") }) else { continue }
+            let why = "lifeboat export reads no environment variable, so ${\(name)} is read as that text, which this setting cannot take: write the value itself, or ${\(name):-VALUE} (the export uses VALUE)."
+            configuration.problems[index].error.hint = why + (error.hint.map { " " + $0 } ?? "")
+        }
+        return configuration
     }
 }

@@ -69,3 +69,28 @@ extension Unicode.Scalar {
 func yamlMap(_ entries: (String, YAMLValue?)...) -> YAMLValue {
     .map(entries.compactMap { key, value in value.map { YAMLEntry(key, $0) } })
 }
+
+/// What an export refuses, gathered so that one run reports every problem (as
+/// `lifeboat check` does), each once: the prune job sees again what a policy's job saw.
+struct RefusedObjects {
+    private(set) var errors: [LifeboatError] = []
+
+    /// Runs `body`, keeping a `LifeboatError` it throws (any other error is thrown on).
+    mutating func collect(_ body: () throws -> Void) throws {
+        do {
+            try body()
+        } catch let error as LifeboatError {
+            refuse(error)
+        }
+    }
+
+    mutating func refuse(_ error: LifeboatError) {
+        if !errors.contains(where: { $0.description == error.description }) { errors.append(error) }
+    }
+
+    /// Throws the one error as it is, several as `LifeboatErrors`.
+    func throwIfAny() throws {
+        if errors.count == 1 { throw errors[0] }
+        if !errors.isEmpty { throw LifeboatErrors(errors) }
+    }
+}

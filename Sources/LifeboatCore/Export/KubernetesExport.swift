@@ -74,14 +74,19 @@ public enum KubernetesExport {
 
         var jobs: [(name: String, job: Job)] = []
         var owners: [String: String] = [:]
-        func add(_ job: Job, what: String) throws {
-            let name = cronJobName(component: job.component, subject: job.subject)
-            if let other = owners[name] {
-                throw LifeboatError(.configuration, "\(other) and \(what) would both be the CronJob '\(name)'",
-                                    hint: "Kubernetes names are lower-case letters, digits and '-' (at most \(maximumCronJobName) characters): rename one of them so that they differ there.")
+        // Every name that collides and every repository a pod cannot write is reported at once.
+        var refused = RefusedObjects()
+        func add(_ job: @autoclosure () throws -> Job, what: String) throws {
+            try refused.collect {
+                let job = try job()
+                let name = cronJobName(component: job.component, subject: job.subject)
+                if let other = owners[name] {
+                    throw LifeboatError(.configuration, "\(other) and \(what) would both be the CronJob '\(name)'",
+                                        hint: "Kubernetes names are lower-case letters, digits and '-' (at most \(maximumCronJobName) characters): rename one of them so that they differ there.")
+                }
+                owners[name] = what
+                jobs.append((name, job))
             }
-            owners[name] = what
-            jobs.append((name, job))
         }
         for policy in configuration.policies {
             guard let schedule = policy.schedule else { continue }
@@ -111,6 +116,7 @@ public enum KubernetesExport {
                         repositories: try localRepositories(restored, configuration), scratch: scratch),
                     what: "runbook '\(runbook.name)'")
         }
+        try refused.throwIfAny()
         if configuration.stateDirectory == nil {
             notes.append("state_dir is not set: its default lies in the ConfigMap's read-only mount; backups do not need it, but set state_dir (e.g. /var/lib/lifeboat) for commands that record state")
         }
@@ -204,11 +210,15 @@ public enum KubernetesExport {
             ("annotations", annotations.isEmpty ? nil : .map(annotations)))
     }
 
+    static let managedBy = "lifeboat-export"
+    /// The label of every object, as written.
+    public static let managedByLabel = "app.kubernetes.io/managed-by: \(managedBy)"
+
     static func labels(component: String) -> YAMLValue {
         yamlMap(
             ("app.kubernetes.io/name", .string("lifeboat")),
             ("app.kubernetes.io/component", .string(component)),
-            ("app.kubernetes.io/managed-by", .string("lifeboat-export")))
+            ("app.kubernetes.io/managed-by", .string(managedBy)))
     }
 
     // MARK: Secrets

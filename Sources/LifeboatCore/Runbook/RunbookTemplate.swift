@@ -25,37 +25,13 @@ public struct RunbookTemplate: Sendable, Equatable, CustomStringConvertible {
     public init(parsing text: String) throws(Interpolation.Failure) {
         self.text = text
         var parts: [Part] = []
-        var literal = ""
-        var i = text.startIndex
-        while i < text.endIndex {
-            let ch = text[i]
-            let next = text.index(after: i)
-            guard ch == "$", next < text.endIndex, text[next] == "$" || text[next] == "{" else {
-                literal.append(ch)
-                i = next
-                continue
+        for segment in Interpolation.segments(of: text, isName: Self.isVariableName) {
+            switch segment {
+            case .literal(let literal): parts.append(.literal(literal))
+            case .reference(let name, let fallback): parts.append(.variable(name, fallback: fallback))
+            case .malformed(let failure): throw failure
             }
-            if text[next] == "$" {
-                literal.append("$")
-                i = text.index(after: next)
-                continue
-            }
-            let start = text.index(after: next)
-            guard let close = text[start...].firstIndex(of: "}") else { throw .unterminated }
-            let body = text[start..<close]
-            var name = Substring(body)
-            var fallback: String?
-            if let separator = body.range(of: ":-") {
-                name = body[body.startIndex..<separator.lowerBound]
-                fallback = String(body[separator.upperBound...])
-            }
-            guard Self.isVariableName(name) else { throw .invalidName(String(name)) }
-            if !literal.isEmpty { parts.append(.literal(literal)) }
-            literal = ""
-            parts.append(.variable(String(name), fallback: fallback))
-            i = text.index(after: close)
         }
-        if !literal.isEmpty { parts.append(.literal(literal)) }
         self.parts = parts
     }
 
@@ -87,13 +63,8 @@ public struct RunbookTemplate: Sendable, Equatable, CustomStringConvertible {
             case .literal(let text):
                 out += text
             case .variable(let name, let fallback):
-                if let value = values[name], !(fallback != nil && value.isEmpty) {
-                    out += value
-                } else if let fallback {
-                    out += fallback
-                } else {
-                    throw .undefined(name)
-                }
+                guard let value = Interpolation.value(of: name, fallback: fallback, in: values) else { throw .undefined(name) }
+                out += value
             }
         }
         return out

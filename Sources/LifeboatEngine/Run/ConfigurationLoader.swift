@@ -12,28 +12,33 @@ public enum ConfigurationLoader {
         return URL(fileURLWithPath: path).standardizedFileURL.path
     }
 
+    /// What to do about a configuration directory that is missing or empty.
+    public static let directoryHint = "Pass --config DIR or set LIFEBOAT_CONFIG to the directory holding lifeboat.yaml, policies/ and runbooks/; or give --repository to work from a repository alone."
+
     /// Loads every file. Problems in the files are in the result's `problems` (each command
     /// decides which of them stop it); this throws only when the directory cannot be read.
     public static func load(directory: String, environment: [String: String]) throws -> Configuration {
-        guard isDirectory(directory) else {
-            throw LifeboatError(.configuration, "configuration directory '\(directory)' does not exist",
-                                hint: "Pass --config DIR or set LIFEBOAT_CONFIG to the directory holding lifeboat.yaml, policies/ and runbooks/; or give --repository to work from a repository alone.")
-        }
         let (main, policies, runbooks) = try files(directory: directory)
-        if main == nil && policies.isEmpty && runbooks.isEmpty {
-            throw LifeboatError(.configuration, "'\(directory)' holds no Lifeboat configuration (no lifeboat.yaml, policies/ or runbooks/)",
-                                hint: "Pass --config DIR or set LIFEBOAT_CONFIG to the directory holding lifeboat.yaml, policies/ and runbooks/; or give --repository to work from a repository alone.")
-        }
         return ConfigurationParser.parse(directory: directory, main: main, policies: policies, runbooks: runbooks,
                                          sources: SourceKinds.parsers, environment: environment)
     }
 
     /// The configuration directory's files as they are: `lifeboat.yaml` (nil when absent),
     /// `policies/*.yaml`, `runbooks/*.yaml` (also `.yml`).
-    public static func files(directory: String) throws -> (main: ConfigFile?, policies: [ConfigFile], runbooks: [ConfigFile]) {
+    ///
+    /// - Throws: `.configuration` when the directory does not exist or holds none of them (a
+    ///   mistyped `--config`), with `hint` saying what to do.
+    public static func files(directory: String, hint: String = directoryHint) throws -> (main: ConfigFile?, policies: [ConfigFile], runbooks: [ConfigFile]) {
+        guard isDirectory(directory) else {
+            throw LifeboatError(.configuration, "configuration directory '\(directory)' does not exist", hint: hint)
+        }
         let mainPath = directory + "/lifeboat.yaml"
         let main = pathExists(mainPath) ? ConfigFile(name: "lifeboat.yaml", text: try readTextFile(mainPath)) : nil
-        return (main, try yamlFiles(in: directory, subdirectory: "policies"), try yamlFiles(in: directory, subdirectory: "runbooks"))
+        let policies = try yamlFiles(in: directory, subdirectory: "policies"), runbooks = try yamlFiles(in: directory, subdirectory: "runbooks")
+        if main == nil && policies.isEmpty && runbooks.isEmpty {
+            throw LifeboatError(.configuration, "'\(directory)' holds no Lifeboat configuration (no lifeboat.yaml, policies/ or runbooks/)", hint: hint)
+        }
+        return (main, policies, runbooks)
     }
 
     /// Loads `lifeboat.yaml` and one policy's file (`policies/<policy>.yaml` or `.yml`), and

@@ -4,7 +4,7 @@ import Foundation
 ///
 /// The platform's services answer `{"status": "healthy|degraded|unhealthy", "checks": {…}}`,
 /// with 503 when degraded or unhealthy. A body of that form decides by its `status`: healthy
-/// (or another of `okStates`, in any case) passes, degraded passes only with `accept_degraded` (and then its 503 too), anything else
+/// passes, degraded passes only with `accept_degraded` (and then its 503 too), anything else
 /// fails, naming every entry of `checks` that is not ok. Any other body: the status code must
 /// be one of `statuses`. Then every `json` expectation must hold.
 public enum HealthResponse {
@@ -19,8 +19,8 @@ public enum HealthResponse {
             described += ", status '\(health)'"
             let failing = notOK(object?["checks"])
             failingText = failing.isEmpty ? "" : "; not ok: " + failing.joined(separator: ", ")
-            switch health.lowercased() {
-            case let state where okStates.contains(state):
+            switch health {
+            case "healthy", "ok", "pass":
                 guard statuses.contains(status) else {
                     return .failed("\(described) (expected \(expected(statuses)))\(failingText)")
                 }
@@ -48,12 +48,8 @@ public enum HealthResponse {
         return .passed(described + failingText)
     }
 
-    /// What a `status` (or an entry of `checks`) says when all is well, in lower case: Spring
-    /// Boot's `{"status": "UP"}` as much as the platform's `healthy`.
-    static let okStates: Set<String> = ["ok", "healthy", "pass", "true", "up"]
-
     /// The entries of `checks` that are not ok, as `name (value)`. An entry is ok when it is
-    /// one of `okStates` (any case), `true`, or an object whose `status` is one of those.
+    /// the string `ok`/`healthy`/`pass`, `true`, or an object whose `status` is one of those.
     public static func notOK(_ checks: Any?) -> [String] {
         guard let checks = checks as? [String: Any] else { return [] }
         return checks.keys.sorted().compactMap { name in
@@ -64,7 +60,7 @@ public enum HealthResponse {
             } else {
                 state = text(of: entry)
             }
-            if okStates.contains(state.lowercased()) { return nil }
+            if ["ok", "healthy", "pass", "true", "up"].contains(state.lowercased()) { return nil }
             var shown = state
             if let object = entry as? [String: Any], let error = (object["error"] ?? object["message"]) as? String {
                 shown += ": \(error)"

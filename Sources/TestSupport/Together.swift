@@ -66,7 +66,8 @@ public final class Background<T: Sendable>: Sendable {
 ///
 /// At most `BlockingTestSlots.count` such bodies run at once (a test waits for a slot without
 /// holding a thread): the integration tests start real servers and child processes, and
-/// starting all of them at once on two cores makes every timing in them miss.
+/// starting all of them at once on two cores makes every timing in them miss. A test's time
+/// limit counts its wait for a slot, so a suite that uses this takes the ten-minute limit.
 public func offThePool<T>(_ body: () throws -> T) async throws -> T {
     await BlockingTestSlots.shared.acquire()
     do {

@@ -7,7 +7,7 @@ import Testing
 import TestSupport
 
 /// The daemon's loop with a job of the test's own: a run that blocks until it is cancelled.
-@Suite(.timeLimit(.minutes(5)))
+@Suite(.timeLimit(.minutes(10)))
 struct SchedulerDaemonLoop {
     final class Started: Sendable {
         let count = Mutex(0)

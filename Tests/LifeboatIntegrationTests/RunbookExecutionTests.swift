@@ -54,7 +54,7 @@ func httpCheck(_ url: String, statuses: [Int] = [200], json: [(String, String)] 
 /// Whether a process exists (a zombie counts until it is reaped).
 func processExists(_ pid: pid_t) -> Bool { kill(pid, 0) == 0 || errno == EPERM }
 
-@Suite(.timeLimit(.minutes(5)))
+@Suite(.timeLimit(.minutes(10)))
 struct HealthChecksAgainstRealServers {
     @Test func httpChecksReadThePlatformsHealthFormatAndNameTheFailingDependency() async throws {
         try await offThePool {
@@ -192,7 +192,7 @@ struct HealthChecksAgainstRealServers {
     }
 }
 
-@Suite(.timeLimit(.minutes(2)))
+@Suite(.timeLimit(.minutes(10)))
 struct HealthCheckRetryLoop {
     /// A command check that fails until it has run `passOn` times (a counter in a file).
     func countingCheck(_ directory: String, passOn: Int) -> HealthCheck {
@@ -259,7 +259,7 @@ struct HealthCheckRetryLoop {
     }
 }
 
-@Suite(.timeLimit(.minutes(2)))
+@Suite(.timeLimit(.minutes(10)))
 struct CommandSteps {
     let context = RunContext(logger: quietLogger)
 

@@ -7,7 +7,7 @@ import TestSupport
 
 /// `lifeboat schedule` as a real process: a `files` policy every minute; the last minute's
 /// firing is missed at start-up and caught up at once, so no test waits for the clock.
-@Suite(.timeLimit(.minutes(5)))
+@Suite(.timeLimit(.minutes(10)))
 struct SchedulerDaemonProcess {
     func filesPolicy(_ dir: TemporaryDirectory, main: String) throws {
         try dir.write("lifeboat.yaml", main)

@@ -250,6 +250,16 @@ let validMain = """
         #expect(messages == ["policies/a.yaml:1:9: policy 'same' is in policies/a.yaml; a policy's file is named after it"])
     }
 
+    /// `locks/`, `keys/` and `lifeboat.json` are the repository's own: a policy of that name
+    /// would have its manifests read as locks (and `unlock` remove them) or as key files.
+    @Test func aPolicyNamedAfterTheRepositorysOwnObjectsIsRefused() {
+        for name in ConfigurationParser.reservedPolicyNames {
+            let messages = errors(parse(policies: ["\(name).yaml": "policy: \(name)\nsource: { files: { path: /a } }\n"]))
+            #expect(messages.count == 1 && messages[0].hasPrefix("policies/\(name).yaml:1:9: '\(name)' cannot name a policy"), "\(messages)")
+        }
+        #expect(errors(parse(policies: ["Locks.yaml": "policy: Locks\nsource: { files: { path: /a } }\n"])).isEmpty)
+    }
+
     @Test func twoFilesOfOnePolicyAreReported() {
         let messages = errors(parse(policies: [
             "same.yaml": "policy: same\nsource: { files: { path: /a } }\n",

@@ -233,6 +233,10 @@ public enum ConfigurationParser {
 
     // MARK: Policies
 
+    /// The names at the top of a repository that are not policies' (a policy's objects are
+    /// under `<policy>/`): a policy named so would have its backups read as locks or key files.
+    public static let reservedPolicyNames = ["keys", "lifeboat.json", "locks"]
+
     static let policyKeys = ["policy", "source", "schedule", "repository", "retention", "compression"]
 
     /// The policy, and the node of its `repository` key (to report an unknown repository at).
@@ -243,6 +247,11 @@ public enum ConfigurationParser {
         if let given = name, given != file.baseName {
             nameNode?.error("policy '\(given)' is in \(file.name); a policy's file is named after it",
                             hint: "Rename the file to policies/\(given).yaml, or the policy to '\(file.baseName)'.")
+            name = nil
+        }
+        if let given = name, reservedPolicyNames.contains(given) {
+            nameNode?.error("'\(given)' cannot name a policy: the repository keeps its own \(given == "lifeboat.json" ? "format marker" : given) there",
+                            hint: "Choose another name (and rename the file to match); \(reservedPolicyNames.map { "'\($0)'" }.joined(separator: ", ")) are reserved.")
             name = nil
         }
         let source = map.required("source").flatMap { parseSource($0, sources: sources) }

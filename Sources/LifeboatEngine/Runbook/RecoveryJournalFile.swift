@@ -67,7 +67,7 @@ public final class RecoveryJournalFile: @unchecked Sendable {
     }
 
     public func append(_ entry: JournalEntry) throws {
-        try Self.appendLine(Array(try entry.line().utf8), fd: fd, what: "the recovery journal '\(path)'")
+        try appendLine(Array(try entry.line().utf8), fd: fd, what: "the recovery journal '\(path)'", hint: Self.hint)
     }
 
     /// Empties the journal (a new recovery starts in it).
@@ -90,10 +90,6 @@ public final class RecoveryJournalFile: @unchecked Sendable {
             throw LifeboatError(.io, "unable to rename the recovery journal '\(path)' to '\(archived)': \(errnoText(saved))", hint: Self.hint)
         }
         return archived
-    }
-
-    static func appendLine(_ line: [UInt8], fd: Int32, what: String) throws {
-        try LifeboatIO.appendLine(line, fd: fd, what: what, hint: hint)
     }
 }
 

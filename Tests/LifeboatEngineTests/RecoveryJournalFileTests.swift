@@ -13,6 +13,25 @@ import TestSupport
         try readTextFile(path).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
     }
 
+    @Test func twoRecoveriesEndingInTheSameSecondKeepBothJournals() throws {
+        let state = try TemporaryDirectory("lifeboat-journal")
+        defer { state.remove() }
+        var kept: [String] = []
+        for step in ["first", "second", "third"] {
+            let journal = try RecoveryJournalFile(stateDirectory: state.path, runbook: "dr")
+            try journal.append(JournalEntry(event: .start, time: Self.t0, step: step))
+            kept.append(try journal.archive(time: Self.t0))
+        }
+        let directory = state.path + "/recover/"
+        #expect(kept == [directory + "dr.20251124T160000Z.journal.jsonl", directory + "dr.20251124T160000Z_2.journal.jsonl",
+                         directory + "dr.20251124T160000Z_3.journal.jsonl"])
+        // Each kept journal is its own recovery's, and they sort in the order they ended.
+        let steps = try kept.map { RecoveryJournal.State.read(try readTextFile($0)).interrupted }
+        #expect(steps == ["first", "second", "third"])
+        #expect(kept.sorted() == kept)
+        #expect(!pathExists(RecoveryJournalFile.path(stateDirectory: state.path, runbook: "dr")))
+    }
+
     @Test func anAppendAfterATornLastLineIsNotLost() throws {
         let state = try TemporaryDirectory("lifeboat-journal")
         defer { state.remove() }

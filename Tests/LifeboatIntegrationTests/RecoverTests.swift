@@ -157,6 +157,45 @@ struct RecoverRunbooks {
         }
     }
 
+    /// Whether process `pid` still runs (a zombie waiting for its reaper does not).
+    static func isRunning(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return false }
+        return !stat[stat.index(after: close)...].hasPrefix(" Z")
+    }
+
+    @Test func aSigtermDuringAStepThatIgnoresItLeavesNoCommandRunningAndResumeFinishes() async throws {
+        try await offThePool {
+            let f = try RecoverFixture()
+            defer { f.dir.remove() }
+            try f.runbook(RecoverFixture.echo("one") + """
+                  - id: two
+                    run: { shell: "if [ -e go ]; then echo two >> ran.txt; else trap '' TERM; echo $$$$ > two.pid; sleep 60; fi" }
+
+                """ + RecoverFixture.echo("three"))
+            let running = try LifeboatCLI.start(["recover", "dr", "--yes"], config: f.dir.path)
+            let deadline = Date().addingTimeInterval(60)
+            while Date() < deadline, f.lines(f.dir.subpath("two.pid")).isEmpty { usleep(50_000) }
+            let pid = try #require(Int32(f.lines(f.dir.subpath("two.pid")).first ?? ""))
+            kill(running.pid, SIGTERM)
+            let stopped = try running.wait()
+            #expect(stopped.status == 143, "\(stopped.all)")
+            // The step's shell ignores SIGTERM; it must not outlive the recovery that started it.
+            let gone = Date().addingTimeInterval(10)
+            while Date() < gone, Self.isRunning(pid) { usleep(50_000) }
+            let survived = Self.isRunning(pid)
+            if survived { kill(-pid, SIGKILL) }
+            #expect(!survived, "the command of step 'two' still runs after lifeboat ended")
+            let state = RecoveryJournal.State.read((try? String(contentsOfFile: f.journal, encoding: .utf8)) ?? "")
+            #expect(state.completed == ["one"] && state.interrupted == "two", "\(state)")
+
+            _ = try f.dir.write("go", "")
+            let resumed = try f.recover(["dr", "--yes", "--resume"])
+            #expect(resumed.status == 0, "\(resumed.all)")
+            #expect(f.ran == ["one", "two", "three"])
+        }
+    }
+
     @Test func retrySkipAndAChangedRunbookRefusingTheOldJournal() async throws {
         try await offThePool {
             let f = try RecoverFixture()

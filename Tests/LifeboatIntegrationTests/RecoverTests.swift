@@ -196,6 +196,29 @@ struct RecoverRunbooks {
         }
     }
 
+    @Test func aSigtermDuringARunStepStopsItsGroupAndExits143() async throws {
+        try await offThePool {
+            let f = try RecoverFixture()
+            defer { f.dir.remove() }
+            try f.runbook(RecoverFixture.echo("one") + """
+                  - id: two
+                    run: { shell: "echo $$$$ > two.pid; sleep 60; echo two >> ran.txt" }
+
+                """)
+            let running = try LifeboatCLI.start(["recover", "dr", "--yes"], config: f.dir.path)
+            let deadline = Date().addingTimeInterval(60)
+            while Date() < deadline, f.lines(f.dir.subpath("two.pid")).isEmpty { usleep(50_000) }
+            let pid = try #require(Int32(f.lines(f.dir.subpath("two.pid")).first ?? ""))
+            kill(running.pid, SIGTERM)
+            let stopped = try running.wait()
+            #expect(stopped.status == 143, "\(stopped.all)")
+            #expect(stopped.stderr.contains("cancelled (SIGTERM)") && stopped.stderr.contains("--resume"), "\(stopped.all)")
+            #expect(!Self.isRunning(pid))
+            #expect(f.entries(f.journal).last?.outcome == "aborted")
+            #expect(f.ran == ["one"])
+        }
+    }
+
     @Test func retrySkipAndAChangedRunbookRefusingTheOldJournal() async throws {
         try await offThePool {
             let f = try RecoverFixture()

@@ -165,11 +165,12 @@ private final class AtomicCounter: Sendable {
 /// Appends one line to a private record file (run history, audit log, drill history): opened
 /// with `O_APPEND` (so appenders never interleave within a line) and created 0600 — set
 /// exactly, not left to the umask — then synced. A crash leaves at most a torn last line,
-/// which the readers of these files skip.
+/// which the readers of these files skip (and the next append ends it first).
 ///
 /// - Parameter what: the file, for messages (`the run history '…'`).
 public func appendLine(_ line: [UInt8], toFile path: String, what: String, hint: String) throws {
-    let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+    // Read as well as write: the last byte tells whether a crash left a torn line.
+    let fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
     guard fd >= 0 else {
         let saved = errno
         throw LifeboatError(.io, "unable to open \(what): \(errnoText(saved))", hint: hint)
@@ -179,9 +180,19 @@ public func appendLine(_ line: [UInt8], toFile path: String, what: String, hint:
     try appendLine(line, fd: fd, what: what, hint: hint)
 }
 
-/// Writes `line` whole to `fd` (opened with `O_APPEND`), retrying short writes and `EINTR`,
-/// then syncs it.
+/// Writes `line` whole to `fd` (opened with `O_APPEND` and for reading), retrying short writes
+/// and `EINTR`, then syncs it. When the file does not end in a newline — a crash tore its last
+/// line — a newline goes first, so that the torn line stays alone (its readers skip it) and
+/// does not swallow this one.
 public func appendLine(_ line: [UInt8], fd: Int32, what: String, hint: String) throws {
+    var line = line
+    var info = stat()
+    if fstat(fd, &info) == 0, info.st_size > 0 {
+        var last: UInt8 = 0
+        if pread(fd, &last, 1, info.st_size - 1) == 1, last != UInt8(ascii: "\n") {
+            line.insert(UInt8(ascii: "\n"), at: 0)
+        }
+    }
     var written = 0
     while written < line.count {
         let n = line[written...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }

@@ -7,7 +7,7 @@ import LifeboatIO
 struct Recover: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Recover the platform by a runbook: print the plan and its preflight checks, then run the steps (asking before each on a terminal).",
-        discussion: "Exit status: 0 every critical step passed; 1 a step failed, the operator aborted, or a preflight check failed; 2 bad input.")
+        discussion: "Exit status: 0 every critical step passed; 1 a step failed, the operator aborted, or a preflight check failed; 2 bad input; 130 / 143 cancelled by SIGINT / SIGTERM.")
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var lock: LockOptions
@@ -149,8 +149,11 @@ struct Recover: ParsableCommand {
             }
         }
         if outcome.aborted {
-            if json { throw ExitCode(1) }
-            throw LifeboatError(.source, "the recovery by runbook '\(book.name)' was aborted",
+            // Stopped by SIGINT or SIGTERM: exit 130 / 143, as every command does.
+            let signal = context.cancellation.isCancelled ? Signals.signal : nil
+            if json { throw ExitCode(signal.map(Signals.exitStatus(for:)) ?? 1) }
+            throw LifeboatError(signal == nil ? .source : .cancelled,
+                                "the recovery by runbook '\(book.name)' was \(signal == nil ? "aborted" : "cancelled (\(context.cancellation.reason ?? "signal"))")",
                                 hint: "Continue it with 'lifeboat recover \(book.name) --resume', or start over with --restart.")
         }
         if let failed = outcome.failedStep {

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import LifeboatCore
+import LifeboatEngine
 import Synchronization
 
 /// `SIGINT` and `SIGTERM` cancel the run instead of killing the process, so that it can stop
@@ -52,6 +53,7 @@ enum Signals {
                 let name = number == SIGINT ? "SIGINT" : "SIGTERM"
                 if !first {
                     report("\(name) again: stopping now; anything left behind is never listed, and prune removes it")
+                    GroupGuardian.killRunningGroups()
                     _exit(exitStatus(for: number))
                 }
                 if let handler = firstSignalHandler.withLock({ $0 }) {
@@ -63,6 +65,7 @@ enum Signals {
                 let watchdog = Thread {
                     Thread.sleep(forTimeInterval: cleanupDeadline)
                     report("cancelled (\(name)): cleanup did not finish in time; what is left is never listed, and prune removes it")
+                    GroupGuardian.killRunningGroups()
                     _exit(exitStatus(for: number))
                 }
                 watchdog.name = "lifeboat-signal-watchdog"

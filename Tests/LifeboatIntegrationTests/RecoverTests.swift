@@ -25,6 +25,12 @@ struct RecoverFixture {
         _ = try dir.write("runbooks/\(name).yaml", "runbook: \(name)\nsteps:\n" + steps)
     }
 
+    /// A step `id` that appends its id to `ran.txt`.
+    static func echo(_ id: String) -> String { "  - id: \(id)\n    run: { shell: \"echo \(id) >> ran.txt\" }\n" }
+
+    /// What the `echo` steps appended, in order.
+    var ran: [String] { lines(dir.subpath("ran.txt")) }
+
     func recover(_ arguments: [String]) throws -> LifeboatCLI.Output {
         try LifeboatCLI.run(["recover"] + arguments, config: dir.path)
     }
@@ -123,17 +129,11 @@ struct RecoverRunbooks {
         try await offThePool {
             let f = try RecoverFixture()
             defer { f.dir.remove() }
-            try f.runbook("""
-                  - id: one
-                    run: { shell: "echo one >> ran.txt" }
-                  - id: two
-                    run: { shell: "echo two >> ran.txt" }
+            try f.runbook(RecoverFixture.echo("one") + RecoverFixture.echo("two") + """
                   - id: three
                     run: { shell: "if [ -e go ]; then echo three >> ran.txt; else echo $$$$ > three.pid; exec sleep 60; fi" }
-                  - id: four
-                    run: { shell: "echo four >> ran.txt" }
 
-                """)
+                """ + RecoverFixture.echo("four"))
             let running = try LifeboatCLI.start(["recover", "dr", "--yes"], config: f.dir.path)
             let deadline = Date().addingTimeInterval(60)
             while Date() < deadline, !f.entries(f.journal).contains(where: { $0.event == .start && $0.step == "three" }) {
@@ -153,7 +153,71 @@ struct RecoverRunbooks {
             _ = try f.dir.write("go", "")
             let resumed = try f.recover(["dr", "--yes", "--resume"])
             #expect(resumed.status == 0, "\(resumed.all)")
-            #expect(f.lines(f.dir.subpath("ran.txt")) == ["one", "two", "three", "four"])
+            #expect(f.ran == ["one", "two", "three", "four"])
+        }
+    }
+
+    /// Whether process `pid` still runs (a zombie waiting for its reaper does not).
+    static func isRunning(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return false }
+        return !stat[stat.index(after: close)...].hasPrefix(" Z")
+    }
+
+    @Test func aSigtermDuringAStepThatIgnoresItLeavesNoCommandRunningAndResumeFinishes() async throws {
+        try await offThePool {
+            let f = try RecoverFixture()
+            defer { f.dir.remove() }
+            try f.runbook(RecoverFixture.echo("one") + """
+                  - id: two
+                    run: { shell: "if [ -e go ]; then echo two >> ran.txt; else trap '' TERM; echo $$$$ > two.pid; sleep 60; fi" }
+
+                """ + RecoverFixture.echo("three"))
+            let running = try LifeboatCLI.start(["recover", "dr", "--yes"], config: f.dir.path)
+            let deadline = Date().addingTimeInterval(60)
+            while Date() < deadline, f.lines(f.dir.subpath("two.pid")).isEmpty { usleep(50_000) }
+            let pid = try #require(Int32(f.lines(f.dir.subpath("two.pid")).first ?? ""))
+            kill(running.pid, SIGTERM)
+            let stopped = try running.wait()
+            #expect(stopped.status == 143, "\(stopped.all)")
+            // The step's shell ignores SIGTERM; it must not outlive the recovery that started it.
+            let gone = Date().addingTimeInterval(10)
+            while Date() < gone, Self.isRunning(pid) { usleep(50_000) }
+            let survived = Self.isRunning(pid)
+            if survived { kill(-pid, SIGKILL) }
+            #expect(!survived, "the command of step 'two' still runs after lifeboat ended")
+            let state = RecoveryJournal.State.read((try? String(contentsOfFile: f.journal, encoding: .utf8)) ?? "")
+            // 'two' started and did not pass (its end, cancelled, may or may not have been written
+            // before the watchdog ended the process): --resume runs it again.
+            #expect(state.completed == ["one"] && (state.interrupted == "two" || state.results["two"]?.outcome == .cancelled), "\(state)")
+
+            _ = try f.dir.write("go", "")
+            let resumed = try f.recover(["dr", "--yes", "--resume"])
+            #expect(resumed.status == 0, "\(resumed.all)")
+            #expect(f.ran == ["one", "two", "three"])
+        }
+    }
+
+    @Test func aSigtermDuringARunStepStopsItsGroupAndExits143() async throws {
+        try await offThePool {
+            let f = try RecoverFixture()
+            defer { f.dir.remove() }
+            try f.runbook(RecoverFixture.echo("one") + """
+                  - id: two
+                    run: { shell: "echo $$$$ > two.pid; sleep 60; echo two >> ran.txt" }
+
+                """)
+            let running = try LifeboatCLI.start(["recover", "dr", "--yes"], config: f.dir.path)
+            let deadline = Date().addingTimeInterval(60)
+            while Date() < deadline, f.lines(f.dir.subpath("two.pid")).isEmpty { usleep(50_000) }
+            let pid = try #require(Int32(f.lines(f.dir.subpath("two.pid")).first ?? ""))
+            kill(running.pid, SIGTERM)
+            let stopped = try running.wait()
+            #expect(stopped.status == 143, "\(stopped.all)")
+            #expect(stopped.stderr.contains("cancelled (SIGTERM)") && stopped.stderr.contains("--resume"), "\(stopped.all)")
+            #expect(!Self.isRunning(pid))
+            #expect(f.entries(f.journal).last?.outcome == "aborted")
+            #expect(f.ran == ["one"])
         }
     }
 
@@ -161,24 +225,20 @@ struct RecoverRunbooks {
         try await offThePool {
             let f = try RecoverFixture()
             defer { f.dir.remove() }
-            let steps = """
-                  - id: one
-                    run: { shell: "echo one >> ran.txt" }
+            let steps = RecoverFixture.echo("one") + """
                   - id: two
                     run: { shell: "test -e ok" }
-                  - id: three
-                    run: { shell: "echo three >> ran.txt" }
 
-                """
+                """ + RecoverFixture.echo("three")
             try f.runbook(steps)
             let failed = try f.recover(["dr", "--yes"])
             #expect(failed.status == 1 && failed.stderr.contains("step 'two'"), "\(failed.all)")
-            #expect(f.lines(f.dir.subpath("ran.txt")) == ["one"])
+            #expect(f.ran == ["one"])
 
             _ = try f.dir.write("ok", "")
             let retried = try f.recover(["dr", "--yes", "--retry", "two"])
             #expect(retried.status == 0, "\(retried.all)")
-            #expect(f.lines(f.dir.subpath("ran.txt")) == ["one", "three"])
+            #expect(f.ran == ["one", "three"])
 
             try FileManager.default.removeItem(atPath: f.dir.subpath("ok"))
             let again = try f.recover(["dr", "--yes"])
@@ -328,15 +388,7 @@ struct RecoverGuidedMode {
         try await offThePool {
             let f = try RecoverFixture()
             defer { f.dir.remove() }
-            try f.runbook("""
-                  - id: one
-                    run: { shell: "echo one >> ran.txt" }
-                  - id: two
-                    run: { shell: "echo two >> ran.txt" }
-                  - id: three
-                    run: { shell: "echo three >> ran.txt" }
-
-                """)
+            try f.runbook(RecoverFixture.echo("one") + RecoverFixture.echo("two") + RecoverFixture.echo("three"))
             let session = "lifeboat-recover-\(getpid())"
             let status = f.dir.subpath("status")
             let command = "LOG_LEVEL=error \(try LifeboatCLI.executable) recover dr --config \(f.dir.path); echo \"exit=$?\" > \(status); sleep 600"
@@ -353,7 +405,7 @@ struct RecoverGuidedMode {
             let deadline = Date().addingTimeInterval(30)
             while Date() < deadline, !FileManager.default.fileExists(atPath: status) { usleep(100_000) }
             #expect(try String(contentsOfFile: status, encoding: .utf8) == "exit=1\n", "\(screen)")
-            #expect(f.lines(f.dir.subpath("ran.txt")) == ["one"])
+            #expect(f.ran == ["one"])
             let results = f.entries(f.journal).compactMap(\.result)
             #expect(results.map(\.id) == ["one", "two", "three"])
             #expect(results.map(\.outcome) == [.passed, .skipped, .cancelled])

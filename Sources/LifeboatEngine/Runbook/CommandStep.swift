@@ -3,6 +3,7 @@ import Glibc
 import LifeboatCore
 import LifeboatIO
 import Logging
+import Synchronization
 
 /// Runs a runbook's `run:` step (and `command` checks): the program and its arguments with no
 /// shell — or `/bin/sh -c` when the runbook asked for `shell:` —, with its environment and
@@ -190,7 +191,7 @@ public struct CommandStep: Sendable {
 /// Stops a process group when its deadline passes or when asked, on a thread of its own:
 /// `SIGTERM` to the group, `SIGKILL` to it after the grace period — never after `finish()`,
 /// which the caller calls before reaping the group's leader.
-final class GroupGuardian: @unchecked Sendable {
+public final class GroupGuardian: @unchecked Sendable {
     enum Reason: Sendable { case timeout, cancelled, failed }
 
     private let condition = NSCondition()
@@ -207,6 +208,7 @@ final class GroupGuardian: @unchecked Sendable {
     }
 
     func start(deadline: Date?) {
+        Self.running.withLock { _ = $0.insert(group) }
         let thread = Thread { [self] in
             defer { done.signal() }
             condition.lock()
@@ -231,6 +233,17 @@ final class GroupGuardian: @unchecked Sendable {
         thread.start()
     }
 
+    /// The groups of the commands running now (their leaders not yet reaped, so the ids are
+    /// still theirs).
+    private static let running = Mutex<Set<pid_t>>([])
+
+    /// `SIGKILL` to the group of every command running now: for a process about to end at once
+    /// (a second signal, or a cleanup past its deadline), so that no command outlives it
+    /// unwatched — and none is still running when `recover --resume` starts its step again.
+    public static func killRunningGroups() {
+        for group in running.withLock({ $0 }) { kill(-group, SIGKILL) }
+    }
+
     /// Stops the group now (the first reason given is kept).
     func trigger(_ why: Reason) {
         condition.lock()
@@ -241,6 +254,7 @@ final class GroupGuardian: @unchecked Sendable {
 
     /// The leader has ended: no more signals. Returns why the group was stopped, if it was.
     func finish() -> Reason? {
+        Self.running.withLock { _ = $0.remove(group) }
         condition.lock()
         finished = true
         let why = reason

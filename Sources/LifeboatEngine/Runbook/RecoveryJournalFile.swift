@@ -67,7 +67,7 @@ public final class RecoveryJournalFile: @unchecked Sendable {
     }
 
     public func append(_ entry: JournalEntry) throws {
-        try Self.appendLine(Array(try entry.line().utf8), fd: fd, what: "the recovery journal '\(path)'")
+        try appendLine(Array(try entry.line().utf8), fd: fd, what: "the recovery journal '\(path)'", hint: Self.hint)
     }
 
     /// Empties the journal (a new recovery starts in it).
@@ -79,21 +79,32 @@ public final class RecoveryJournalFile: @unchecked Sendable {
     }
 
     /// Keeps the journal beside, named with `time` (`<runbook>.<time>.journal.jsonl`) — a
-    /// finished or abandoned recovery — and returns its new path. The lock stays held until
-    /// this object goes.
+    /// finished or abandoned recovery — and returns its new path. A journal kept under that
+    /// name already (another recovery ended in the same second) is never replaced: this one
+    /// takes the next free `_2`, `_3`, … (sorting after it). The lock stays held until this
+    /// object goes.
     @discardableResult
     public func archive(time: Date, label: String = "") throws -> String {
-        let stamp = BackupID.format(time)
-        let archived = path.replacingOccurrences(of: ".journal.jsonl", with: ".\(stamp)\(label).journal.jsonl")
-        guard rename(path, archived) == 0 else {
+        let suffix = ".journal.jsonl"
+        let base = String(path.dropLast(suffix.count)) + "." + BackupID.format(time) + label
+        var number = 1
+        while true {
+            let archived = base + (number == 1 ? "" : "_\(number)") + suffix
+            // link(2), then unlink(2): unlike rename(2) it fails on a name that is taken.
+            if link(path, archived) == 0 {
+                guard unlink(path) == 0 else {
+                    let saved = errno
+                    throw LifeboatError(.io, "unable to remove the recovery journal '\(path)' after keeping it as '\(archived)': \(errnoText(saved))",
+                                        hint: Self.hint)
+                }
+                return archived
+            }
             let saved = errno
-            throw LifeboatError(.io, "unable to rename the recovery journal '\(path)' to '\(archived)': \(errnoText(saved))", hint: Self.hint)
+            guard saved == EEXIST else {
+                throw LifeboatError(.io, "unable to keep the recovery journal '\(path)' as '\(archived)': \(errnoText(saved))", hint: Self.hint)
+            }
+            number += 1
         }
-        return archived
-    }
-
-    static func appendLine(_ line: [UInt8], fd: Int32, what: String) throws {
-        try LifeboatIO.appendLine(line, fd: fd, what: what, hint: hint)
     }
 }
 

@@ -30,6 +30,7 @@ public enum EncryptionFormat {
     public static let version: UInt8 = 1
     public static let headerSize = 96
     public static let tagSize = 16
+    public static let nonceSize = 12
     /// 64 KiB: the framing costs 16 bytes per chunk (0.02 %), a reader or writer holds one
     /// chunk (many run at once in a mirror), and GCM's per-call cost is negligible at this size.
     public static let defaultChunkSize = 64 << 10

@@ -6,8 +6,9 @@ import Synchronization
 /// repository's encryption happens, so everything above the store (backups, WAL, mirrors,
 /// prune, verify, restore, list) works unchanged.
 ///
-/// Left in plaintext: `lifeboat.json` (the format marker), `keys/*` (the wrapped key sets,
-/// needed to open the rest) and `locks/*` (no data; readable so stale locks can be broken).
+/// Left in plaintext: `lifeboat.json` (the format marker), `keys/<id>.json` (the wrapped key
+/// sets, needed to open the rest) and `locks/<id>.json` (no data; readable so stale locks can
+/// be broken); see `isPlaintext`.
 ///
 /// Sizes in `stat` and listings are plaintext sizes, computed from the ciphertext's (no extra
 /// request). Objects are bound to their keys, so `copy` re-encrypts through this process and
@@ -50,9 +51,12 @@ public struct EncryptedStore: ObjectStore {
     /// Whether the key set is known (loaded when the store was opened, or created since).
     public var hasKeySet: Bool { keys.loaded.withLock { $0 != nil } }
 
-    /// Objects stored as they are: the format marker, key files and locks.
+    /// Objects stored as they are: the format marker, key files (`keys/<id>.json`) and locks
+    /// (`locks/<id>.json`); nothing deeper, so that the backups of a policy named `keys` or
+    /// `locks` are encrypted like any other's.
     public static func isPlaintext(_ key: String) -> Bool {
-        key == "lifeboat.json" || key.hasPrefix(KeyFileRecord.prefix) || key.hasPrefix("locks/")
+        if key == "lifeboat.json" || KeyFileRecord.id(ofKey: key) != nil { return true }
+        return key.hasPrefix("locks/") && !key.utf8.dropFirst("locks/".utf8.count).contains(UInt8(ascii: "/"))
     }
 
     func plaintextInfo(_ info: ObjectInfo) -> ObjectInfo {

@@ -194,6 +194,23 @@ let fixedKeySet = RepositoryKeySet(id: Array(0x01...0x08), kek: Array(0x00...0x1
         #expect(encryptionFailure { _ = try readBack() }?.message.contains("is not an encrypted object") == true)
     }
 
+    /// `keys/` and `locks/` hold plaintext only at their top: a deeper object is encrypted.
+    @Test func theBackupsOfAPolicyNamedKeysOrLocksAreEncryptedAndAreNoKeyFiles() throws {
+        for key in ["keys/backups/1/manifest.json", "locks/backups/1/manifest.json"] {
+            try store.put(key: key, bytes: [1, 2, 3], ifAbsent: true)
+            #expect(Array(try inner.readAll(key: key).prefix(7)) == EncryptionFormat.magic, "\(key)")
+            #expect(try store.readAll(key: key) == [1, 2, 3])
+        }
+        #expect(EncryptedStore.isPlaintext("keys/0123456789abcdef.json"))
+        #expect(EncryptedStore.isPlaintext("locks/20261121T020000Z-k3f9q2.json"))
+        // An unencrypted repository with a policy named `keys` is not taken for an encrypted one.
+        let plain = MemoryStore(location: "memory:plain", clock: { Date(timeIntervalSince1970: 1_800_000_000) })
+        try plain.put(key: "keys/backups/1/manifest.json", bytes: Array("{}".utf8), ifAbsent: true)
+        let keyring = RepositoryKeyring(store: plain, repository: "plain")
+        #expect(try keyring.isEncrypted() == false)
+        #expect(try keyring.ids() == [])
+    }
+
     /// The vector docs/ENCRYPTION.md quotes: key set KEK 00…1f, randomness counting up from 0x40
     /// (data key 40…5f, then wrap nonce 60…6b), chunk size 8.
     @Test func testVector() throws {

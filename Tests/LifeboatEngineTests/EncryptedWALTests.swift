@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import LifeboatCore
 import LifeboatEngine
 import LifeboatIO
@@ -41,5 +42,51 @@ import TestSupport
         let error = #expect(throws: LifeboatError.self) { _ = try wal.fetch(.segment(segment), to: scratch.path + "/DAMAGED") }
         #expect(error?.message.contains("object '\(key)'") == true, "\(error?.message ?? "")")
         #expect(error?.message.contains("failed authentication") == true)
+    }
+}
+
+/// A store on which another process runs a first encrypted backup's `prepareForWriting` (key
+/// set, then marker) between this process's look for the key files and its look for the marker.
+final class FirstBackupMeanwhile: ObjectStore, Sendable {
+    let inner: MemoryStore
+    let other: @Sendable () throws -> Void
+    private let pending = Mutex(true)
+    init(inner: MemoryStore, other: @escaping @Sendable () throws -> Void) { self.inner = inner; self.other = other }
+    var location: String { inner.location }
+    var features: StoreFeatures { inner.features }
+    func listPage(_ request: ListRequest) throws -> ListPage { try inner.listPage(request) }
+    func stat(key: String) throws -> ObjectInfo? {
+        if key == Repository.formatKey, pending.withLock({ value in defer { value = false }; return value }) { try other() }
+        return try inner.stat(key: key)
+    }
+    func openWriter(key: String, ifAbsent: Bool) throws -> any ObjectWriter { try inner.openWriter(key: key, ifAbsent: ifAbsent) }
+    func openReader(key: String) throws -> any ObjectReader { try inner.openReader(key: key) }
+    func put(key: String, bytes: [UInt8], ifAbsent: Bool) throws { try inner.put(key: key, bytes: bytes, ifAbsent: ifAbsent) }
+    func copy(from source: String, to destination: String) throws { try inner.copy(from: source, to: destination) }
+    func delete(keys: [String]) throws { try inner.delete(keys: keys) }
+}
+
+@Suite struct EncryptedRepositoryCreation {
+    let now = Date(timeIntervalSince1970: 1_795_000_000)
+    let master = MasterKey(bytes: Array(repeating: 0x42, count: 32), origin: "$TEST_KEY")
+    let config = RepositoryConfig(name: "mem", kind: .local(path: "/nonexistent"), encryption: EncryptionConfig(key: .environment("TEST_KEY")))
+    var context: RunContext { RunContext(logger: quietLogger, environment: ["TEST_KEY": String(repeating: "42", count: 32)]) }
+
+    @Test func theKeySetIsWrittenBeforeTheMarker() throws {
+        let inner = MemoryStore(clock: { [now] in now })
+        let store = try EncryptedStore(inner: inner, repository: "mem", master: master, now: { [now] in now })
+        try Repository(name: "mem", store: store).prepareForWriting(now: now)
+        #expect(try inner.listAll(prefix: "keys/").map(\.key) == [KeyFileRecord.key(id: master.id)])
+    }
+
+    @Test func twoFirstBackupsWithOneKeyAtOnceBothGoOn() throws {
+        let inner = MemoryStore(clock: { [now] in now })
+        let (master, now) = (master, now)
+        let racing = FirstBackupMeanwhile(inner: inner) {
+            let store = try EncryptedStore(inner: inner, repository: "mem", master: master, now: { now })
+            try Repository(name: "mem", store: store).prepareForWriting(now: now)
+        }
+        let store = try RepositoryEncryption.wrap(racing, config: config, context: context)
+        #expect((store as? EncryptedStore)?.hasKeySet == true)
     }
 }

@@ -6,8 +6,9 @@ import Synchronization
 /// repository's encryption happens, so everything above the store (backups, WAL, mirrors,
 /// prune, verify, restore, list) works unchanged.
 ///
-/// Left in plaintext: `lifeboat.json` (the format marker), `keys/*` (the wrapped key sets,
-/// needed to open the rest) and `locks/*` (no data; readable so stale locks can be broken).
+/// Left in plaintext: `lifeboat.json` (the format marker), `keys/<id>.json` (the wrapped key
+/// sets, needed to open the rest) and `locks/<id>.json` (no data; readable so stale locks can
+/// be broken); see `isPlaintext`.
 ///
 /// Sizes in `stat` and listings are plaintext sizes, computed from the ciphertext's (no extra
 /// request). Objects are bound to their keys, so `copy` re-encrypts through this process and
@@ -50,9 +51,12 @@ public struct EncryptedStore: ObjectStore {
     /// Whether the key set is known (loaded when the store was opened, or created since).
     public var hasKeySet: Bool { keys.loaded.withLock { $0 != nil } }
 
-    /// Objects stored as they are: the format marker, key files and locks.
+    /// Objects stored as they are: the format marker, key files (`keys/<id>.json`) and locks
+    /// (`locks/<id>.json`); nothing deeper, so that the backups of a policy named `keys` or
+    /// `locks` are encrypted like any other's.
     public static func isPlaintext(_ key: String) -> Bool {
-        key == "lifeboat.json" || key.hasPrefix(KeyFileRecord.prefix) || key.hasPrefix("locks/")
+        if key == "lifeboat.json" || KeyFileRecord.id(ofKey: key) != nil { return true }
+        return key.hasPrefix("locks/") && !key.utf8.dropFirst("locks/".utf8.count).contains(UInt8(ascii: "/"))
     }
 
     func plaintextInfo(_ info: ObjectInfo) -> ObjectInfo {
@@ -189,20 +193,15 @@ struct ChunkSealer {
         self.chunkSize = chunkSize
     }
 
-    /// The next chunk, `ciphertext || tag`.
-    mutating func seal(_ plaintext: some DataProtocol, final: Bool) throws -> [UInt8] {
-        let box = try sealBox(plaintext, final: final)
-        var result = Array(box.ciphertext)
-        result += box.tag
-        return result
-    }
-
-    /// The next chunk's sealed box (its nonce is implied by its position).
-    mutating func sealBox(_ plaintext: some DataProtocol, final: Bool) throws -> AES.GCM.SealedBox {
+    /// The next chunk, `ciphertext || tag`: the sealed box's bytes after its nonce (no copy).
+    mutating func seal(_ plaintext: some DataProtocol, final: Bool) throws -> Data {
         let box = try AES.GCM.seal(plaintext, using: dataKey, nonce: try EncryptionFormat.chunkNonce(index),
                                    authenticating: EncryptionFormat.chunkAAD(headerDigest: headerDigest, index: index, final: final))
         index += 1
-        return box
+        guard let combined = box.combined else {
+            throw LifeboatError(.internalError, "an AES-GCM sealed box with a 12-byte nonce has no combined form")
+        }
+        return combined.dropFirst(EncryptionFormat.nonceSize)
     }
 }
 
@@ -223,25 +222,32 @@ final class EncryptedObjectWriter: ObjectWriter {
 
     func write(_ bytes: UnsafeRawBufferPointer) throws {
         var rest = bytes[...]
-        while !rest.isEmpty {
-            let n = min(rest.count, sealer.chunkSize - pending.count)
+        let chunkSize = sealer.chunkSize
+        if !pending.isEmpty {  // top up the chunk an earlier write began
+            let n = min(rest.count, chunkSize - pending.count)
             pending.append(contentsOf: rest.prefix(n))
             rest = rest.dropFirst(n)
-            if pending.count == sealer.chunkSize {
-                try emit(final: false)
-            }
+            guard pending.count == chunkSize else { return }
+            try emit(pending, final: false)
+            pending.removeAll(keepingCapacity: true)
         }
+        // Whole chunks are sealed from the caller's bytes, without a copy into `pending`. A
+        // full chunk is never the final one (that one holds `P mod C` bytes).
+        while rest.count >= chunkSize {
+            try emit(UnsafeRawBufferPointer(rebasing: rest.prefix(chunkSize)), final: false)
+            rest = rest.dropFirst(chunkSize)
+        }
+        pending.append(contentsOf: rest)
     }
 
-    private func emit(final: Bool) throws {
-        let box = try sealer.sealBox(pending, final: final)
-        pending.removeAll(keepingCapacity: true)
-        try box.ciphertext.withUnsafeBytes { try output.write($0) }
-        try box.tag.withUnsafeBytes { try output.write($0) }
+    /// Seals the next chunk and writes `ciphertext || tag` in one write.
+    private func emit(_ plaintext: some DataProtocol, final: Bool) throws {
+        try sealer.seal(plaintext, final: final).withUnsafeBytes { try output.write($0) }
     }
 
     func commit() throws {
-        try emit(final: true)
+        try emit(pending, final: true)
+        pending = []
         try output.commit()
     }
 
@@ -261,7 +267,7 @@ final class EncryptedObjectReader: ObjectReader {
     let headerDigest: [UInt8]
     private var raw: [UInt8]
     private var filled = 0
-    private var plain: [UInt8] = []
+    private var plain = Data()  // the current chunk's verified bytes, as AES-GCM returned them
     private var offset = 0
     private var index: UInt64 = 0
     private var finished = false
@@ -326,17 +332,17 @@ final class EncryptedObjectReader: ObjectReader {
         index += 1
     }
 
-    private func attempt(_ sealed: ArraySlice<UInt8>, index: UInt64, final: Bool) -> [UInt8]? {
+    private func attempt(_ sealed: ArraySlice<UInt8>, index: UInt64, final: Bool) -> Data? {
         let tagStart = sealed.endIndex - EncryptionFormat.tagSize
         guard let nonce = try? EncryptionFormat.chunkNonce(index),
               let box = try? AES.GCM.SealedBox(nonce: nonce, ciphertext: sealed[sealed.startIndex..<tagStart], tag: sealed[tagStart...]),
               let plain = try? AES.GCM.open(box, using: dataKey,
                                             authenticating: EncryptionFormat.chunkAAD(headerDigest: headerDigest, index: index, final: final))
         else { return nil }
-        return Array(plain)
+        return plain
     }
 
-    private func open(_ sealed: ArraySlice<UInt8>, final: Bool) throws -> [UInt8] {
+    private func open(_ sealed: ArraySlice<UInt8>, final: Bool) throws -> Data {
         if let plain = attempt(sealed, index: index, final: final) { return plain }
         // Why it failed, on the failure path only: a full chunk where the last should be is a
         // cut at a chunk boundary; a chunk that opens at another index was moved.
@@ -353,7 +359,7 @@ final class EncryptedObjectReader: ObjectReader {
     }
 
     func close() {
-        plain = []
+        plain = Data()
         raw = []
         input.close()
     }

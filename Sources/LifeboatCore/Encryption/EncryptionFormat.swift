@@ -30,6 +30,7 @@ public enum EncryptionFormat {
     public static let version: UInt8 = 1
     public static let headerSize = 96
     public static let tagSize = 16
+    public static let nonceSize = 12
     /// 64 KiB: the framing costs 16 bytes per chunk (0.02 %), a reader or writer holds one
     /// chunk (many run at once in a mirror), and GCM's per-call cost is negligible at this size.
     public static let defaultChunkSize = 64 << 10
@@ -153,10 +154,17 @@ public struct RandomSource: Sendable {
         self.bytes = bytes
     }
 
-    /// The operating system's cryptographically secure generator (getrandom on Linux).
+    /// The operating system's cryptographically secure generator (getrandom on Linux), eight
+    /// bytes a call (not one: every object draws 44).
     public static let system = RandomSource { count in
         var generator = SystemRandomNumberGenerator()
-        return (0..<count).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(count + 7)
+        while bytes.count < count {
+            withUnsafeBytes(of: generator.next() as UInt64) { bytes.append(contentsOf: $0) }
+        }
+        bytes.removeLast(bytes.count - count)
+        return bytes
     }
 }
 

@@ -83,6 +83,16 @@ public struct KeyFileRecord: Codable, Sendable, Equatable {
     public static let prefix = "keys/"
     public static func key(id: String) -> String { "\(prefix)\(id).json" }
 
+    /// The id of the key file stored under `key`: `keys/<id>.json`, nothing deeper. nil for
+    /// anything else, such as the objects of a policy named `keys` (`keys/backups/…`), which
+    /// are encrypted like any other.
+    public static func id(ofKey key: String) -> String? {
+        guard key.hasPrefix(prefix), key.hasSuffix(".json") else { return nil }
+        let id = key.utf8.dropFirst(prefix.utf8.count).dropLast(".json".utf8.count)
+        guard !id.isEmpty, !id.contains(UInt8(ascii: "/")) else { return nil }
+        return String(id)
+    }
+
     public var format: Int
     /// The master key's id (`MasterKey.id`), also the file's name.
     public var id: String
@@ -144,8 +154,8 @@ public struct RepositoryKeyring: Sendable {
     /// Every key file's record, by id.
     public func records() throws -> [KeyFileRecord] {
         var records: [KeyFileRecord] = []
-        try store.forEachObject(prefix: KeyFileRecord.prefix) { info in
-            guard info.key.hasSuffix(".json") else { return true }
+        try store.forEachObject(prefix: KeyFileRecord.prefix, delimiter: "/") { info in
+            guard KeyFileRecord.id(ofKey: info.key) != nil else { return true }
             records.append(try record(key: info.key))
             return true
         }
@@ -162,9 +172,14 @@ public struct RepositoryKeyring: Sendable {
         }
     }
 
-    /// Whether the repository has any key file.
+    /// Whether the repository has any key file (one listing; a policy named `keys` is no key).
     public func isEncrypted() throws -> Bool {
-        try !store.listPage(ListRequest(prefix: KeyFileRecord.prefix, pageSize: 1)).objects.isEmpty
+        var found = false
+        try store.forEachObject(prefix: KeyFileRecord.prefix, delimiter: "/") { info in
+            found = KeyFileRecord.id(ofKey: info.key) != nil
+            return !found
+        }
+        return found
     }
 
     /// The key set `master` opens; nil when the repository has no key file at all (no key set

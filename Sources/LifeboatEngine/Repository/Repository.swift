@@ -47,6 +47,10 @@ public struct Repository: Sendable {
             throw LifeboatError(.storage, "repository '\(name)' (\(store.location)) cannot create objects conditionally, which backups need",
                                 hint: "Use a store with conditional writes (a local directory, AWS S3, MinIO, Ceph Reef or newer).")
         }
+        // An encrypted repository's key set comes before its marker: a marker without a key file
+        // then means an unencrypted repository (`RepositoryEncryption.wrap`), never a first
+        // encrypted backup running at this moment.
+        if let encrypted = store as? EncryptedStore { _ = try encrypted.keySet(create: true) }
         var existing = try format()
         if existing == nil {
             let record = FormatRecord(format: Self.currentFormat, created: now, tool: ToolRecord(version: LifeboatVersion.current))

@@ -46,6 +46,10 @@ public enum RepositoryEncryption {
         let master = try masterKey(encryption, repository: config.name, environment: context.environment)
         let encrypted = try EncryptedStore(inner: store, repository: config.name, master: master, now: context.clock)
         if !encrypted.hasKeySet, try store.stat(key: Repository.formatKey) != nil {
+            // The key files were looked for before the marker, and a first encrypted backup
+            // writes the key set just before the marker (`prepareForWriting`): look again.
+            let again = try EncryptedStore(inner: store, repository: config.name, master: master, now: context.clock)
+            if again.hasKeySet { return again }
             throw LifeboatError(.configuration, "repository '\(config.name)' (\(store.location)) holds unencrypted backups; encryption cannot be turned on for it",
                                 hint: "Encrypt a new, empty repository (another path or prefix) and let new backups go there, or remove 'encryption:' from repository '\(config.name)'.")
         }

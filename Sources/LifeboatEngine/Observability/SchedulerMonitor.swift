@@ -275,7 +275,7 @@ public final class SchedulerMonitor: SchedulerObserver, @unchecked Sendable {
         var ages: [String: TimeInterval] = [:]
         for policy in policies {
             guard let schedule = policy.schedule,
-                  let age = StalenessThreshold.maxAge(of: schedule, policy: policy.name, runTimeout: configuration.scheduler.runTimeout, now: now)
+                  let age = StalenessThreshold.maxAge(of: schedule, runTimeout: configuration.scheduler.runTimeout, now: now)
             else { continue }
             ages[policy.name] = age
             record { try registry.set(MetricCatalogue.maxAge, [policy.name], age) }

@@ -202,6 +202,30 @@ struct MetricsListener {
     }
 }
 
+@Suite struct RestartedDaemon {
+    /// The run gauges come back from the history for every job the daemon schedules: a
+    /// restart must not resolve the alert on a failed scheduled verify (a damaged backup).
+    @Test func theNewestRunOfEachScheduledJobIsReadBackFromTheHistory() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        try dir.write("lifeboat.yaml", "state_dir: state\nscheduler: { prune: { cron: \"0 4 * * *\" }, verify: { cron: \"0 5 * * 0\" } }\n")
+        try dir.write("policies/files.yaml", "policy: files\nsource: { files: { path: src } }\nschedule: { cron: \"0 2 * * *\" }\n")
+        let configuration = try ConfigurationLoader.load(directory: dir.path, environment: [:])
+        let monitor = SchedulerMonitor(configuration: configuration, context: RunContext(logger: quietLogger))
+        defer { monitor.stop() }
+        let then = Date(timeIntervalSince1970: 1_764_460_800)
+        func run(_ policy: String, _ job: String, _ outcome: RunRecord.Outcome) -> RunRecord {
+            RunRecord(policy: policy, job: job, scheduled: then, started: then, ended: then, outcome: outcome, error: outcome == .failed ? "x" : nil)
+        }
+        monitor.schedulerStarted(history: [run("files", "backup", .succeeded), run("*", "prune", .succeeded), run("*", "verify", .failed)])
+        #expect(monitor.registry.value(MetricCatalogue.lastRunSuccess, ["files", "backup"]) == 1)
+        #expect(monitor.registry.value(MetricCatalogue.lastRunSuccess, ["*", "prune"]) == 1)
+        #expect(monitor.registry.value(MetricCatalogue.lastRunSuccess, ["*", "verify"]) == 0)
+        #expect(monitor.registry.value(MetricCatalogue.lastRunTimestamp, ["*", "verify"]) == then.timeIntervalSince1970)
+        #expect(monitor.registry.value(MetricCatalogue.runsTotal, ["*", "verify", "succeeded"]) == 0)
+    }
+}
+
 @Suite struct WALLastPush {
     @Test func theNewestArchivedWALFileDatesTheLastPush() throws {
         let dir = try TemporaryDirectory()

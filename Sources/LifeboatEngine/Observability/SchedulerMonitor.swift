@@ -73,6 +73,7 @@ public final class SchedulerMonitor: SchedulerObserver, @unchecked Sendable {
     public func schedulerStarted(history: [RunRecord]) {
         let now = context.clock()
         let jobs = policies.map { ($0.name, "backup") } + (configuration.scheduler.prune == nil ? [] : [("*", "prune")])
+            + (configuration.scheduler.verify == nil ? [] : [("*", "verify")])
         record {
             try registry.set(MetricCatalogue.buildInfo, [LifeboatVersion.current], 1)
             try registry.set(MetricCatalogue.schedulerUp, [], 1)

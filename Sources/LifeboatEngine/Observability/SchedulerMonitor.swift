@@ -126,7 +126,13 @@ public final class SchedulerMonitor: SchedulerObserver, @unchecked Sendable {
         if run.job == "backup" {
             known.withLock { $0.lastRunError[run.policy] = Self.failure(of: run) }
         }
-        requestRefresh(run.job == "backup" ? [run.policy] : Set(policies.map(\.name)))
+        // A backup changes its policy's repository, a prune every policy's; a verify only reads,
+        // and re-listing every repository (and WAL archive) after it would change no metric.
+        switch run.job {
+        case "backup": requestRefresh([run.policy])
+        case "prune": requestRefresh(Set(policies.map(\.name)))
+        default: break
+        }
     }
 
     public func schedulerStopping() {

@@ -165,18 +165,29 @@ private final class AtomicCounter: Sendable {
 /// Appends one line to a private record file (run history, audit log, drill history): opened
 /// with `O_APPEND` (so appenders never interleave within a line) and created 0600 — set
 /// exactly, not left to the umask — then synced. A crash leaves at most a torn last line,
-/// which the readers of these files skip.
+/// which the readers of these files skip; the next line starts on a line of its own
+/// (`tornLineBreak`), so it is not lost with it.
 ///
 /// - Parameter what: the file, for messages (`the run history '…'`).
 public func appendLine(_ line: [UInt8], toFile path: String, what: String, hint: String) throws {
-    let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+    let fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
     guard fd >= 0 else {
         let saved = errno
         throw LifeboatError(.io, "unable to open \(what): \(errnoText(saved))", hint: hint)
     }
     defer { close(fd) }
     _ = fchmod(fd, 0o600)
-    try appendLine(line, fd: fd, what: what, hint: hint)
+    try appendLine(tornLineBreak(fd) + line, fd: fd, what: what, hint: hint)
+}
+
+/// A line feed when the file open on `fd` (readable) ends in a line without one — the torn
+/// last line of a write a crash cut short — so that a line appended after it stays readable;
+/// otherwise nothing.
+public func tornLineBreak(_ fd: Int32) -> [UInt8] {
+    var info = stat()
+    guard fstat(fd, &info) == 0, info.st_size > 0 else { return [] }
+    var last: UInt8 = 0
+    return pread(fd, &last, 1, info.st_size - 1) == 1 && last != UInt8(ascii: "\n") ? [UInt8(ascii: "\n")] : []
 }
 
 /// Writes `line` whole to `fd` (opened with `O_APPEND`), retrying short writes and `EINTR`,

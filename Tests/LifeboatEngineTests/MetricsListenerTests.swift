@@ -175,6 +175,22 @@ struct MetricsListener {
         #expect(current.split(separator: "\n").count == 1 && current.contains("after the rotation"))
     }
 
+    /// A line torn by a crash, and garbage, beside good lines: neither is counted, and the
+    /// failure recorded after the torn line is not lost with it.
+    @Test func aTornLastLineCostsOnlyItself() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let state = StateDirectory(path: dir.subpath("state"))
+        try state.prepare()
+        let time = Date(timeIntervalSince1970: 1_764_460_800)
+        state.recordWALPushFailure(policy: "pg", time: time, error: "first")
+        let fd = open(state.walPushFailuresPath, O_WRONLY | O_APPEND)
+        _ = Array("not json\n{\"policy\":\"pg\",\"ti".utf8).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+        state.recordWALPushFailure(policy: "pg", time: time, error: "after the crash")
+        #expect(state.walPushFailureCounts() == ["pg": 2])
+    }
+
     @Test func aStateDirectoryThatCannotBeWrittenIsNoError() {
         let state = StateDirectory(path: "/nonexistent/lifeboat-state")
         state.recordWALPushFailure(policy: "pg", time: Date(), error: "x")

@@ -27,10 +27,10 @@ extension StateDirectory {
         if stat(walPushFailuresPath, &info) == 0, Int(info.st_size) > Self.walPushFailuresLimit {
             _ = rename(walPushFailuresPath, rotatedWALPushFailuresPath)
         }
-        let fd = open(walPushFailuresPath, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0o600)
+        let fd = open(walPushFailuresPath, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0o600)
         guard fd >= 0 else { return }
         defer { close(fd) }
-        _ = Array(line.utf8).withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        _ = (tornLineBreak(fd) + Array(line.utf8)).withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
     }
 
     /// Failed `wal-push` invocations per policy, in both files (a torn or damaged line is not

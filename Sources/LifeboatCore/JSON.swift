@@ -14,6 +14,29 @@ public enum JSON {
         decoder.dateDecodingStrategy = .iso8601
         return try decoder.decode(type, from: data)
     }
+
+    /// `value` as one line of a record file (run history, drill history, `wal-push` failures):
+    /// compact, sorted keys, ISO 8601 dates, with its newline.
+    public static func line<T: Encodable>(_ value: T) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .iso8601
+        return String(decoding: try encoder.encode(value), as: UTF8.self) + "\n"
+    }
+
+    /// Reads a record file, one `T` a line, in file order. A line that does not parse — the
+    /// torn last line of a write cut short by a crash, or a damaged one — is skipped and
+    /// counted; blank lines are ignored.
+    public static func decodeLines<T: Decodable>(_ type: T.Type, from data: Data) -> (records: [T], unreadable: Int) {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        var records: [T] = []
+        var unreadable = 0
+        for line in data.split(separator: UInt8(ascii: "\n")) where !line.allSatisfy({ $0 == UInt8(ascii: " ") }) {
+            if let record = try? decoder.decode(type, from: Data(line)) { records.append(record) } else { unreadable += 1 }
+        }
+        return (records, unreadable)
+    }
 }
 
 /// Any JSON value, kept as it was read: the part of a manifest a source kind owns, carried by

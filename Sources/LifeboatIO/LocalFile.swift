@@ -180,19 +180,22 @@ public func appendLine(_ line: [UInt8], toFile path: String, what: String, hint:
     try appendLine(line, fd: fd, what: what, hint: hint)
 }
 
+/// A line feed when the file open on `fd` (readable) ends in a line without one — the torn
+/// last line of a write a crash cut short — so that a line appended after it stays readable;
+/// otherwise nothing.
+public func tornLineBreak(_ fd: Int32) -> [UInt8] {
+    var info = stat()
+    guard fstat(fd, &info) == 0, info.st_size > 0 else { return [] }
+    var last: UInt8 = 0
+    return pread(fd, &last, 1, info.st_size - 1) == 1 && last != UInt8(ascii: "\n") ? [UInt8(ascii: "\n")] : []
+}
+
 /// Writes `line` whole to `fd` (opened with `O_APPEND` and for reading), retrying short writes
 /// and `EINTR`, then syncs it. When the file does not end in a newline — a crash tore its last
 /// line — a newline goes first, so that the torn line stays alone (its readers skip it) and
 /// does not swallow this one.
 public func appendLine(_ line: [UInt8], fd: Int32, what: String, hint: String) throws {
-    var line = line
-    var info = stat()
-    if fstat(fd, &info) == 0, info.st_size > 0 {
-        var last: UInt8 = 0
-        if pread(fd, &last, 1, info.st_size - 1) == 1, last != UInt8(ascii: "\n") {
-            line.insert(UInt8(ascii: "\n"), at: 0)
-        }
-    }
+    let line = tornLineBreak(fd) + line
     var written = 0
     while written < line.count {
         let n = line[written...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }

@@ -86,7 +86,7 @@ private func utc(_ text: String) -> Date { ISO8601DateFormatter().date(from: tex
 
 @Suite struct StalenessThresholds {
     func maxAge(_ cron: String, timezone: String = "UTC", runTimeout: Int64 = 6 * 3600, now: String = "2026-06-10T12:34:00Z") -> TimeInterval? {
-        StalenessThreshold.maxAge(of: Schedule(cron: try! CronExpression(parsing: cron), timezone: timezone), policy: "db",
+        StalenessThreshold.maxAge(of: Schedule(cron: try! CronExpression(parsing: cron), timezone: timezone),
                                   runTimeout: ConfigDuration(seconds: runTimeout), now: utc(now))
     }
 

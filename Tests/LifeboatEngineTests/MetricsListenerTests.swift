@@ -175,6 +175,22 @@ struct MetricsListener {
         #expect(current.split(separator: "\n").count == 1 && current.contains("after the rotation"))
     }
 
+    /// A line torn by a crash, and garbage, beside good lines: neither is counted, and the
+    /// failure recorded after the torn line is not lost with it.
+    @Test func aTornLastLineCostsOnlyItself() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let state = StateDirectory(path: dir.subpath("state"))
+        try state.prepare()
+        let time = Date(timeIntervalSince1970: 1_764_460_800)
+        state.recordWALPushFailure(policy: "pg", time: time, error: "first")
+        let fd = open(state.walPushFailuresPath, O_WRONLY | O_APPEND)
+        _ = Array("not json\n{\"policy\":\"pg\",\"ti".utf8).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+        state.recordWALPushFailure(policy: "pg", time: time, error: "after the crash")
+        #expect(state.walPushFailureCounts() == ["pg": 2])
+    }
+
     @Test func aStateDirectoryThatCannotBeWrittenIsNoError() {
         let state = StateDirectory(path: "/nonexistent/lifeboat-state")
         state.recordWALPushFailure(policy: "pg", time: Date(), error: "x")
@@ -199,6 +215,30 @@ struct MetricsListener {
         #expect(registry.value(MetricCatalogue.pruneDeleted, ["files", "wal"]) == 40)
         #expect(registry.value(MetricCatalogue.runsTotal, ["*", "prune", "succeeded"]) == 2)
         #expect(registry.value(MetricCatalogue.lastRunSuccess, ["*", "prune"]) == 1)
+    }
+}
+
+@Suite struct RestartedDaemon {
+    /// The run gauges come back from the history for every job the daemon schedules: a
+    /// restart must not resolve the alert on a failed scheduled verify (a damaged backup).
+    @Test func theNewestRunOfEachScheduledJobIsReadBackFromTheHistory() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        try dir.write("lifeboat.yaml", "state_dir: state\nscheduler: { prune: { cron: \"0 4 * * *\" }, verify: { cron: \"0 5 * * 0\" } }\n")
+        try dir.write("policies/files.yaml", "policy: files\nsource: { files: { path: src } }\nschedule: { cron: \"0 2 * * *\" }\n")
+        let configuration = try ConfigurationLoader.load(directory: dir.path, environment: [:])
+        let monitor = SchedulerMonitor(configuration: configuration, context: RunContext(logger: quietLogger))
+        defer { monitor.stop() }
+        let then = Date(timeIntervalSince1970: 1_764_460_800)
+        func run(_ policy: String, _ job: String, _ outcome: RunRecord.Outcome) -> RunRecord {
+            RunRecord(policy: policy, job: job, scheduled: then, started: then, ended: then, outcome: outcome, error: outcome == .failed ? "x" : nil)
+        }
+        monitor.schedulerStarted(history: [run("files", "backup", .succeeded), run("*", "prune", .succeeded), run("*", "verify", .failed)])
+        #expect(monitor.registry.value(MetricCatalogue.lastRunSuccess, ["files", "backup"]) == 1)
+        #expect(monitor.registry.value(MetricCatalogue.lastRunSuccess, ["*", "prune"]) == 1)
+        #expect(monitor.registry.value(MetricCatalogue.lastRunSuccess, ["*", "verify"]) == 0)
+        #expect(monitor.registry.value(MetricCatalogue.lastRunTimestamp, ["*", "verify"]) == then.timeIntervalSince1970)
+        #expect(monitor.registry.value(MetricCatalogue.runsTotal, ["*", "verify", "succeeded"]) == 0)
     }
 }
 

@@ -92,6 +92,23 @@ struct SchedulerDaemonLoop {
         #expect(stat(state.path, &info) == 0 && info.st_mode & 0o777 == 0o700)
     }
 
+    /// A crash that tore the history's last line costs that line only: the next run's record
+    /// starts on a line of its own.
+    @Test func aRecordAppendedAfterATornLineIsRead() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let state = StateDirectory(path: dir.subpath("state"))
+        try state.prepare()
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        let record = RunRecord(policy: "p", job: "backup", scheduled: now, started: now, ended: now, outcome: .succeeded, backupID: "id-1")
+        try state.append(record)
+        try dir.write("state/history.jsonl", try record.line() + #"{"policy":"p","job":"back"#)
+        try state.append(record)
+        let history = try state.history()
+        #expect(history.records == [record, record])
+        #expect(history.unreadable == 1)
+    }
+
     /// Past its limit the history becomes the previous generation; reading joins both, in
     /// order, and never more than two generations stay on disk. Appends from many threads at
     /// once lose no record across a rotation.

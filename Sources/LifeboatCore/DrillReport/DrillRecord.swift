@@ -32,21 +32,11 @@ public struct DrillRecord: Codable, Sendable, Equatable {
     }
 
     /// The record as one line, newline included (keys sorted, dates ISO 8601).
-    public func line() throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .iso8601
-        return String(decoding: try encoder.encode(self), as: UTF8.self) + "\n"
-    }
+    public func line() throws -> String { try JSON.line(self) }
 
     /// Reads a drill history, oldest first. A line that does not parse (a torn last line) is
     /// skipped and counted.
     public static func parseHistory(_ data: Data) -> (records: [DrillRecord], unreadable: Int) {
-        var records: [DrillRecord] = []
-        var unreadable = 0
-        for line in data.split(separator: UInt8(ascii: "\n")) where !line.allSatisfy({ $0 == UInt8(ascii: " ") }) {
-            if let record = try? JSON.decode(DrillRecord.self, from: Data(line)) { records.append(record) } else { unreadable += 1 }
-        }
-        return (records, unreadable)
+        JSON.decodeLines(DrillRecord.self, from: data)
     }
 }

@@ -4,6 +4,8 @@ enum ReportText {
     /// Escapes text for XML or HTML, in element content and in quoted attributes alike. Control
     /// characters that XML 1.0 forbids even as references become U+FFFD; in attributes, line
     /// breaks and tabs are kept as references (an attribute's raw ones would be normalised).
+    /// Not `XMLNode.escape`: that one writes S3 request bodies, where a control character in a
+    /// key must survive as a reference and `&apos;` is fine; a report is read by HTML too.
     static func escape(_ text: String, attribute: Bool = false) -> String {
         var out = ""
         out.reserveCapacity(text.utf8.count)

@@ -10,7 +10,7 @@ public enum StalenessThreshold {
     /// Twice the longest gap between consecutive runs of the schedule over the `horizon` after
     /// `now` (one missed run is tolerated, a second is not), plus `run_timeout` (a run may take
     /// that long before its backup exists). Nil when the schedule never fires twice.
-    public static func maxAge(of schedule: Schedule, policy: String, runTimeout: ConfigDuration, now: Date) -> TimeInterval? {
+    public static func maxAge(of schedule: Schedule, runTimeout: ConfigDuration, now: Date) -> TimeInterval? {
         longestGap(of: schedule.cron, in: schedule.timeZone, after: now).map { 2 * $0 + TimeInterval(runTimeout.seconds) }
     }
 

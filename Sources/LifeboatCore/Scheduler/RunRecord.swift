@@ -43,23 +43,11 @@ public struct RunRecord: Codable, Sendable, Equatable {
 
     /// The record as one line (no newline inside; keys sorted; dates ISO 8601, whole seconds
     /// are enough for a schedule of minutes).
-    public func line() throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .iso8601
-        return String(decoding: try encoder.encode(self), as: UTF8.self) + "\n"
-    }
+    public func line() throws -> String { try JSON.line(self) }
 
     /// Reads a run history: one record a line. A line that does not parse — the torn last line
     /// of a write cut short by a crash, or a damaged one — is skipped and counted.
     public static func parseHistory(_ data: Data) -> (records: [RunRecord], unreadable: Int) {
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
-        var records: [RunRecord] = []
-        var unreadable = 0
-        for line in data.split(separator: UInt8(ascii: "\n")) where !line.allSatisfy({ $0 == UInt8(ascii: " ") }) {
-            if let record = try? decoder.decode(RunRecord.self, from: Data(line)) { records.append(record) } else { unreadable += 1 }
-        }
-        return (records, unreadable)
+        JSON.decodeLines(RunRecord.self, from: data)
     }
 }

@@ -73,6 +73,7 @@ public final class SchedulerMonitor: SchedulerObserver, @unchecked Sendable {
     public func schedulerStarted(history: [RunRecord]) {
         let now = context.clock()
         let jobs = policies.map { ($0.name, "backup") } + (configuration.scheduler.prune == nil ? [] : [("*", "prune")])
+            + (configuration.scheduler.verify == nil ? [] : [("*", "verify")])
         record {
             try registry.set(MetricCatalogue.buildInfo, [LifeboatVersion.current], 1)
             try registry.set(MetricCatalogue.schedulerUp, [], 1)
@@ -125,7 +126,13 @@ public final class SchedulerMonitor: SchedulerObserver, @unchecked Sendable {
         if run.job == "backup" {
             known.withLock { $0.lastRunError[run.policy] = Self.failure(of: run) }
         }
-        requestRefresh(run.job == "backup" ? [run.policy] : Set(policies.map(\.name)))
+        // A backup changes its policy's repository, a prune every policy's; a verify only reads,
+        // and re-listing every repository (and WAL archive) after it would change no metric.
+        switch run.job {
+        case "backup": requestRefresh([run.policy])
+        case "prune": requestRefresh(Set(policies.map(\.name)))
+        default: break
+        }
     }
 
     public func schedulerStopping() {
@@ -275,7 +282,7 @@ public final class SchedulerMonitor: SchedulerObserver, @unchecked Sendable {
         var ages: [String: TimeInterval] = [:]
         for policy in policies {
             guard let schedule = policy.schedule,
-                  let age = StalenessThreshold.maxAge(of: schedule, policy: policy.name, runTimeout: configuration.scheduler.runTimeout, now: now)
+                  let age = StalenessThreshold.maxAge(of: schedule, runTimeout: configuration.scheduler.runTimeout, now: now)
             else { continue }
             ages[policy.name] = age
             record { try registry.set(MetricCatalogue.maxAge, [policy.name], age) }

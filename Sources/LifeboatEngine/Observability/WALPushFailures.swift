@@ -22,31 +22,24 @@ extension StateDirectory {
     /// Records a failed `wal-push`. Best effort: never throws, never blocks for long (the
     /// state directory may not exist or not be writable by the server's user).
     public func recordWALPushFailure(policy: String, time: Date, error: String) {
-        let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .iso8601
-        guard var line = try? encoder.encode(WALPushFailure(policy: policy, time: time, error: Secrets.redact(error))) else { return }
-        line.append(0x0A)
+        guard let line = try? JSON.line(WALPushFailure(policy: policy, time: time, error: Secrets.redact(error))) else { return }
         var info = stat()
         if stat(walPushFailuresPath, &info) == 0, Int(info.st_size) > Self.walPushFailuresLimit {
             _ = rename(walPushFailuresPath, rotatedWALPushFailuresPath)
         }
-        let fd = open(walPushFailuresPath, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0o600)
+        let fd = open(walPushFailuresPath, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0o600)
         guard fd >= 0 else { return }
         defer { close(fd) }
-        _ = line.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        _ = (tornLineBreak(fd) + Array(line.utf8)).withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
     }
 
-    /// Failed `wal-push` invocations per policy, in both files.
+    /// Failed `wal-push` invocations per policy, in both files (a torn or damaged line is not
+    /// counted).
     public func walPushFailureCounts() -> [String: Int] {
         var counts: [String: Int] = [:]
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
         for path in [rotatedWALPushFailuresPath, walPushFailuresPath] {
             guard let data = FileManager.default.contents(atPath: path) else { continue }
-            for line in data.split(separator: 0x0A) {
-                guard let failure = try? decoder.decode(WALPushFailure.self, from: Data(line)) else { continue }
-                counts[failure.policy, default: 0] += 1
-            }
+            for failure in JSON.decodeLines(WALPushFailure.self, from: data).records { counts[failure.policy, default: 0] += 1 }
         }
         return counts
     }

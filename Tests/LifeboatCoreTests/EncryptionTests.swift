@@ -208,7 +208,7 @@ let fixedKeySet = RepositoryKeySet(id: Array(0x01...0x08), kek: Array(0x00...0x1
         try plain.put(key: "keys/backups/1/manifest.json", bytes: Array("{}".utf8), ifAbsent: true)
         let keyring = RepositoryKeyring(store: plain, repository: "plain")
         #expect(try keyring.isEncrypted() == false)
-        #expect(try keyring.ids() == [])
+        #expect(try keyring.records().isEmpty)
     }
 
     /// The vector docs/ENCRYPTION.md quotes: key set KEK 00…1f, randomness counting up from 0x40

@@ -230,6 +230,101 @@ enum EncryptionVector {
         "5fa92c78fcfcfc91b3441c5e9042259a54b0229d01130fb819545fd7a63418f504537f9aa0292eed83ce78c23b2d60"
 }
 
+/// The writer seals objects larger than a batch on a thread of its own: what it stores must be
+/// exactly what sealing on the caller's thread stores, and a failed store write must reach
+/// the caller and leave nothing.
+@Suite struct EncryptedWriterBatches {
+    let chunk = 16
+    func bytes(_ count: Int) -> [UInt8] { (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 5) } }
+
+    func stored(_ plain: [UInt8], batchSize: Int, inner: any ObjectStore) throws -> [UInt8] {
+        var store = EncryptedStore(inner: inner, keys: fixedKeySet, chunkSize: chunk, random: countingRandom())
+        store.batchSize = batchSize
+        let writer = try store.openWriter(key: "p/backups/1/data/0.tar.zst")
+        var start = 0, step = 3
+        while start < plain.count {  // pieces that cross chunk and batch boundaries
+            let end = min(plain.count, start + step)
+            try plain[start..<end].withUnsafeBytes { try writer.write($0) }
+            start = end
+            step = step * 5 % 211 + 1
+        }
+        try writer.commit()
+        #expect(try store.readAll(key: "p/backups/1/data/0.tar.zst") == plain)
+        return try inner.readAll(key: "p/backups/1/data/0.tar.zst")
+    }
+
+    func memory() -> MemoryStore { MemoryStore(location: "memory:batches", clock: { Date(timeIntervalSince1970: 1_800_000_000) }) }
+
+    @Test func anObjectSealedOnTheSealingThreadIsByteForByteTheOneSealedInline() throws {
+        // Sizes around whole batches (64 bytes = 4 chunks): the final chunk may be empty.
+        for size in [0, 15, 16, 63, 64, 65, 128, 129, 1000, 64 * 40] {
+            let plain = bytes(size)
+            let inline = try stored(plain, batchSize: 1 << 20, inner: memory())
+            let threaded = try stored(plain, batchSize: 64, inner: memory())
+            #expect(threaded == inline, "\(size) bytes")
+            #expect(threaded.count == EncryptionFormat.ciphertextSize(plaintext: Int64(size), chunkSize: chunk))
+        }
+    }
+
+    @Test func aStoreWriteThatFailsOnTheSealingThreadFailsTheWriterAndLeavesNothing() throws {
+        let inner = memory()
+        var store = EncryptedStore(inner: FailingWrites(base: inner, failOnWrite: 3), keys: fixedKeySet, chunkSize: chunk)
+        store.batchSize = 64
+        let writer = try store.openWriter(key: "p/backups/1/data/0.tar.zst")
+        let plain = bytes(64 * 20)
+        let error = encryptionFailure {
+            try plain.withUnsafeBytes { all in
+                for start in stride(from: 0, to: all.count, by: 50) {
+                    try writer.write(UnsafeRawBufferPointer(rebasing: all[start..<min(all.count, start + 50)]))
+                }
+            }
+            try writer.commit()
+        }
+        writer.abort()
+        #expect(error?.message == "disk full on write 3")
+        #expect(try inner.listAll(prefix: "").isEmpty)
+    }
+}
+
+/// A store whose writers fail at their `failOnWrite`-th write (the header is the first).
+final class FailingWrites: ObjectStore {
+    let base: any ObjectStore
+    let failOnWrite: Int
+    init(base: any ObjectStore, failOnWrite: Int) {
+        self.base = base
+        self.failOnWrite = failOnWrite
+    }
+    var location: String { base.location }
+    var features: StoreFeatures { base.features }
+    func listPage(_ request: ListRequest) throws -> ListPage { try base.listPage(request) }
+    func stat(key: String) throws -> ObjectInfo? { try base.stat(key: key) }
+    func openReader(key: String) throws -> any ObjectReader { try base.openReader(key: key) }
+    func openWriter(key: String, ifAbsent: Bool) throws -> any ObjectWriter {
+        Writer(inner: try base.openWriter(key: key, ifAbsent: ifAbsent), failOnWrite: failOnWrite)
+    }
+    func put(key: String, bytes: [UInt8], ifAbsent: Bool) throws { try base.put(key: key, bytes: bytes, ifAbsent: ifAbsent) }
+    func delete(keys: [String]) throws { try base.delete(keys: keys) }
+    func copy(from source: String, to destination: String) throws { try base.copy(from: source, to: destination) }
+
+    final class Writer: ObjectWriter {
+        let inner: any ObjectWriter
+        let failOnWrite: Int
+        var writes = 0
+        init(inner: any ObjectWriter, failOnWrite: Int) {
+            self.inner = inner
+            self.failOnWrite = failOnWrite
+        }
+        var key: String { inner.key }
+        func write(_ bytes: UnsafeRawBufferPointer) throws {
+            writes += 1
+            if writes == failOnWrite { throw LifeboatError(.io, "disk full on write \(writes)") }
+            try inner.write(bytes)
+        }
+        func commit() throws { try inner.commit() }
+        func abort() { inner.abort() }
+    }
+}
+
 @Suite struct RepositoryKeyTests {
     let inner = MemoryStore(location: "memory:keys", clock: { Date(timeIntervalSince1970: 1_800_000_000) })
     let now = Date(timeIntervalSince1970: 1_800_000_000)

@@ -18,6 +18,9 @@ public struct EncryptedStore: ObjectStore {
     public let chunkSize: Int
     let keys: KeySetSource
     let random: RandomSource
+    /// Plaintext bytes a writer gathers before it seals and writes them (rounded to whole
+    /// chunks); an object larger than this is sealed on a thread of its own.
+    var batchSize = EncryptedObjectWriter.defaultBatchSize
 
     /// A store whose key set is known (tests, and the format's test vector).
     public init(inner: any ObjectStore, keys: RepositoryKeySet, chunkSize: Int = EncryptionFormat.defaultChunkSize,
@@ -86,7 +89,7 @@ public struct EncryptedStore: ObjectStore {
             output.abort()
             throw error
         }
-        return EncryptedObjectWriter(output: output, sealer: sealer)
+        return EncryptedObjectWriter(output: output, sealer: sealer, batchSize: batchSize)
     }
 
     public func openReader(key: String) throws -> any ObjectReader {
@@ -202,58 +205,6 @@ struct ChunkSealer {
             throw LifeboatError(.internalError, "an AES-GCM sealed box with a 12-byte nonce has no combined form")
         }
         return combined.dropFirst(EncryptionFormat.nonceSize)
-    }
-}
-
-/// Writes the header at once, then a chunk each time `chunkSize` bytes have come; `commit`
-/// seals the rest as the final chunk. Holds at most one chunk.
-final class EncryptedObjectWriter: ObjectWriter {
-    let output: any ObjectWriter
-    var sealer: ChunkSealer
-    private var pending: [UInt8] = []
-
-    init(output: any ObjectWriter, sealer: ChunkSealer) {
-        self.output = output
-        self.sealer = sealer
-        pending.reserveCapacity(sealer.chunkSize)
-    }
-
-    var key: String { output.key }
-
-    func write(_ bytes: UnsafeRawBufferPointer) throws {
-        var rest = bytes[...]
-        let chunkSize = sealer.chunkSize
-        if !pending.isEmpty {  // top up the chunk an earlier write began
-            let n = min(rest.count, chunkSize - pending.count)
-            pending.append(contentsOf: rest.prefix(n))
-            rest = rest.dropFirst(n)
-            guard pending.count == chunkSize else { return }
-            try emit(pending, final: false)
-            pending.removeAll(keepingCapacity: true)
-        }
-        // Whole chunks are sealed from the caller's bytes, without a copy into `pending`. A
-        // full chunk is never the final one (that one holds `P mod C` bytes).
-        while rest.count >= chunkSize {
-            try emit(UnsafeRawBufferPointer(rebasing: rest.prefix(chunkSize)), final: false)
-            rest = rest.dropFirst(chunkSize)
-        }
-        pending.append(contentsOf: rest)
-    }
-
-    /// Seals the next chunk and writes `ciphertext || tag` in one write.
-    private func emit(_ plaintext: some DataProtocol, final: Bool) throws {
-        try sealer.seal(plaintext, final: final).withUnsafeBytes { try output.write($0) }
-    }
-
-    func commit() throws {
-        try emit(pending, final: true)
-        pending = []
-        try output.commit()
-    }
-
-    func abort() {
-        pending = []
-        output.abort()
     }
 }
 

@@ -15,11 +15,17 @@ public final class PythonFixture: Sendable {
             .deletingLastPathComponent().appendingPathComponent("Tests/Fixtures").path
     }
 
-    /// Starts `Tests/Fixtures/<script>` with python3 and waits for its first line (a JSON object).
+    /// The project's top directory.
+    public static var projectDirectory: String {
+        URL(fileURLWithPath: fixturesDirectory).deletingLastPathComponent().deletingLastPathComponent().path
+    }
+
+    /// Starts `Tests/Fixtures/<script>` (or the script at the absolute path `script`) with
+    /// python3 and waits for its first line (a JSON object).
     public static func start(_ script: String, _ arguments: [String] = [], environment: [String: String] = [:]) throws -> (PythonFixture, [String: Any]) {
         let path = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":").map(String.init)
         let python = try requireProgram("python3", in: path, hint: "Install Python 3 (and, for the S3 server, 'pip install \"moto[server]\" boto3').")
-        let child = try ChildProcess.spawn(python, ["\(fixturesDirectory)/\(script)"] + arguments,
+        let child = try ChildProcess.spawn(python, [script.hasPrefix("/") ? script : "\(fixturesDirectory)/\(script)"] + arguments,
                                            environment: environment, stdin: .pipe, stdout: .pipe)
         let fixture = PythonFixture(child: child, name: script)
         do {
@@ -34,6 +40,9 @@ public final class PythonFixture: Sendable {
         self.child = child
         self.name = name
     }
+
+    /// The fixture's process id.
+    public var pid: Int32 { child.pid }
 
     deinit { stop() }
 

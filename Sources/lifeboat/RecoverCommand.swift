@@ -123,6 +123,10 @@ struct Recover: ParsableCommand {
 
         var runner = RunbookRunner(runbook: book, mode: .recover, source: source, context: context, prompter: prompter)
         runner.lockWait = try lock.seconds
+        let directory = configuration.directory
+        runner.walFetchCommand = { policy in
+            [currentExecutablePath(), "wal-fetch", "--config", directory, policy].map(RecoveryOptions.shellQuoted).joined(separator: " ") + " %f %p"
+        }
         runner.done = done
         runner.rerun = Set(retry)
         runner.skip = Set(skip)

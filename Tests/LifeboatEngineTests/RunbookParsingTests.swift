@@ -309,14 +309,6 @@ func parseRunbook(_ text: String, environment: [String: String] = [:]) throws ->
         #expect(configuration.runbooks.map(\.name) == ["ok"])
         #expect(configuration.problems.map(\.scope) == [.runbook("r")])
     }
-
-    @Test func thePlatformRunbookOfThisRepositoryIsValid() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let configuration = try ConfigurationLoader.load(directory: root.path, environment: [:])
-        let problems = configuration.problems.filter { if case .runbook = $0.scope { return true } else { return false } }
-        #expect(problems.map(\.error.message) == [])
-        #expect(configuration.runbooks.map(\.name) == ["platform-recovery"])
-    }
 }
 
 @Suite struct RunbookVariableResolution {

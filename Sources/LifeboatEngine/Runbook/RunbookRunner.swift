@@ -39,6 +39,9 @@ public struct RunbookRunner: Sendable {
     public var lockWait: TimeInterval? = 600
     /// `drill`: substitutes a scratch target for each restore's own.
     public var targetFor: @Sendable (RestoreStep, RestoreTarget) throws -> RestoreTarget = { $1 }
+    /// The `restore_command` a PostgreSQL data directory restored for a policy recovers with
+    /// (`lifeboat wal-fetch … POLICY %f %p`), as `restore` writes it; the executable knows its path.
+    public var walFetchCommand: @Sendable (_ policy: String) -> String? = { _ in nil }
     /// Waits (`wait` steps, retry delays), ending early when the cancellation is cancelled.
     public var sleep: @Sendable (Double, Cancellation) -> Void = { seconds, cancellation in
         CancellableSleep.sleep(seconds: seconds, cancellation: cancellation)
@@ -264,16 +267,23 @@ public struct RunbookRunner: Sendable {
     /// resolves to; returns the point restored (the backup's start, or the recovery target).
     func restore(_ restore: RestoreStep, step: RunbookStep, variables: RunbookVariables,
                  context: RunContext) throws -> (point: Date, detail: String) {
-        let (resolved, point) = try restore.target.resolved(with: variables)
-        let isDataDirectory = resolved.location.isDataDirectory
+        let (target, point) = try restore.target.resolved(with: variables)
+        let isDataDirectory = target.location.isDataDirectory
+        var resolved = target
+        if isDataDirectory {
+            var recovery = resolved.recovery ?? RecoveryOptions()
+            recovery.restoreCommand = walFetchCommand(restore.policy)
+            resolved.recovery = recovery
+        }
         var at: Date?
         if case .time(let date) = point, !isDataDirectory { at = date }
         let chosen = Mutex<Manifest?>(nil)
         let targetFor = self.targetFor
+        let restoreTarget = resolved
         let report = try RestoreCommand(source: source, context: context, lockWait: lockWait)
             .run(policy: restore.policy, selector: "latest", at: at) { manifest, _ in
                 chosen.withLock { $0 = manifest }
-                return try targetFor(restore, resolved)
+                return try targetFor(restore, restoreTarget)
             }
         let restoredPoint: Date
         switch point {

@@ -203,3 +203,25 @@ public final class FaultProxy: Sendable {
 
     public func stop() { fixture.stop() }
 }
+
+/// `Tests/Fixtures/tls_proxy.py`: TLS on a loopback port, with a certificate the caller
+/// made, in front of a plain server (an S3 server, for https endpoints).
+public final class TLSProxy: Sendable {
+    public let port: Int
+    private let fixture: PythonFixture
+
+    public static func start(certificate: String, key: String, upstreamPort: Int) throws -> TLSProxy {
+        let (fixture, ready) = try PythonFixture.start("tls_proxy.py", [certificate, key, "127.0.0.1:\(upstreamPort)"])
+        guard let port = ready["port"] as? Int else { throw TestSupportError("tls_proxy.py answered \(ready)") }
+        return TLSProxy(port: port, fixture: fixture)
+    }
+
+    init(port: Int, fixture: PythonFixture) {
+        self.port = port
+        self.fixture = fixture
+    }
+
+    public var endpoint: String { "https://127.0.0.1:\(port)" }
+
+    public func stop() { fixture.stop() }
+}

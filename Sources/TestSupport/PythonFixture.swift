@@ -137,6 +137,12 @@ public final class FaultProxy: Sendable {
             Rule(match: match, times: times, action: "stall", status: nil, code: nil, beforeBody: beforeBody)
         }
 
+        /// Forwards matching requests and flips one bit in the middle of a 2xx answer's body
+        /// (recorded as "flip"): a server returning other bytes than it stored.
+        public static func flip(match: String = "", times: Int? = nil) -> Rule {
+            Rule(match: match, times: times, action: "flip", status: nil, code: nil)
+        }
+
         /// Keeps matching requests (recorded as "held") until `release()`, then forwards them.
         public static func hold(match: String = "", times: Int? = nil) -> Rule {
             Rule(match: match, times: times, action: "hold", status: nil, code: nil)

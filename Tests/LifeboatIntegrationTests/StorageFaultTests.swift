@@ -1,0 +1,98 @@
+import Foundation
+import Glibc
+import LifeboatCore
+import Testing
+import TestSupport
+
+/// Storage that fails under Lifeboat: each fault ends in a clear error (or a successful
+/// retry), never in a committed broken backup. What other suites already cover:
+/// S3 503s and resets retried into a backup, and a server failing every attempt committing
+/// nothing (S3RepositoryTests), stalled S3 requests and cancellation (S3CancellationTests),
+/// a stalled Redis master (RedisBackupTests), damaged bytes at rest (VerifyTests).
+@Suite(.timeLimit(.minutes(10)))
+struct StorageFaults {
+    /// A tmpfs of `size` mounted on a fresh directory; nil (after recording an issue under CI)
+    /// when this process may not mount.
+    static func smallFilesystem(_ dir: TemporaryDirectory, size: String) throws -> String? {
+        let mountPoint = dir.subpath("small-fs")
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        guard geteuid() == 0, mount("tmpfs", mountPoint, "tmpfs", 0, "size=\(size),mode=0700") == 0 else {
+            let why = "mounting a tmpfs needs root (euid \(geteuid()), errno \(errno))"
+            if TestEnvironment.isCI { Issue.record(Comment(rawValue: why)) }
+            return nil
+        }
+        return mountPoint
+    }
+
+    @Test func aFullLocalRepositoryFailsTheBackupNamingTheErrorAndCommitsNothingThenRoomIsBack() async throws {
+        try await offThePool {
+            let dir = try TemporaryDirectory("lifeboat-full")
+            defer { dir.remove() }
+            guard let small = try Self.smallFilesystem(dir, size: "2m") else { return }
+            defer { umount2(small, Int32(MNT_DETACH)) }
+            try dir.write("lifeboat.yaml", "repositories:\n  small: { path: \(small)/repo }\ndefault_repository: small\n")
+            try dir.write("big/random.bin", bytes: pseudoRandomBytes(6 << 20))  // incompressible, 3 × the disk
+            try dir.write("little/a.txt", "alpha\n")
+            try dir.write("policies/big.yaml", "policy: big\nsource: { files: { path: big } }\n")
+            try dir.write("policies/little.yaml", "policy: little\nsource: { files: { path: little } }\n")
+
+            let full = try LifeboatCLI.run(["backup", "big"], config: dir.path)
+            #expect(full.status == 1, "\(full.all)")
+            #expect(full.stderr.contains("No space left on device"), "\(full.stderr)")
+            let list = try LifeboatCLI.run(["list", "big", "--all", "--json"], config: dir.path)
+            #expect(list.status == 0, "\(list.all)")
+            let entries = try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [Any]
+            #expect(entries?.isEmpty == true, "nothing committed, nothing left: \(list.stdout)")
+            // What the failed run wrote was removed: a small backup fits again.
+            let little = try LifeboatCLI.run(["backup", "little"], config: dir.path)
+            #expect(little.status == 0, "\(little.all)")
+            #expect(try LifeboatCLI.run(["verify", "little", "latest"], config: dir.path).status == 0)
+        }
+    }
+
+    @Test func anS3ServerReturningOtherBytesThanItStoredFailsVerifyAndRestoreNamingTheObject() async throws {
+        try await offThePool {
+            let (s3, proxy) = try FaultProxy.startInFrontOfS3()
+            defer { proxy.stop(); s3.stop() }
+            let dir = try TemporaryDirectory("lifeboat-flip")
+            defer { dir.remove() }
+            try s3Config(dir, endpoint: proxy.endpoint, server: s3)
+            try dir.write("src/random.bin", bytes: pseudoRandomBytes(300_000))
+            try dir.write("policies/etc.yaml", "policy: etc\nsource: { files: { path: src } }\n")
+            let environment = s3Environment(s3)
+            let backup = try LifeboatCLI.run(["backup", "etc"], config: dir.path, environment: environment)
+            #expect(backup.status == 0, "\(backup.all)")
+            #expect(try LifeboatCLI.run(["verify", "etc", "latest"], config: dir.path, environment: environment).status == 0)
+
+            // Every GET of an artifact now comes back with one bit flipped.
+            try proxy.setRules([.flip(match: "/data/")])
+            let verify = try LifeboatCLI.run(["verify", "etc", "latest"], config: dir.path, environment: environment)
+            #expect(verify.status == 1, "\(verify.all)")
+            #expect(try proxy.requests().contains { $0.outcome == "flip" })
+            #expect(verify.stderr.contains("data/0000.tar.zst: SHA-256 mismatch of the stored object"), "the damaged object is named: \(verify.all)")
+            let restore = try LifeboatCLI.run(["restore", "etc", "latest", "--to", dir.subpath("restored")], config: dir.path,
+                                              environment: environment)
+            #expect(restore.status == 1, "\(restore.all)")
+            #expect(restore.stderr.contains("artifact 'data/0000.tar.zst'"), "the damaged object is named: \(restore.all)")
+            #expect(!FileManager.default.fileExists(atPath: dir.subpath("restored/random.bin")))
+        }
+    }
+
+    @Test func anUnreachableS3EndpointFailsTheBackupNamingItAndCommitsNothing() async throws {
+        try await offThePool {
+            let s3 = try S3TestServer.start()
+            defer { s3.stop() }
+            let dir = try TemporaryDirectory("lifeboat-refused")
+            defer { dir.remove() }
+            let closed = "http://127.0.0.1:\(try freeLoopbackPort())"
+            try s3Config(dir, endpoint: closed, server: s3)
+            try dir.write("src/a.txt", "alpha\n")
+            try dir.write("policies/etc.yaml", "policy: etc\nsource: { files: { path: src } }\n")
+            let backup = try LifeboatCLI.run(["backup", "etc"], config: dir.path, environment: s3Environment(s3))
+            #expect(backup.status == 1, "\(backup.all)")
+            #expect(backup.stderr.contains(closed) || backup.stderr.contains("127.0.0.1 port"), "\(backup.stderr)")
+            #expect(backup.stderr.contains("connect"), "\(backup.stderr)")
+            #expect(backup.stderr.contains("HINT"), "\(backup.stderr)")
+        }
+    }
+}

@@ -95,4 +95,49 @@ struct StorageFaults {
             #expect(backup.stderr.contains("HINT"), "\(backup.stderr)")
         }
     }
+
+    /// PostgreSQL shut down (fast: its backends end) while `pg_dump` is mid-stream — held back
+    /// by an upload part the proxy keeps — fails the backup naming pg_dump, aborts the upload
+    /// and commits nothing.
+    @Test func postgresGoingAwayMidBackupFailsItAbortsTheUploadAndCommitsNothing() async throws {
+        try await offThePool {
+            let (s3, proxy) = try FaultProxy.startInFrontOfS3()
+            defer { proxy.stop(); s3.stop() }
+            let pg = try PostgresServer.start()
+            defer { pg.stop() }
+            let dir = try TemporaryDirectory("lifeboat-pg-gone")
+            defer { dir.remove() }
+            // 80 MiB that zstd cannot shrink: more than the upload, the chunker and the pipe hold.
+            _ = try pg.psql("create database big")
+            _ = try pg.psql("""
+                create table noise (id int primary key, data bytea);
+                insert into noise select g, decode(string_agg(md5(g::text || ':' || s::text), ''), 'hex')
+                  from generate_series(1, 5120) g, generate_series(1, 1024) s group by g;
+                """, database: "big")
+            try dir.write("lifeboat.yaml", """
+                repositories:
+                  offsite:
+                    s3: { endpoint: "\(proxy.endpoint)", region: \(s3.region), bucket: lifeboat-test, prefix: backups/lifeboat,
+                          access_key_id: "${TEST_S3_KEY}", secret_access_key: "${TEST_S3_SECRET}", concurrency: 1 }
+                default_repository: offsite
+                """)
+            try dir.write("policies/pg.yaml", "policy: pg\nsource:\n  postgres: { mode: logical, conninfo: \"${PG_CONNINFO}\", databases: [big], globals: false }\n")
+            let env = s3Environment(s3).merging(["PG_CONNINFO": pg.conninfo()]) { $1 }
+            try proxy.setRules([.hold(match: "partNumber=", times: 1)])
+
+            let run = try LifeboatCLI.start(["backup", "pg"], config: dir.path, environment: env)
+            try proxy.waitFor("held", match: "partNumber=")
+            pg.stop()
+            try proxy.release()
+            let output = try run.wait()
+            #expect(output.status == 1, "\(output.all)")
+            #expect(output.stderr.contains("pg_dump"), "\(output.stderr)")
+            let client = try directClient(s3)
+            #expect(try client.listMultipartUploads(prefix: "backups/lifeboat/").isEmpty)
+            #expect(!(try client.listObjects(prefix: "backups/lifeboat/").contains { $0.key.hasSuffix("manifest.json") }))
+            let list = try LifeboatCLI.run(["list", "--all", "--json"], config: dir.path, environment: env)
+            #expect(list.status == 0, "\(list.all)")
+            #expect((try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [Any])?.isEmpty == true, "\(list.stdout)")
+        }
+    }
 }

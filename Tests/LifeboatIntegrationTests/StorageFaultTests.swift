@@ -1,6 +1,8 @@
 import Foundation
 import Glibc
 import LifeboatCore
+import LifeboatHTTP
+import LifeboatS3
 import Testing
 import TestSupport
 
@@ -24,17 +26,18 @@ struct StorageFaults {
         return mountPoint
     }
 
-    @Test func aFullLocalRepositoryFailsTheBackupNamingTheErrorAndCommitsNothingThenRoomIsBack() async throws {
+    @Test func aFullDiskFailsABackupAndARestoreNamingTheErrorAndLeavesNothing() async throws {
         try await offThePool {
             let dir = try TemporaryDirectory("lifeboat-full")
             defer { dir.remove() }
             guard let small = try Self.smallFilesystem(dir, size: "2m") else { return }
             defer { umount2(small, Int32(MNT_DETACH)) }
-            try dir.write("lifeboat.yaml", "repositories:\n  small: { path: \(small)/repo }\ndefault_repository: small\n")
+            try dir.write("lifeboat.yaml", "repositories:\n  small: { path: \(small)/repo }\n  roomy: { path: roomy }\ndefault_repository: small\n")
             try dir.write("big/random.bin", bytes: pseudoRandomBytes(6 << 20))  // incompressible, 3 × the disk
             try dir.write("little/a.txt", "alpha\n")
             try dir.write("policies/big.yaml", "policy: big\nsource: { files: { path: big } }\n")
             try dir.write("policies/little.yaml", "policy: little\nsource: { files: { path: little } }\n")
+            try dir.write("policies/roomy.yaml", "policy: roomy\nrepository: roomy\nsource: { files: { path: big } }\n")
 
             let full = try LifeboatCLI.run(["backup", "big"], config: dir.path)
             #expect(full.status == 1, "\(full.all)")
@@ -47,6 +50,13 @@ struct StorageFaults {
             let little = try LifeboatCLI.run(["backup", "little"], config: dir.path)
             #expect(little.status == 0, "\(little.all)")
             #expect(try LifeboatCLI.run(["verify", "little", "latest"], config: dir.path).status == 0)
+
+            // A restore that fills the disk fails the same way and removes what it wrote.
+            #expect(try LifeboatCLI.run(["backup", "roomy"], config: dir.path).status == 0)
+            let restore = try LifeboatCLI.run(["restore", "roomy", "latest", "--to", small + "/restored"], config: dir.path)
+            #expect(restore.status == 1, "\(restore.all)")
+            #expect(restore.stderr.contains("No space left on device"), "\(restore.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: small + "/restored/random.bin"))
         }
     }
 
@@ -138,6 +148,36 @@ struct StorageFaults {
             let list = try LifeboatCLI.run(["list", "--all", "--json"], config: dir.path, environment: env)
             #expect(list.status == 0, "\(list.all)")
             #expect((try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [Any])?.isEmpty == true, "\(list.stdout)")
+        }
+    }
+
+    /// A GET whose answer never comes times out (curl's low-speed limit, 1 s here instead of
+    /// 60) and is retried into a whole read; a server that stalls every attempt fails the read
+    /// naming the object and the timeouts.
+    @Test func aStalledResponseTimesOutAndIsRetriedAndOneThatAlwaysStallsFailsNamingTheObject() async throws {
+        try await offThePool {
+            let (s3, proxy) = try FaultProxy.startInFrontOfS3()
+            defer { proxy.stop(); s3.stop() }
+            let client = try S3Client(
+                configuration: S3Client.Configuration(
+                    endpoint: proxy.endpoint, region: s3.region, bucket: "lifeboat-test", pathStyle: true,
+                    credentials: AWSCredentials(accessKeyID: s3.accessKeyID, secretAccessKey: s3.secretAccessKey),
+                    retry: RetryPolicy(maxAttempts: 3, baseDelay: 0.01, maxDelay: 0.05)),
+                http: try HTTPClient(configuration: HTTPClient.Configuration(lowSpeedTime: .seconds(1))), logger: quietLogger,
+                sleep: { _ in })
+            let store = S3Store(client: client, prefix: "stall", logger: quietLogger)
+            let bytes = pseudoRandomBytes(100_000)
+            try writeObject(store, "a.bin", bytes)
+
+            try proxy.setRules([.stall(match: "GET /lifeboat-test/stall/a.bin", times: 1)])
+            #expect(try store.readAll(key: "a.bin") == bytes)
+            #expect(try proxy.requests().filter { $0.outcome == "stall" }.count == 1)
+
+            try proxy.setRules([.stall(match: "GET /lifeboat-test/stall/a.bin")])
+            let error = #expect(throws: LifeboatError.self) { try store.readAll(key: "a.bin") }
+            #expect(error?.exitStatus == 1)
+            #expect(error?.message.contains("stall/a.bin") == true, "\(String(describing: error))")
+            #expect(error?.message.contains("after 3 attempts") == true, "\(String(describing: error))")
         }
     }
 }

@@ -20,9 +20,13 @@ import TestSupport
 struct SecretsHygiene {
     /// The secret in the forms it could leak in.
     static func forms(_ secret: String) -> [String] {
-        let encoded = secret.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? secret
+        // Percent-encoded as a URL carries it (RFC 3986's unreserved characters kept), and with
+        // every non-alphanumeric character encoded.
+        let unreserved = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-._~"))
+        let encoded = secret.addingPercentEncoding(withAllowedCharacters: unreserved) ?? secret
+        let allEncoded = secret.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? secret
         let base64 = Data(secret.utf8).base64EncodedString()
-        return Array(Set([secret, encoded, base64]))
+        return Array(Set([secret, encoded, allEncoded, base64]))
     }
 
     /// Polls `/proc/*/cmdline` on a thread of its own until `stop()`, recording any
@@ -179,7 +183,7 @@ struct SecretsHygiene {
                   - id: done
                     run: [true]
                 """)
-            let encodedPassword = pgPassword.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? pgPassword
+            let encodedPassword = pgPassword.addingPercentEncoding(withAllowedCharacters: CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-._~"))) ?? pgPassword
             let environment = [
                 "LOG_LEVEL": "debug",
                 "S3_KEY": s3.accessKeyID, "S3_SECRET": s3.secretAccessKey, "S3_TOKEN": sessionToken,
@@ -260,6 +264,15 @@ struct SecretsHygiene {
             try run(["check"], config: bad.path, expect: 2)
             try run(["list", "--json"], config: bad.path, expect: nil)
             try run(["--help"], config: nil, expect: nil)
+            // The daemon: up until its health endpoint answers, then SIGTERM (exit 0).
+            let port = try freeLoopbackPort()
+            let daemon = try LifeboatCLI.start(["schedule", "--listen", "127.0.0.1:\(port)"], config: dir.path, environment: environment)
+            let deadline = Date(timeIntervalSinceNow: 30)
+            while Date() < deadline, (try? RawHTTP.request(port: port, "/healthz", timeout: 1))?.status != 200 { usleep(50_000) }
+            kill(daemon.pid, SIGTERM)
+            let scheduled = try daemon.wait()
+            outputs.append(("schedule", scheduled))
+            #expect(scheduled.status == 0, "\(scheduled.all)")
             let leakedOnCommandLines = sampler.stop()
             #expect(sampler.samples.withLock { $0 } > 10)
 

@@ -1,4 +1,5 @@
 import CArchive
+import Glibc
 import Crypto
 import LifeboatCore
 
@@ -80,8 +81,15 @@ final class ArchiveHandle {
             return result
         }
         // Read the message before anything else can touch the handle.
-        let message = archive_error_string(pointer).map { String(cString: $0) }
+        var message = archive_error_string(pointer).map { String(cString: $0) }
             ?? "libarchive failed with code \(code)"
+        // Writing to disk, libarchive says "Write failed" and keeps the reason in its errno:
+        // a full disk must say so.
+        let number = archive_errno(pointer)
+        if kind == .writeDisk, [ENOSPC, EDQUOT, EFBIG, EIO, EROFS].contains(number) {
+            let reason = String(cString: strerror(number))
+            if !message.contains(reason) { message += ": \(reason)" }
+        }
         if code == Int(ARCHIVE_FATAL) { isFatal = true }
         if let callbackError = context?.firstError {
             throw callbackError

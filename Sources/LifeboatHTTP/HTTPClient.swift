@@ -497,6 +497,6 @@ public final class HTTPClient: Sendable {
             return "\(which) cannot be read as PEM certificates: fix the repository's ca_bundle or the AWS_CA_BUNDLE environment variable."
         }
         let inUse = caBundle.map { " (the CA bundle in use is \($0))" } ?? " (the system's CA certificates are in use)"
-        return "The server's certificate is not signed by a trusted CA\(inUse): if the endpoint uses a private CA, set ca_bundle in the repository's configuration, or AWS_CA_BUNDLE, to a PEM file holding that CA's certificate."
+        return "The server's certificate is not signed by a trusted CA\(inUse): if the endpoint uses a private CA, set ca_bundle in the repository's configuration, or AWS_CA_BUNDLE, to a PEM file holding that CA's certificate (insecure_skip_tls_verify: true turns the check off, and every run warns of it)."
     }
 }

@@ -26,7 +26,7 @@ public final class HTTPListener: Sendable {
     }
 
     /// Answers a GET (a HEAD gets the same answer without its body).
-    public typealias Handler = @Sendable (_ path: String) -> Response
+    public typealias Handler = @Sendable (_ request: HTTPRequestHead) -> Response
 
     /// Where it listens, as bound: `127.0.0.1:9187`, `[::]:9187` (the port the kernel chose
     /// for port 0).
@@ -213,7 +213,7 @@ public final class HTTPListener: Sendable {
             send(client, Response(status: 405, body: "method not allowed\n", headers: [("Allow", "GET, HEAD")]), head: false)
             return
         }
-        send(client, handler(request.path), head: request.method == "HEAD")
+        send(client, handler(request), head: request.method == "HEAD")
     }
 
     /// Reads what the client still sends (for at most 64 KiB and 200 ms), so that closing does
@@ -249,6 +249,7 @@ public final class HTTPListener: Sendable {
         switch status {
         case 200: return "OK"
         case 400: return "Bad Request"
+        case 401: return "Unauthorized"
         case 404: return "Not Found"
         case 405: return "Method Not Allowed"
         case 431: return "Request Header Fields Too Large"

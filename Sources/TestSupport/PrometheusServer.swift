@@ -20,16 +20,18 @@ public final class PrometheusServer: Sendable {
     static let installHint = "Install Prometheus (apt-get install prometheus) and run the tests again."
 
     /// Starts Prometheus scraping `targets` (`host:port`) at `/metrics` every second, and waits
-    /// until it is ready.
-    public static func start(scraping targets: [String]) throws -> PrometheusServer {
+    /// until it is ready. `credentialsFile`: a file whose content Prometheus sends as
+    /// `Authorization: Bearer …` (`authorization: { credentials_file: … }`).
+    public static func start(scraping targets: [String], credentialsFile: String? = nil) throws -> PrometheusServer {
         let program = try requireProgram("prometheus", in: ["/usr/bin", "/usr/local/bin"], hint: installHint)
         let directory = try TemporaryDirectory("lifeboat-prometheus").path
         let list = targets.map { "'\($0)'" }.joined(separator: ", ")
+        let authorization = credentialsFile.map { "\n    authorization: { credentials_file: '\($0)' }" } ?? ""
         try """
             global: { scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s }
             scrape_configs:
               - job_name: lifeboat
-                static_configs: [ { targets: [\(list)] } ]
+                static_configs: [ { targets: [\(list)] } ]\(authorization)
             """.write(toFile: directory + "/prometheus.yml", atomically: true, encoding: .utf8)
         var lastError = ""
         for _ in 0..<3 {

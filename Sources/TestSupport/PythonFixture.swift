@@ -146,6 +146,12 @@ public final class FaultProxy: Sendable {
             Rule(match: match, times: times, action: "stall", status: nil, code: nil, beforeBody: beforeBody)
         }
 
+        /// Forwards matching requests and flips one bit in the middle of a 2xx answer's body
+        /// (recorded as "flip"): a server returning other bytes than it stored.
+        public static func flip(match: String = "", times: Int? = nil) -> Rule {
+            Rule(match: match, times: times, action: "flip", status: nil, code: nil)
+        }
+
         /// Keeps matching requests (recorded as "held") until `release()`, then forwards them.
         public static func hold(match: String = "", times: Int? = nil) -> Rule {
             Rule(match: match, times: times, action: "hold", status: nil, code: nil)
@@ -209,6 +215,28 @@ public final class FaultProxy: Sendable {
         let answer = try fixture.send(["stats": true])
         return (answer["requests"] as? [[Any]] ?? []).map { ($0[0] as? String ?? "", $0[1] as? String ?? "", "\($0[2])") }
     }
+
+    public func stop() { fixture.stop() }
+}
+
+/// `Tests/Fixtures/tls_proxy.py`: TLS on a loopback port, with a certificate the caller
+/// made, in front of a plain server (an S3 server, for https endpoints).
+public final class TLSProxy: Sendable {
+    public let port: Int
+    private let fixture: PythonFixture
+
+    public static func start(certificate: String, key: String, upstreamPort: Int) throws -> TLSProxy {
+        let (fixture, ready) = try PythonFixture.start("tls_proxy.py", [certificate, key, "127.0.0.1:\(upstreamPort)"])
+        guard let port = ready["port"] as? Int else { throw TestSupportError("tls_proxy.py answered \(ready)") }
+        return TLSProxy(port: port, fixture: fixture)
+    }
+
+    init(port: Int, fixture: PythonFixture) {
+        self.port = port
+        self.fixture = fixture
+    }
+
+    public var endpoint: String { "https://127.0.0.1:\(port)" }
 
     public func stop() { fixture.stop() }
 }

@@ -57,8 +57,12 @@ public enum RawHTTP {
     }
 
     /// `METHOD path HTTP/1.0` (a server answers it without chunks and closes).
-    public static func request(port: Int, _ path: String, method: String = "GET", timeout: Double = 5) throws -> Response {
-        try exchange(port: port, Array("\(method) \(path) HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8), timeout: timeout)
+    /// `headers` are sent as given, after `Host`.
+    public static func request(port: Int, _ path: String, method: String = "GET", headers: [(String, String)] = [],
+                               timeout: Double = 5) throws -> Response {
+        let extra = headers.map { "\($0.0): \($0.1)\r\n" }.joined()
+        return try exchange(port: port, Array("\(method) \(path) HTTP/1.0\r\nHost: 127.0.0.1\r\n\(extra)Connection: close\r\n\r\n".utf8),
+                            timeout: timeout)
     }
 
     static func parse(_ bytes: [UInt8]) throws -> Response {

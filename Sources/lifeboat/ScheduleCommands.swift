@@ -43,7 +43,8 @@ struct ScheduleDaemonCommand: ParsableCommand {
         let monitor = SchedulerMonitor(configuration: configuration, context: daemonContext(context))
         daemon.observer = monitor
         // Bound before any run starts: an address in use stops the daemon here (exit 1).
-        let listener = try monitor.listen(on: address ?? configuration.listen ?? .default, logger: context.logger)
+        let token = try configuration.listenTokenFile.map(MetricsToken.read)
+        let listener = try monitor.listen(on: address ?? configuration.listen ?? .default, token: token, logger: context.logger)
         Signals.onFirstSignal { _ in daemon.stop() }
         context.logger.info("scheduler started", metadata: ["state.directory": "\(state.path)", "scheduler.pid": "\(context.pid)"])
         defer {

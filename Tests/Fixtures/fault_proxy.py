@@ -15,7 +15,7 @@ with one JSON line:
 
 A RULE: {"match": "substring of 'METHOD /path?query'" (default: every request),
          "times": N (how many matching requests it applies to; default: all),
-         "action": "status" | "reset" | "stall" | "hold",
+         "action": "status" | "reset" | "stall" | "hold" | "flip",
          "status": 503 (for "status"), "code": "SlowDown" (the S3 error code in the body),
          "before_body": true (for "stall": stall before reading the request body)}
 
@@ -24,7 +24,9 @@ body); "reset" closes the connection with a TCP reset after reading the request 
 "stall" sends nothing for 30 s, after reading the request body (or before, with
 "before_body", so that an upload stalls while it is sent). "hold" records the request as
 "held" and keeps it until a "release" command (at most 60 s), then forwards it: a test changes
-the server's state while a request is on its way. The proxy exits when its stdin closes.
+the server's state while a request is on its way. "flip" forwards the request and flips one
+bit in the middle of a 2xx answer's body (recorded as "flip"): a server that returns other
+bytes than it stored. The proxy exits when its stdin closes.
 """
 import json
 import socket
@@ -147,6 +149,26 @@ def handle(conn, upstream):
         lines = head.split(b"\r\n")
         kept = [line for line in lines[1:] if not line.lower().startswith((b"connection:", b"keep-alive:"))]
         forwarded = b"\r\n".join([lines[0]] + kept + [b"Connection: close"]) + b"\r\n\r\n" + body
+        if rule and rule["action"] == "flip":
+            with socket.create_connection(upstream) as up:
+                up.sendall(forwarded)
+                response = b""
+                while True:
+                    chunk = up.recv(1 << 20)
+                    if not chunk:
+                        break
+                    response += chunk
+            answer_head, _, answer_body = response.partition(b"\r\n\r\n")
+            status = int(answer_head.split(b" ", 2)[1])
+            if 200 <= status < 300 and answer_body:
+                flipped = bytearray(answer_body)
+                flipped[len(flipped) // 2] ^= 0x01
+                answer_body = bytes(flipped)
+                record(method, path, "flip")
+            else:
+                record(method, path, status)
+            conn.sendall(answer_head + b"\r\n\r\n" + answer_body)
+            return
         with socket.create_connection(upstream) as up:
             up.sendall(forwarded)
             response = b""

@@ -207,4 +207,23 @@ private func utc(_ text: String) -> Date { ISO8601DateFormatter().date(from: tex
         #expect(HTTPRequestHead.end(in: Array("GET / HTTP/1.1\r\nHost: a\r\n".utf8)) == nil)
         #expect(HTTPRequestHead.end(in: Array("GET / HTTP/1.1\r\n\r\nrest".utf8)) == 18)
     }
+
+    @Test func theAuthorizationHeaderIsReadWhateverItsCase() {
+        #expect(HTTPRequestHead(Array("GET /metrics HTTP/1.1\r\nHost: a\r\nauthorization:  Bearer abc \r\n\r\n".utf8))?.authorization == "Bearer abc")
+        #expect(HTTPRequestHead(Array("GET /metrics HTTP/1.1\nAUTHORIZATION: Basic x\n\n".utf8))?.authorization == "Basic x")
+        #expect(HTTPRequestHead(Array("GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n".utf8))?.authorization == nil)
+    }
+}
+
+@Suite struct BearerTokens {
+    @Test func onlyBearerWithTheExactTokenIsAccepted() throws {
+        let token = try #require(BearerToken(fileText: "  s3cr3t-token\n"))
+        #expect(token.accepts(authorization: "Bearer s3cr3t-token"))
+        #expect(token.accepts(authorization: "bearer s3cr3t-token"))
+        for wrong in [nil, "", "Bearer", "Bearer ", "Bearer s3cr3t-toke", "Bearer s3cr3t-token2", "Bearer S3CR3T-TOKEN",
+                      "Basic s3cr3t-token", "s3cr3t-token", "Bearers3cr3t-token"] {
+            #expect(!token.accepts(authorization: wrong), "\(String(describing: wrong))")
+        }
+        #expect(BearerToken(fileText: " \n\t") == nil)
+    }
 }

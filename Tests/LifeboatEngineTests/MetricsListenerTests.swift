@@ -101,6 +101,42 @@ struct MetricsListener {
         #expect(dead.status == 503 && dead.body.contains("stopped"), "\(dead.body)")
     }
 
+    @Test func aTokenFileProtectsMetricsWith401WhileHealthzAndReadyzStayOpen() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let monitor = try monitor(dir)
+        let tokenFile = try dir.write("metrics-token", "s3cr3t-metrics-token-0123\n")
+        chmod(tokenFile, 0o644)
+        #expect(throws: LifeboatError.self) { try MetricsToken.read(tokenFile) }  // others can read it: refused
+        chmod(tokenFile, 0o600)
+        let token = try MetricsToken.read(tokenFile)
+        let listener = try #require(try monitor.listen(on: .address(host: "127.0.0.1", port: 0), token: token, logger: quietLogger))
+        defer {
+            listener.stop()
+            monitor.stop()
+        }
+        let port = listener.port
+        let none = try RawHTTP.request(port: port, "/metrics")
+        #expect(none.status == 401)
+        #expect(none.headers["www-authenticate"] == "Bearer realm=\"lifeboat\"")
+        #expect(!none.body.contains("lifeboat_"))
+        for wrong in ["Bearer s3cr3t-metrics-token-012", "Bearer s3cr3t-metrics-token-01234", "Bearer S3CR3T-METRICS-TOKEN-0123",
+                      "Basic czNjcjN0", "s3cr3t-metrics-token-0123", "Bearer "] {
+            #expect(try RawHTTP.request(port: port, "/metrics", headers: [("Authorization", wrong)]).status == 401, "\(wrong)")
+        }
+        #expect(try RawHTTP.request(port: port, "/metrics", method: "HEAD").status == 401)
+        let good = try RawHTTP.request(port: port, "/metrics", headers: [("Authorization", "Bearer s3cr3t-metrics-token-0123")])
+        #expect(good.status == 200)
+        #expect(good.body.contains("lifeboat_build_info"))
+        #expect(try RawHTTP.request(port: port, "/metrics", headers: [("authorization", "bearer s3cr3t-metrics-token-0123")]).status == 200)
+        #expect(try RawHTTP.request(port: port, "/healthz").status == 200)
+        #expect([200, 503].contains(try RawHTTP.request(port: port, "/readyz").status))  // answered, not 401
+    }
+
+    @Test func theListenerBindsLoopbackByDefault() {
+        #expect(ListenAddress.default == .address(host: "127.0.0.1", port: 9187))
+    }
+
     @Test func otherPathsAre404HeadHasNoBodyOtherMethodsAre405() throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }

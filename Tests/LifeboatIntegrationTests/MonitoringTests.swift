@@ -140,6 +140,45 @@ struct MonitoringEndToEnd {
     }
 }
 
+/// `listen_token_file:`: a real Prometheus scrapes the protected `/metrics` with
+/// `authorization: { credentials_file: … }`.
+@Suite(.timeLimit(.minutes(5)))
+struct MetricsTokenScrape {
+    @Test func prometheusWithTheTokensCredentialsFileScrapesAProtectedMetricsEndpoint() async throws {
+        try await offThePool {
+            let dir = try TemporaryDirectory()
+            defer { dir.remove() }
+            try dir.write("lifeboat.yaml", "state_dir: state\nlisten_token_file: metrics-token\n")
+            try dir.write("src/a.txt", "alpha\n")
+            try dir.write("policies/files.yaml", "policy: files\nsource: { files: { path: src } }\nschedule: { cron: \"0 2 * * *\" }\n")
+            let tokenFile = try dir.write("metrics-token", "prometheus-bearer-7f3c9a\n")
+            chmod(tokenFile, 0o600)
+            let configuration = try ConfigurationLoader.load(directory: dir.path, environment: [:])
+            #expect(configuration.listenTokenFile == tokenFile)
+            let monitor = SchedulerMonitor(configuration: configuration, context: RunContext(logger: quietLogger))
+            let token = try MetricsToken.read(try #require(configuration.listenTokenFile))
+            let listener = try #require(try monitor.listen(on: .address(host: "127.0.0.1", port: 0), token: token, logger: quietLogger))
+            defer {
+                listener.stop()
+                monitor.stop()
+            }
+            monitor.schedulerStarted(history: [])
+            #expect(try RawHTTP.request(port: listener.port, "/metrics").status == 401)
+            let prometheus = try PrometheusServer.start(scraping: [listener.address], credentialsFile: tokenFile)
+            defer { prometheus.stop() }
+            let deadline = Date(timeIntervalSinceNow: 30)
+            var seen: [PrometheusServer.Sample] = []
+            while Date() < deadline {
+                seen = (try? prometheus.query("lifeboat_build_info")) ?? []
+                if !seen.isEmpty { break }
+                usleep(200_000)
+            }
+            #expect(seen.first?.value == 1, "Prometheus did not scrape /metrics with the token")
+            #expect(try prometheus.query("up{job=\"lifeboat\"}").first?.value == 1)
+        }
+    }
+}
+
 @Suite struct WALPushFailureRecords {
     @Test func aFailedWALPushLeavesALineTheDaemonCounts() async throws {
         try await offThePool {

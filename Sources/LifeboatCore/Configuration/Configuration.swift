@@ -17,6 +17,9 @@ public struct Configuration: Sendable {
     /// `listen:` in lifeboat.yaml: where `lifeboat schedule` serves /metrics, /healthz and
     /// /readyz (nil: not set, `ListenAddress.default`).
     public var listen: ListenAddress?
+    /// `listen_token_file:` in lifeboat.yaml (absolute): a file holding the bearer token
+    /// `/metrics` requires; nil: `/metrics` is open to whoever reaches the listener.
+    public var listenTokenFile: String?
     /// The policies that were read without error, by name.
     public var policies: [Policy]
     /// The runbooks that were read without error, by name.
@@ -192,6 +195,9 @@ public struct S3RepositoryConfig: Sendable, Equatable {
     public var profile: String?
     public var pathStyle: Bool
     public var caBundle: String?
+    /// `insecure_skip_tls_verify: true`: the server's certificate is not checked (every run
+    /// that opens the repository warns of it). Default false.
+    public var insecureSkipTLSVerify = false
     /// `sha256` (x-amz-checksum-sha256) or `md5` (Content-MD5, for older S3-compatibles).
     public var checksum: String
     /// Parts uploaded (and ranges read ahead) at once.

@@ -55,7 +55,7 @@ public enum ConfigurationParser {
         var declaredRepositories: Set<String> = [Configuration.builtinRepositoryName]
 
         if let main, let root = document(main, diagnostics, environment, directory: directory),
-           let map = root.mapping(allowed: ["repositories", "default_repository", "state_dir", "listen", "scheduler"]) {
+           let map = root.mapping(allowed: ["repositories", "default_repository", "state_dir", "listen", "listen_token_file", "scheduler"]) {
             if let repositories = map["repositories"], let repoMap = repositories.mapping(allowed: repositories.keysOfMapping) {
                 for entry in repoMap.entries {
                     declaredRepositories.insert(entry.key)
@@ -83,6 +83,7 @@ public enum ConfigurationParser {
                     node.error(error.description, hint: "Write host:port (127.0.0.1:9187), [::1]:9187, :9187 for every interface, or off.")
                 }
             }
+            configuration.listenTokenFile = map["listen_token_file"]?.absolutePath()
             if let node = map["scheduler"] { configuration.scheduler = SchedulerSettings.parse(node) }
         }
         if !configuration.repositories.contains(where: { $0.name == Configuration.builtinRepositoryName }) {

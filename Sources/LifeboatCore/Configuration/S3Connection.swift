@@ -2,7 +2,7 @@
 /// S3 mirror policy's `source.s3` share (endpoint, region, addressing, credentials, CA).
 public enum S3Connection {
     public static let keys = ["endpoint", "region", "path_style", "access_key_id", "secret_access_key", "session_token",
-                              "profile", "ca_bundle"]
+                              "profile", "ca_bundle", "insecure_skip_tls_verify"]
 
     /// Reads the connection keys of `map` into an `S3RepositoryConfig` without bucket or
     /// prefix (the caller fills them in). Records every error on its node and returns nil when
@@ -20,19 +20,22 @@ public enum S3Connection {
         let profile = map["profile"]?.string()
         let pathStyle = map["path_style"]?.bool()
         let caBundle = map["ca_bundle"]?.absolutePath()
+        let insecure = map["insecure_skip_tls_verify"]?.bool()
         // A value that was given but could not be read is an error already reported: do not
         // fall back to a default for it.
         for (key, value) in [("region", region as Any?), ("access_key_id", accessKeyID), ("secret_access_key", secretAccessKey),
                              ("session_token", sessionToken), ("profile", profile), ("path_style", pathStyle),
-                             ("ca_bundle", caBundle)] where map[key] != nil && value == nil {
+                             ("ca_bundle", caBundle), ("insecure_skip_tls_verify", insecure)] where map[key] != nil && value == nil {
             return nil
         }
         guard let endpoint else { return nil }
         Secrets.register(secretAccessKey)
         Secrets.register(sessionToken)
-        return S3RepositoryConfig(
+        var config = S3RepositoryConfig(
             endpoint: endpoint, region: region ?? "us-east-1", bucket: "", prefix: "", accessKeyID: accessKeyID,
             secretAccessKey: secretAccessKey, sessionToken: sessionToken, profile: profile, pathStyle: pathStyle ?? true,
             caBundle: caBundle)
+        config.insecureSkipTLSVerify = insecure ?? false
+        return config
     }
 }

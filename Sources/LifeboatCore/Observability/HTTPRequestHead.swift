@@ -1,13 +1,17 @@
 /// The head of an HTTP/1.x request, as the scheduler's listener reads it: the request line
-/// and nothing else it needs (every answer closes the connection, no request has a body).
+/// and the `Authorization` header, nothing else it needs (every answer closes the
+/// connection, no request has a body).
 public struct HTTPRequestHead: Sendable, Equatable {
     public var method: String
     /// The path, without the query.
     public var path: String
+    /// The `Authorization` header's value, if the request has one (the first, when repeated).
+    public var authorization: String?
 
-    public init(method: String, path: String) {
+    public init(method: String, path: String, authorization: String? = nil) {
         self.method = method
         self.path = path
+        self.authorization = authorization
     }
 
     /// Where the head ends (`\r\n\r\n`, or `\n\n` from a lax client) in `bytes`, if it does.
@@ -33,5 +37,14 @@ public struct HTTPRequestHead: Sendable, Equatable {
         else { return nil }
         method = String(parts[0])
         path = String(parts[1].split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)[0])
+        authorization = nil
+        let headerLines = String(decoding: bytes[min(lineEnd + 1, bytes.count)...], as: UTF8.self).split(whereSeparator: \.isNewline)
+        for line in headerLines {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            if line[..<colon].lowercased() == "authorization" {
+                authorization = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+                break
+            }
+        }
     }
 }

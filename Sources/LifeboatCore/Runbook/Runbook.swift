@@ -310,7 +310,7 @@ public struct HealthCheck: Sendable {
     }
 }
 
-/// `http: { url, status, json, accept_degraded }`.
+/// `http: { url, status, json, accept_degraded, ca_bundle, insecure_skip_tls_verify }`.
 public struct HTTPHealthCheck: Sendable {
     public var url: RunbookTemplate
     /// Acceptable status codes (default: 200).
@@ -322,6 +322,9 @@ public struct HTTPHealthCheck: Sendable {
     public var acceptDegraded: Bool
     /// CA certificates to trust for an `https` URL (nil: the system's, or `SSL_CERT_FILE` & co.).
     public var caBundle: String?
+    /// `insecure_skip_tls_verify: true`: the certificate of an `https` URL is not checked
+    /// (each run of the check warns of it). Default false.
+    public var insecureSkipTLSVerify = false
 
     public init(url: RunbookTemplate, statuses: [Int] = [200], json: [(path: String, expected: RunbookTemplate)] = [],
                 acceptDegraded: Bool = false, caBundle: String? = nil) {

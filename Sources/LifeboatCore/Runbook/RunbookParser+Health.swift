@@ -36,7 +36,7 @@ extension RunbookParser {
         else { return nil }
         switch kind {
         case "http":
-            guard let h = body.mapping(allowed: ["url", "status", "json", "accept_degraded", "ca_bundle", "timeout"]) else { return nil }
+            guard let h = body.mapping(allowed: ["url", "status", "json", "accept_degraded", "ca_bundle", "insecure_skip_tls_verify", "timeout"]) else { return nil }
             var valid = true
             let url = h.required("url")?.template(into: &templates)
             if let url, url.isLiteral, !(url.text.hasPrefix("http://") || url.text.hasPrefix("https://")) {
@@ -75,11 +75,13 @@ extension RunbookParser {
             if h["accept_degraded"] != nil && acceptDegraded == nil { valid = false }
             let caBundle = h["ca_bundle"]?.absolutePath()
             if h["ca_bundle"] != nil && caBundle == nil { valid = false }
+            let insecure = h["insecure_skip_tls_verify"]?.bool()
+            if h["insecure_skip_tls_verify"] != nil && insecure == nil { valid = false }
             let timeout = checkTimeout(h, &valid)
             guard valid, let url else { return nil }
-            return HealthCheck(kind: .http(HTTPHealthCheck(url: url, statuses: statuses, json: json, acceptDegraded: acceptDegraded ?? false,
-                                                            caBundle: caBundle)),
-                               timeout: timeout)
+            var check = HTTPHealthCheck(url: url, statuses: statuses, json: json, acceptDegraded: acceptDegraded ?? false, caBundle: caBundle)
+            check.insecureSkipTLSVerify = insecure ?? false
+            return HealthCheck(kind: .http(check), timeout: timeout)
         case "postgres":
             guard let p = body.mapping(allowed: ["conninfo", "query", "expect", "timeout"]) else { return nil }
             var valid = true

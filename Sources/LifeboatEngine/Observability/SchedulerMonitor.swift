@@ -311,10 +311,16 @@ public final class SchedulerMonitor: SchedulerObserver, @unchecked Sendable {
                                   repositories: known.repositories, policies: policyStates)
     }
 
-    /// Answers `/metrics`, `/healthz` and `/readyz`; 404 for anything else.
-    public func respond(_ path: String) -> HTTPListener.Response {
-        switch path {
+    /// Answers `/metrics`, `/healthz` and `/readyz`; 404 for anything else. With a `token`,
+    /// `/metrics` answers 401 to a request without `Authorization: Bearer <token>`; the health
+    /// endpoints stay open (a kubelet's probes carry no token).
+    public func respond(_ request: HTTPRequestHead, token: BearerToken? = nil) -> HTTPListener.Response {
+        switch request.path {
         case "/metrics":
+            if let token, !token.accepts(authorization: request.authorization) {
+                return HTTPListener.Response(status: 401, body: "unauthorized: /metrics needs Authorization: Bearer <the token of listen_token_file>\n",
+                                             headers: [("WWW-Authenticate", "Bearer realm=\"lifeboat\"")])
+            }
             return HTTPListener.Response(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: registry.render())
         case "/healthz":
             // Liveness: the process answers and its loop has not ended. Starting up (the
@@ -332,17 +338,18 @@ public final class SchedulerMonitor: SchedulerObserver, @unchecked Sendable {
     }
 
     /// Binds the listener for `address` and serves this monitor's endpoints, logging
-    /// `"metrics listening"` with the bound address; nil when `address` is `off`.
+    /// `"metrics listening"` with the bound address; nil when `address` is `off`. `token`
+    /// protects `/metrics` (see `respond`).
     ///
     /// - Throws: `LifeboatError(.io)` naming the address when it cannot be bound.
-    public func listen(on address: ListenAddress, logger: Logger) throws -> HTTPListener? {
+    public func listen(on address: ListenAddress, token: BearerToken? = nil, logger: Logger) throws -> HTTPListener? {
         guard case .address(let host, let port) = address else {
             logger.info("metrics listener off")
             return nil
         }
         let listener = try HTTPListener(host: host, port: port)
-        listener.start { [self] path in respond(path) }
-        logger.info("metrics listening", metadata: ["http.address": "\(listener.address)"])
+        listener.start { [self] request in respond(request, token: token) }
+        logger.info("metrics listening", metadata: ["http.address": "\(listener.address)", "http.metrics_token": "\(token == nil ? "none" : "required")"])
         return listener
     }
 }

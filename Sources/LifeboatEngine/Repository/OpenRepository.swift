@@ -27,8 +27,7 @@ extension Repository {
             let credentials = try S3Credentials.resolve(repository: config.name, config: s3, environment: context.environment) { path in
                 pathExists(path) ? try readTextFile(path) : nil
             }
-            let http = try HTTPClient(configuration: HTTPClient.Configuration(timeout: context.requestTimeout, caBundle: s3.caBundle), environment: context.environment,
-                                      cancellation: context.cancellation)
+            let http = try s3.httpClient(timeout: context.requestTimeout, what: "repository '\(config.name)'", context: context)
             let client = try S3Client(
                 configuration: S3Client.Configuration(endpoint: s3.endpoint, region: s3.region, bucket: s3.bucket,
                                                       pathStyle: s3.pathStyle, credentials: credentials, retry: context.retry,

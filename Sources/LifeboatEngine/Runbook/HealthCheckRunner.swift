@@ -112,8 +112,11 @@ public struct HealthCheckRunner: Sendable {
         let url = try variables.resolve(check.url)
         let expectations = try check.json.map { (path: $0.path, expected: try variables.resolve($0.expected)) }
         let limit = Duration.milliseconds(Int64(timeout * 1000))
+        if check.insecureSkipTLSVerify {
+            context.logger.warning("TLS certificate verification is off for the http check of \(HTTPClient.redactedURL(url)) (insecure_skip_tls_verify: true)")
+        }
         let client = try HTTPClient(configuration: HTTPClient.Configuration(connectTimeout: min(limit, .seconds(10)), timeout: limit,
-                                                                            caBundle: check.caBundle),
+                                                                            verifyTLS: !check.insecureSkipTLSVerify, caBundle: check.caBundle),
                                     environment: context.environment, cancellation: context.cancellation)
         let response: HTTPResponse
         do {
@@ -173,8 +176,7 @@ public struct HealthCheckRunner: Sendable {
         let credentials = try S3Credentials.resolve(repository: "the s3 health check", config: connection, environment: context.environment) {
             pathExists($0) ? try readTextFile($0) : nil
         }
-        let http = try HTTPClient(configuration: HTTPClient.Configuration(timeout: .milliseconds(Int64(timeout * 1000)), caBundle: connection.caBundle),
-                                  environment: context.environment, cancellation: context.cancellation)
+        let http = try connection.httpClient(timeout: .milliseconds(Int64(timeout * 1000)), what: "the s3 health check", context: context)
         let client = try S3Client(
             configuration: S3Client.Configuration(endpoint: connection.endpoint, region: connection.region, bucket: connection.bucket,
                                                   pathStyle: connection.pathStyle, credentials: credentials,

@@ -74,6 +74,11 @@ public struct PostgresKind: SourceKind {
             let password: String?
             do {
                 password = try PostgresConnectionParameters(conninfo: conninfo).password
+            } catch where conninfo.contains("${") {
+                // Only `lifeboat export` leaves a reference unreplaced (`conninfo: "${PG_CONNINFO}"`,
+                // read without the environment): the CronJob's pod has the value, the export
+                // neither has nor needs it.
+                password = nil
             } catch {
                 let reason = (error as? LifeboatError)?.message ?? "\(error)"
                 map["conninfo"]?.error("'source.postgres.conninfo' is not a valid libpq connection string: \(reason)",

@@ -19,8 +19,7 @@ struct S3Endpoint: Sendable {
         credentials = try S3Credentials.resolve(repository: what, config: connection, environment: context.environment) { path in
             pathExists(path) ? try readTextFile(path) : nil
         }
-        http = try HTTPClient(configuration: HTTPClient.Configuration(timeout: context.requestTimeout, caBundle: connection.caBundle),
-                              environment: context.environment, cancellation: context.cancellation)
+        http = try connection.httpClient(timeout: context.requestTimeout, what: what, context: context)
     }
 
     func client(bucket: String) throws -> S3Client {

@@ -181,6 +181,17 @@ import Testing
         #expect(report.failures.isEmpty, "\(report)")
     }
 
+    /// Found by fuzzing: arrays nested in a member a later version added made the reader
+    /// recurse once per level (only objects counted their depth) until the stack overflowed.
+    @Test func deeplyNestedListingLinesAreRefused() {
+        let line = #"{"key":"k","size":1,"etag":"e","modified":2,"blob":"sha256:00","later":"# + String(repeating: "[", count: 100_000)
+        let error = #expect(throws: LifeboatError.self) { try MirrorListingCodec.decode(Array(line.utf8)) }
+        #expect(error?.message.contains("nested too deeply") == true)
+        let shallow = #"{"key":"k","size":1,"etag":"e","modified":2,"blob":"sha256:"# + String(repeating: "00", count: 32)
+            + #"","later":"# + String(repeating: "[", count: 20) + String(repeating: "]", count: 20) + "}"
+        #expect(throws: Never.self) { try MirrorListingCodec.decode(Array(shallow.utf8)) }
+    }
+
     // MARK: S3's XML
 
     static let s3Documents = [

@@ -247,6 +247,19 @@ import Testing
         #expect(report.failures.isEmpty, "\(report)")
     }
 
+    /// Found by fuzzing: nesting elements made the reader recurse once per level until the
+    /// stack overflowed.
+    @Test(arguments: [100, 100_000, 1_000_000])
+    func deeplyNestedXMLIsRefused(depth: Int) {
+        let document = String(repeating: "<a>", count: depth) + String(repeating: "</a>", count: depth)
+        if depth <= XMLNode.maximumDepth {
+            #expect(throws: Never.self) { try XMLNode.parse(document) }
+        } else {
+            let error = #expect(throws: XMLNode.ParseError.self) { try XMLNode.parse(document) }
+            #expect(error?.description.contains("nested more than \(XMLNode.maximumDepth)") == true)
+        }
+    }
+
     // MARK: RESP
 
     static let respSeeds: [[UInt8]] = [

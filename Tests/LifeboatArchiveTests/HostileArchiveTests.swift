@@ -231,4 +231,33 @@ struct RestoreArena {
         // Verification reads the same bytes without writing anything, and does not throw.
         _ = verifyArtifact(record, source: MemoryReader(bytes, key: record.path))
     }
+
+    /// A stream's chunk may be up to 1 GiB, and is checked whole before it is handed on; a
+    /// record and a header that declare 1 GiB over a few bytes of data must not make restore
+    /// allocate the gibibyte before finding the data missing.
+    @Test func aStreamChunkDeclaringAGibibyteIsNotAllocatedBeforeItsBytesArrive() throws {
+        let bytes = HandTar.header("dump.000000", size: 1 << 30) + HandTar.data(Array("only this".utf8)) + HandTar.end
+        var record = recordListingHeaders(of: bytes)
+        record.entries = record.entries.map { entry in
+            var chunk = entry
+            chunk.stream = "dump"
+            chunk.chunk = 0
+            return chunk
+        }
+        #expect(record.entries.first?.size == 1 << 30)
+        var outcome: Result<Void, any Error> = .success(())
+        let growth = Fuzz.memoryGrowth {
+            outcome = Result { try readStream(record, source: MemoryReader(bytes, key: record.path), stream: "dump") { _ in } }
+        }
+        #expect(growth.peak < 128 << 20 && growth.heap < 128 << 20, "memory grew by \(growth)")
+        let error = try #require(outcome.failure as? LifeboatError)
+        #expect(error.message.contains("'dump.000000'"), "\(error.message)")
+    }
+}
+
+extension Result {
+    var failure: Failure? {
+        if case .failure(let error) = self { return error }
+        return nil
+    }
 }

@@ -253,6 +253,28 @@ struct RestoreArena {
         let error = try #require(outcome.failure as? LifeboatError)
         #expect(error.message.contains("'dump.000000'"), "\(error.message)")
     }
+
+    /// A sparse file whose header declares a hole of a pebibyte, in an archive whose record
+    /// says otherwise: verification reports the difference without hashing the hole.
+    @Test func verifyingASparseEntryWithAHugeHoleDoesNotHashIt() throws {
+        let bytes = HandTar.gnuSparse("holes", stored: 512, realSize: 1 << 50) + HandTar.data([UInt8](repeating: 1, count: 512))
+            + HandTar.end
+        let record = ArtifactRecord(
+            path: "data/0000.tar", role: "files", size: Int64(bytes.count), sha256: "00", compression: .none,
+            entries: [EntryRecord(path: "holes", kind: .file, size: 512, sha256: "00")])
+        let clock = ContinuousClock()
+        var problems: [VerificationProblem] = []
+        let elapsed = clock.measure { problems = verifyArtifact(record, source: MemoryReader(bytes, key: record.path)) }
+        #expect(elapsed < .seconds(2))
+        #expect(problems.contains { $0.entry == "holes" && $0.message.contains("\(1 << 50) bytes") }, "\(problems)")
+        let arena = try RestoreArena()
+        defer { arena.remove() }
+        let error = #expect(throws: LifeboatError.self) {
+            try extractArtifact(record, source: MemoryReader(bytes, key: record.path), to: arena.restore)
+        }
+        #expect(error?.message.contains("'holes'") == true)
+        try arena.expectUntouched()
+    }
 }
 
 extension Result {

@@ -90,7 +90,7 @@ import Testing
         }
         let artifact = artifacts[0]
         let report = Fuzz.run("snapshot-listing", seeds: artifacts.map(\.bytes), dictionary: Self.tarTokens + [Array("{\"key\":".utf8), [0x0a]],
-                              iterations: 1500, accept: { $0 is LifeboatError }) { input in
+                              iterations: 600, accept: { $0 is LifeboatError }) { input in
             let reader = try ArtifactReader(source: MemoryReader(input, key: artifact.record.path, readSize: 1000),
                                             artifactPath: artifact.record.path)
             guard try reader.nextEntry() != nil else { return }

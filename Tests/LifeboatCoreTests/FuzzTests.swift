@@ -40,7 +40,7 @@ import Testing
         let policies = try ["hub-postgres", "lifeboat-config"].map { try Self.shipped("policies/\($0).yaml") }
         let runbook = try Self.shipped("runbooks/platform-recovery.yaml")
         let seeds = ([main, runbook] + policies).map { Array($0.utf8) }
-        let report = Fuzz.run("configuration", seeds: seeds, dictionary: Self.yamlTokens, iterations: 250,
+        let report = Fuzz.run("configuration", seeds: seeds, dictionary: Self.yamlTokens, iterations: 200,
                               accept: { _ in false }) { input in
             let text = String(decoding: input, as: UTF8.self)
             // The same text as lifeboat.yaml, as a policy and as a runbook (beside the real files).
@@ -131,7 +131,7 @@ import Testing
     ].map { Array($0.utf8) }
 
     @Test func manifestJSONIsParsedOrRefused() throws {
-        let report = Fuzz.run("manifest", seeds: [try Self.manifestSeed()], dictionary: Self.jsonTokens, iterations: 3000,
+        let report = Fuzz.run("manifest", seeds: [try Self.manifestSeed()], dictionary: Self.jsonTokens, iterations: 2000,
                               accept: { $0 is DecodingError }) { input in
             let manifest = try JSON.decode(Manifest.self, from: Data(input))
             // What every reader of a manifest computes.
@@ -172,7 +172,7 @@ import Testing
             MirrorEntry(key: [0x66, 0xff, 0x0a, 0x00], size: 0, etag: "", modified: 0, blob: blob),
         ].map(MirrorListingCodec.encode) + [Array(#"{"key":"k","size":1,"etag":"e","modified":2,"blob":"sha256:00","later":[1,{"x":[null,true,1.5e3]}]}"#.utf8)]
         let tokens = Self.jsonTokens + [#""keyBase64":"#, #""blob":"hmac-sha256:"#, #""meta":{"#].map { Array($0.utf8) }
-        let report = Fuzz.run("mirror-listing", seeds: seeds, dictionary: tokens, iterations: 10_000,
+        let report = Fuzz.run("mirror-listing", seeds: seeds, dictionary: tokens, iterations: 6000,
                               accept: { ($0 as? LifeboatError)?.code == .integrity }) { input in
             let entry = try MirrorListingCodec.decode(input)
             // A line read back is written back the same way (no loss, no crash on odd bytes).
@@ -236,7 +236,7 @@ import Testing
     ].map { Array($0.utf8) }
 
     @Test func s3ResponsesAreParsedOrRefused() {
-        let report = Fuzz.run("s3-xml", seeds: Self.s3Documents, dictionary: Self.xmlTokens, iterations: 8000,
+        let report = Fuzz.run("s3-xml", seeds: Self.s3Documents, dictionary: Self.xmlTokens, iterations: 5000,
                               accept: { $0 is XMLNode.ParseError }) { input in
             let root = try XMLNode.parse(input)
             // What the S3 client reads of each document.
@@ -274,7 +274,7 @@ import Testing
                                         "*1\r\n*1\r\n*1\r\n*1\r\n", "$999999999999\r\n", "*1048577\r\n"].map { Array($0.utf8) }
 
     @Test func respRepliesAreDecodedOrRefused() {
-        let report = Fuzz.run("resp", seeds: Self.respSeeds, dictionary: Self.respTokens, iterations: 20_000,
+        let report = Fuzz.run("resp", seeds: Self.respSeeds, dictionary: Self.respTokens, iterations: 12_000,
                               accept: { $0 is RESP.ProtocolError }) { input in
             // As the connection reads: decode a value, drop it, decode the next.
             var offset = 0

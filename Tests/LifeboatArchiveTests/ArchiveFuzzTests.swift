@@ -43,7 +43,7 @@ import Testing
     @Test func mutatedArtifactsAreReadOrRefused() throws {
         let built = try Self.seeds()
         let records = Dictionary(uniqueKeysWithValues: built.map { ($0.record.compression, $0.record) })
-        let report = Fuzz.run("artifact", seeds: built.map(\.bytes), dictionary: Self.tarTokens, iterations: 400,
+        let report = Fuzz.run("artifact", seeds: built.map(\.bytes), dictionary: Self.tarTokens, iterations: 300,
                               timeLimit: .seconds(5),  // five passes over each input, two of them extractions
                               accept: { $0 is LifeboatError }) { input in
             let compression: Compression = input.starts(with: [0x28, 0xb5, 0x2f, 0xfd]) ? .zstd : .none

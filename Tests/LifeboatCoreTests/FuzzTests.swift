@@ -40,7 +40,7 @@ import Testing
         let policies = try ["hub-postgres", "lifeboat-config"].map { try Self.shipped("policies/\($0).yaml") }
         let runbook = try Self.shipped("runbooks/platform-recovery.yaml")
         let seeds = ([main, runbook] + policies).map { Array($0.utf8) }
-        let report = Fuzz.run("configuration", seeds: seeds, dictionary: Self.yamlTokens, iterations: 200,
+        let report = Fuzz.run("configuration", seeds: seeds, dictionary: Self.yamlTokens, iterations: 120,
                               accept: { _ in false }) { input in
             let text = String(decoding: input, as: UTF8.self)
             // The same text as lifeboat.yaml, as a policy and as a runbook (beside the real files).

@@ -39,7 +39,7 @@ import TestSupport
         let tokens: [[UInt8]] = ["postgres:", "files:", "redis:", "s3_mirror:", "conninfo:", "paths:", "exclude:", "mode: physical",
                                  "bucket:", "tls:", "wal:", "compression:", "threads:", "{", "}", "[", "]", ": ", "- ", "\n  ",
                                  "&a ", "*a", "${", "${X:-y}", "'", "\"", "0", "-1", "99999999999999999999", "1e999"].map { Array($0.utf8) }
-        let report = Fuzz.run("configuration-kinds", seeds: seeds, dictionary: tokens, iterations: 150, accept: { _ in false }) { input in
+        let report = Fuzz.run("configuration-kinds", seeds: seeds, dictionary: tokens, iterations: 100, accept: { _ in false }) { input in
             let text = String(decoding: input, as: UTF8.self)
             for configuration in [
                 load(main: validMain, policies: ["p.yaml": text, "hub-postgres.yaml": validPostgresPolicy], environment: ["PGPASS": "x"]),

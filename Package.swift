@@ -131,13 +131,14 @@ let package = Package(
         // Real servers on loopback for the tests.
         .target(
             name: "TestSupport",
-            dependencies: ["LifeboatCore", "LifeboatIO", "LifeboatPostgres", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["LifeboatCore", "LifeboatIO", "LifeboatPostgres", "CLifeboatSystem", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
 
         .testTarget(
             name: "LifeboatCoreTests",
-            dependencies: ["LifeboatCore"],
+            // TestSupport: the seeded fuzzer (Fuzz.swift); no server is started by these tests.
+            dependencies: ["LifeboatCore", "TestSupport"],
             resources: [.copy("Fixtures")],
             swiftSettings: strict
         ),

@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <malloc.h>
 #include <spawn.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
@@ -37,4 +38,9 @@ unsigned int lifeboat_dev_minor(dev_t device) {
 
 int lifeboat_syncfs(int fd) {
     return syncfs(fd);
+}
+
+size_t lifeboat_heap_in_use(void) {
+    struct mallinfo2 info = mallinfo2();
+    return info.uordblks + info.hblkhd;
 }

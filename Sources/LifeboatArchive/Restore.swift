@@ -226,6 +226,7 @@ public func readStream(
     let reader = try ArtifactReader(source: source, artifactPath: record.path)
     var nextChunk = 0
     var probe = [UInt8](repeating: 0, count: 4096)
+    var block = [UInt8](repeating: 0, count: 1 << 20)
 
     while let header = try reader.nextEntry() {
         let path = header.path
@@ -246,18 +247,18 @@ public func readStream(
                 "\(artifact): entry '\(path)' is a \(header.kind.rawValue) of \(header.size) bytes but the record says a file of \(recorded.size) bytes",
                 hint: damagedHint)
         }
-        var data = [UInt8](repeating: 0, count: Int(recorded.size))
-        var filled = 0
-        try data.withUnsafeMutableBytes { bytes in
-            while filled < bytes.count {
-                let n = try reader.read(into: UnsafeMutableRawBufferPointer(rebasing: bytes[filled...]))
-                if n == 0 { break }
-                filled += n
-            }
+        // Grown as the bytes arrive, never allocated up front from the declared size: a
+        // header and record declaring a gibibyte over a few bytes cost those few bytes.
+        var data: [UInt8] = []
+        while data.count < Int(recorded.size) {
+            let wanted = min(block.count, Int(recorded.size) - data.count)
+            let n = try block.withUnsafeMutableBytes { try reader.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<wanted])) }
+            if n == 0 { break }
+            data += block[0..<n]
         }
         let extra = try probe.withUnsafeMutableBytes { try reader.read(into: $0) }
-        let digest = SHA256.hash(data: data[0..<filled]).hex
-        guard filled == data.count, extra == 0, digest == recorded.sha256 else {
+        let digest = SHA256.hash(data: data).hex
+        guard data.count == Int(recorded.size), extra == 0, digest == recorded.sha256 else {
             throw LifeboatError(
                 .integrity,
                 "\(artifact): entry '\(path)' (chunk \(nextChunk) of stream '\(stream)') does not match its record: SHA-256 \(digest), expected \(recorded.sha256)",

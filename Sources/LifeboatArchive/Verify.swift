@@ -103,6 +103,13 @@ public func verifyArtifact(_ record: ArtifactRecord, source: any ObjectReader) -
                 report(path, "is a hard link to '\(target)', which is not a file earlier in the archive")
             }
 
+            // A file whose header disagrees with its record on the logical size or the sparse
+            // map (or that has no record) is skipped, not read: its digest cannot match, and a
+            // hostile header can declare a hole of any size, which reading would hash as zeros.
+            if header.kind == .file, recorded.map({ $0.size != header.size || $0.sparseMap != header.dataRegions }) ?? true {
+                files.insert(header.rawPath)
+                continue
+            }
             let data: (size: Int64, sha256: String)
             do {
                 data = try reader.readLogicalContent { _, _ in }

@@ -27,6 +27,11 @@ public struct XMLNode: Sendable, Equatable {
         public let description: String
     }
 
+    /// The deepest nesting of elements a document may have. S3's documents nest a few levels;
+    /// the reader recurses once per level, so a hostile body nesting thousands of elements
+    /// would otherwise overflow the stack.
+    public static let maximumDepth = 128
+
     /// Parses a document and returns its root element.
     public static func parse(_ bytes: [UInt8]) throws(ParseError) -> XMLNode {
         var parser = MiniXMLParser(bytes: bytes)
@@ -72,7 +77,7 @@ private struct MiniXMLParser {
     mutating func document() throws(XMLNode.ParseError) -> XMLNode {
         try skipMisc()
         guard i < bytes.count, bytes[i] == UInt8(ascii: "<") else { throw fail("expected the root element") }
-        let root = try element()
+        let root = try element(depth: 1)
         try skipMisc()
         guard i == bytes.count else { throw fail("content after the root element") }
         return root
@@ -94,7 +99,8 @@ private struct MiniXMLParser {
         }
     }
 
-    mutating func element() throws(XMLNode.ParseError) -> XMLNode {
+    mutating func element(depth: Int) throws(XMLNode.ParseError) -> XMLNode {
+        guard depth <= XMLNode.maximumDepth else { throw fail("elements nested more than \(XMLNode.maximumDepth) deep") }
         i += 1  // <
         let name = readName()
         guard !name.isEmpty else { throw fail("expected an element name") }
@@ -137,7 +143,7 @@ private struct MiniXMLParser {
                     try skip(past: "]]>")
                     text += bytes[start..<(i - 3)]
                 } else {
-                    node.children.append(try element())
+                    node.children.append(try element(depth: depth + 1))
                 }
             } else {
                 text.append(bytes[i])

@@ -36,4 +36,8 @@ unsigned int lifeboat_dev_minor(dev_t device);
 /// the data directory once instead of every file in it).
 int lifeboat_syncfs(int fd);
 
+/// Bytes malloc has handed out and not taken back (mallinfo2(3): `uordblks + hblkhd`, the
+/// blocks it mmapped included), for tests that bound what a hostile input makes us allocate.
+size_t lifeboat_heap_in_use(void);
+
 #endif

@@ -214,6 +214,7 @@ private struct LineParser {
             }
             return .object(fields)
         case UInt8(ascii: "["):
+            guard depth < 32 else { throw fail("nested too deeply") }
             i += 1
             skipSpace()
             if i < bytes.count, bytes[i] == UInt8(ascii: "]") {

@@ -29,7 +29,7 @@ public struct S3Store: ObjectStore {
     let logger: Logger
 
     /// - Parameter partMemoryLimit: the bytes of part buffers all writers may hold at once
-    ///   (default: 96 MiB, or one upload's `concurrency + 1` parts when that is more).
+    ///   (default: 64 MiB, or one upload's `concurrency + 1` parts when that is more).
     public init(client: S3Client, prefix: String, partSize: Int = 8 << 20, concurrency: Int = 6, readAhead: Int = 4,
                 partMemoryLimit: Int? = nil, logger: Logger) {
         self.client = client
@@ -37,7 +37,7 @@ public struct S3Store: ObjectStore {
         self.partSize = max(partSize, 5 << 20)  // S3's minimum part size
         self.concurrency = max(1, concurrency)
         self.readAhead = max(1, readAhead)
-        self.partMemory = PartMemory(limit: partMemoryLimit ?? max(96 << 20, (self.concurrency + 1) * self.partSize))
+        self.partMemory = PartMemory(limit: partMemoryLimit ?? max(64 << 20, (self.concurrency + 1) * self.partSize))
         self.logger = logger
     }
 

@@ -37,7 +37,8 @@ struct ScheduleDaemonCommand: ParsableCommand {
         for problem in configuration.problems {
             context.logger.warning("configuration problem: its policy is not scheduled ('lifeboat check' lists them all): \(problem.error.message)")
         }
-        let daemon = try SchedulerDaemon.backups(configuration: configuration, context: daemonContext(context), lockWait: try lock.seconds)
+        let daemon = try SchedulerDaemon.backups(configuration: configuration, context: daemonContext(context), lockWait: try lock.seconds,
+                                                  walFetchCommand: Drill.walFetch(configDirectory: configuration.directory))
         let state = StateDirectory(path: configuration.resolvedStateDirectory)
         let held = try state.lockDaemon(pid: context.pid)
         let monitor = SchedulerMonitor(configuration: configuration, context: daemonContext(context))

@@ -50,8 +50,7 @@ public struct ScratchPostgres: Sendable {
             let server = ScratchPostgres(dataDirectory: dataDirectory, directory: directory, binDir: binDir, port: port)
             let options = [
                 "-p \(port)", "-k \(directory)", "-c listen_addresses=127.0.0.1", "-c archive_mode=off", "-c ssl=off",
-                "-c logging_collector=off", "-c log_destination=stderr", "-c max_wal_senders=0", "-c wal_level=replica",
-                "-c hot_standby=on", "-c cluster_name=lifeboat-drill",
+                "-c logging_collector=off", "-c log_destination=stderr", "-c hot_standby=on", "-c cluster_name=lifeboat-drill",
             ].joined(separator: " ")
             context.logger.info("starting a scratch PostgreSQL server", metadata: [
                 "drill.data_dir": "\(dataDirectory)", "drill.port": "\(port)",
@@ -60,7 +59,7 @@ public struct ScratchPostgres: Sendable {
                                             ["-D", dataDirectory, "-l", server.logPath, "-w", "-t", "600", "-o", options, "start"])
             if result.status.isSuccess { return server }
             let log = server.logTail()
-            lastError = LifeboatError(.postgres, "the scratch PostgreSQL server on \(dataDirectory) did not start: \(result.stdout)\(result.stderr)\(log.isEmpty ? "" : "; its log ends: \(log)")",
+            lastError = LifeboatError(.postgres, "the scratch PostgreSQL server on \(dataDirectory) did not start\(log.isEmpty ? ": \(result.stderr)" : "; its log says: \(log)")",
                                       hint: "Read the server log above: a restore_command that cannot fetch WAL, or a setting of the restored configuration this machine cannot honour.")
             if !log.contains("could not bind") && !log.contains("Address already in use") { break }
         }
@@ -92,9 +91,13 @@ public struct ScratchPostgres: Sendable {
         return RecoveryTarget.parseTime(String(text), timeZone: TimeZone(identifier: "UTC")!)
     }
 
+    /// What the server said went wrong: the FATAL, PANIC and ERROR lines (with their DETAIL
+    /// and HINT) of the end of its log, else its last lines.
     func logTail() -> String {
         guard let log = try? readTextFile(logPath) else { return "" }
-        return String(log.suffix(2000)).trimmingCharacters(in: .whitespacesAndNewlines)
+        let lines = log.split(separator: "\n").suffix(40)
+        let serious = lines.filter { line in ["FATAL:", "PANIC:", "ERROR:", "DETAIL:", "HINT:"].contains { line.contains($0) } }
+        return (serious.isEmpty ? Array(lines.suffix(3)) : Array(serious.suffix(6))).joined(separator: "\n")
     }
 
     func asOwner(_ owner: FileOwnerName, _ program: String, _ arguments: [String]) throws -> (status: ChildProcess.Termination, stdout: String, stderr: String) {

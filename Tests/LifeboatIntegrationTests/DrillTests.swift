@@ -202,6 +202,25 @@ struct Drills {
         }
     }
 
+    @Test func recoverRestoresABaseBackupIntoADataDirectoryThatRecoversThroughWalFetch() async throws {
+        try await offThePool {
+            let fixture = try DrillFixture()
+            defer { fixture.stop() }
+            try fixture.backUp()
+            let target = fixture.dir.subpath("restored/data")
+            try fixture.dir.write("runbooks/pg-only.yaml", """
+                runbook: pg-only
+                steps:
+                  - restore: pg
+                    target: { data_dir: \(target) }
+                """)
+            let recover = try LifeboatCLI.run(["recover", "pg-only", "--yes"], config: fixture.dir.path, environment: fixture.cluster.env)
+            #expect(recover.status == 0, "\(recover.all)")
+            let settings = try readTextFile(target + "/postgresql.auto.conf")
+            #expect(settings.contains("wal-fetch") && settings.contains("'pg'") || settings.contains(" pg %f %p"), "\(settings)")
+        }
+    }
+
     @Test func aSigtermHalfWayRemovesEverythingAndAKilledDrillIsCleanedUpByTheNext() async throws {
         try await offThePool {
             let fixture = try DrillFixture()

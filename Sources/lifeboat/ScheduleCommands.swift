@@ -6,7 +6,7 @@ import LifeboatEngine
 struct ScheduleDaemonCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "schedule",
-        abstract: "Run every policy's backup by its schedule, until SIGTERM or SIGINT (the scheduler daemon).",
+        abstract: "Run every policy's backup and every runbook's drill by its schedule, until SIGTERM or SIGINT (the scheduler daemon).",
         discussion: """
             One daemon per state directory (state_dir in lifeboat.yaml): a second one refuses to \
             start and names the first one's pid. On SIGTERM or SIGINT nothing new starts, running \

@@ -357,3 +357,47 @@ struct DrillObjectives {
         }
     }
 }
+
+/// A drill of a Redis backup: a scratch redis-server loads the restored RDB file.
+@Suite(.timeLimit(.minutes(10)))
+struct RedisDrills {
+    @Test func aScratchRedisServesTheRestoredKeysAndIsStoppedAfterwards() async throws {
+        try await offThePool {
+            let server = try RedisServer.start()
+            defer { server.stop() }
+            let dir = try TemporaryDirectory()
+            defer { dir.remove() }
+            try seedRedis(server, bulk: 10)
+            try redisConfig(dir, port: server.port, mode: "replication")
+            #expect(try LifeboatCLI.run(["backup", "cache"], config: dir.path).status == 0)
+            try dir.write("runbooks/cache-drill.yaml", """
+                runbook: cache-drill
+                steps:
+                  - restore: cache
+                    target: { path: /var/lib/redis }
+                  - id: check
+                    when: drill
+                    health:
+                      - tcp: "${TARGET_RESTORE_CACHE_HOST}:${TARGET_RESTORE_CACHE_PORT}"
+                      - command: [sh, -c, "test \\"$(redis-cli -p ${TARGET_RESTORE_CACHE_PORT} dbsize)\\" -gt 10"]
+                """)
+            let tmp = dir.subpath("tmp")
+            try makeDirectories(tmp, mode: 0o755)
+            let drill = try LifeboatCLI.run(["drill", "cache-drill"], config: dir.path, environment: ["TMPDIR": tmp])
+            #expect(drill.status == 0, "\(drill.all)")
+            #expect(drill.stdout.contains("2 checks passed"), "\(drill.stdout)")
+            // The scratch server (whose title redis rewrites to `redis-server 127.0.0.1:PORT`) is gone.
+            let state = dir.subpath(".lifeboat/state/drills/cache-drill")
+            let report = try JSON.decode(DrillReport.self, from: Data(try readTextFile("\(state)/\(try #require(try directoryEntries(state).first))/report.json").utf8))
+            let address = try #require(report.allSteps.first { $0.id == "check" }?.checks.first { $0.kind == "tcp" }?.target)
+            let titles = ((try? directoryEntries("/proc")) ?? []).compactMap { pid -> String? in
+                guard Int32(pid) != nil, let bytes = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return nil }
+                let text = String(decoding: bytes, as: UTF8.self)
+                return text.contains("redis-server") && text.contains(address) ? text : nil
+            }
+            #expect(address.hasPrefix("127.0.0.1:") && titles.isEmpty, "\(address): \(titles)")
+            #expect(scratchProcesses().isEmpty, "\(scratchProcesses())")
+            #expect(scratchDirectories(tmp).isEmpty)
+        }
+    }
+}

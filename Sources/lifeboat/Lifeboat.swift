@@ -17,7 +17,7 @@ struct Lifeboat: ParsableCommand {
             exits 126 when it cannot deliver a file intact (see 'lifeboat help wal-fetch').
             """,
         version: LifeboatVersion.current,
-        subcommands: [Check.self, Backup.self, List.self, Verify.self, Restore.self, Recover.self, Prune.self, ScheduleDaemonCommand.self, StatusReport.self, Unlock.self, KeyCommands.self, WALPush.self, WALFetch.self, Export.self]
+        subcommands: [Check.self, Backup.self, List.self, Verify.self, Restore.self, Recover.self, Drill.self, Prune.self, ScheduleDaemonCommand.self, StatusReport.self, Unlock.self, KeyCommands.self, WALPush.self, WALFetch.self, Export.self]
     )
 }
 

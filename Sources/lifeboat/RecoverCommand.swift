@@ -123,14 +123,20 @@ struct Recover: ParsableCommand {
 
         var runner = RunbookRunner(runbook: book, mode: .recover, source: source, context: context, prompter: prompter)
         runner.lockWait = try lock.seconds
-        let directory = configuration.directory
-        runner.walFetchCommand = { policy in
-            [currentExecutablePath(), "wal-fetch", "--config", directory, policy].map(RecoveryOptions.shellQuoted).joined(separator: " ") + " %f %p"
-        }
         runner.done = done
         runner.rerun = Set(retry)
         runner.skip = Set(skip)
         runner.observer = JournalObserver(journal: journal, clock: context.clock, quiet: json)
+        // A base backup restored into a data directory recovers through this executable's wal-fetch.
+        let walFetch = Drill.walFetch(configDirectory: configuration.directory)
+        runner.targetFor = { _, manifest, target in
+            guard target.location.isDataDirectory, target.recovery?.restoreCommand == nil else { return target }
+            var target = target
+            var recovery = target.recovery ?? RecoveryOptions()
+            recovery.restoreCommand = walFetch(manifest.policy)
+            target.recovery = recovery
+            return target
+        }
         let outcome = runner.run(variables: variables)
 
         let result = outcome.aborted ? "aborted" : outcome.failedStep != nil ? "failed" : "passed"

@@ -6,7 +6,7 @@ import LifeboatEngine
 struct ScheduleDaemonCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "schedule",
-        abstract: "Run every policy's backup by its schedule, until SIGTERM or SIGINT (the scheduler daemon).",
+        abstract: "Run every policy's backup and every runbook's drill by its schedule, until SIGTERM or SIGINT (the scheduler daemon).",
         discussion: """
             One daemon per state directory (state_dir in lifeboat.yaml): a second one refuses to \
             start and names the first one's pid. On SIGTERM or SIGINT nothing new starts, running \
@@ -37,7 +37,8 @@ struct ScheduleDaemonCommand: ParsableCommand {
         for problem in configuration.problems {
             context.logger.warning("configuration problem: its policy is not scheduled ('lifeboat check' lists them all): \(problem.error.message)")
         }
-        let daemon = try SchedulerDaemon.backups(configuration: configuration, context: daemonContext(context), lockWait: try lock.seconds)
+        let daemon = try SchedulerDaemon.backups(configuration: configuration, context: daemonContext(context), lockWait: try lock.seconds,
+                                                  walFetchCommand: Drill.walFetch(configDirectory: configuration.directory))
         let state = StateDirectory(path: configuration.resolvedStateDirectory)
         let held = try state.lockDaemon(pid: context.pid)
         let monitor = SchedulerMonitor(configuration: configuration, context: daemonContext(context))

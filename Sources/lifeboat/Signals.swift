@@ -16,7 +16,13 @@ enum Signals {
     static let cancellation = Cancellation()
     private static let received = Mutex<Int32?>(nil)
     private static let firstSignalHandler = Mutex<(@Sendable (Int32) -> Void)?>(nil)
-    static let cleanupDeadline: Double = 1.8
+    private static let deadline = Mutex<Double>(1.8)
+    /// How long cleanup may take after the first signal (1.8 s; a drill stopping its scratch
+    /// servers and deleting its scratch objects takes longer).
+    static var cleanupDeadline: Double {
+        get { deadline.withLock { $0 } }
+        set { deadline.withLock { $0 = newValue } }
+    }
 
     /// The signal that cancelled the run, if one did.
     static var signal: Int32? { received.withLock { $0 } }
@@ -62,8 +68,9 @@ enum Signals {
                     continue
                 }
                 // A watchdog: cleanup gets a bounded time, then the process ends anyway.
+                let seconds = cleanupDeadline
                 let watchdog = Thread {
-                    Thread.sleep(forTimeInterval: cleanupDeadline)
+                    Thread.sleep(forTimeInterval: seconds)
                     report("cancelled (\(name)): cleanup did not finish in time; what is left is never listed, and prune removes it")
                     GroupGuardian.killRunningGroups()
                     _exit(exitStatus(for: number))

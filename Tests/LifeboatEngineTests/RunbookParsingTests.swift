@@ -303,6 +303,31 @@ func parseRunbook(_ text: String, environment: [String: String] = [:]) throws ->
         #expect(spec.templates.count == 7)
     }
 
+    @Test func aDrillsScratchTargetVariablesAreKnownOnlyInDrillStepsAfterTheirRestore() throws {
+        let runbook = try parseRunbook("""
+            runbook: r
+            steps:
+              - restore: hub-postgres
+                target: { data_dir: /var/lib/pg }
+              - when: drill
+                health:
+                  - postgres: { conninfo: "host=${TARGET_RESTORE_HUB_POSTGRES_HOST} port=${TARGET_RESTORE_HUB_POSTGRES_PORT}" }
+            """)
+        #expect(runbook.steps.count == 2)
+        #expect(runbookErrors("""
+            runbook: r
+            steps:
+              - run: [echo, "${TARGET_RESTORE_ETC_DIR}"]
+                when: drill
+              - restore: etc
+                target: { path: /a }
+              - run: [ls, "${TARGET_RESTORE_ETC_DIR}"]
+            """) == [
+                "runbooks/r.yaml:3:17: '${TARGET_RESTORE_ETC_DIR}' refers to the scratch target of step 'restore-etc', which has not run yet at this point",
+                "runbooks/r.yaml:7:15: '${TARGET_RESTORE_ETC_DIR}' is set only in a drill (the scratch target of step 'restore-etc'), and this step also runs in 'recover' mode",
+            ])
+    }
+
     @Test func aRunbookWithProblemsBlocksOnlyItself() {
         let configuration = load(policies: runbookPolicies, runbooks: ["r.yaml": "runbook: r\nsteps: [ { wait: 0s } ]\n",
                                                                       "ok.yaml": "runbook: ok\nsteps: [ { wait: 1s } ]\n"])

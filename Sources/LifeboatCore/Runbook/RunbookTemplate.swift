@@ -106,6 +106,11 @@ public struct RunbookVariables: Sendable {
         values["steps.\(id).restored_point"] = text
     }
 
+    /// Sets the variables of a drill's scratch target (`DrillTargetVariables`).
+    public mutating func setScratch(_ scratch: [String: String]) {
+        for (name, value) in scratch { values[name] = value }
+    }
+
     /// - Throws: `LifeboatError(.usage)` naming the variable that has no value.
     public func resolve(_ template: RunbookTemplate) throws -> String {
         do {

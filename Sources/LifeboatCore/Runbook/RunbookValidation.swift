@@ -115,6 +115,18 @@ extension RunbookParser {
                                        hint: "Use it after a restore step, or write ${steps.ID.restored_point} for a specific one.")
                             valid = false
                         }
+                    } else if !hasFallback, variables[name] == nil, environment[name] == nil,
+                              let (target, _) = DrillTargetVariables.reference(name, restoreStepIDs: restoreIDs(flat)) {
+                        // A drill's scratch target: set once that restore step has run, in drill mode only.
+                        if draft.runs(in: .recover, within: flat) {
+                            node.error("'${\(name)}' is set only in a drill (the scratch target of step '\(target)'), and this step also runs in 'recover' mode",
+                                       hint: "Give the step 'when: drill', or write ${\(name):-default}.")
+                            valid = false
+                        } else if let referenced = byID[target], !runsBefore(referenced, draft) {
+                            node.error("'${\(name)}' refers to the scratch target of step '\(target)', which has not run yet at this point",
+                                       hint: "Refer only to restore steps that come before this one.")
+                            valid = false
+                        }
                     } else if !hasFallback, !RunbookVariables.builtins.contains(name), variables[name] == nil, environment[name] == nil {
                         node.error("variable '\(name)' is not set: it is neither built in, nor in the runbook's 'variables', nor in the environment",
                                    hint: "Set \(name), add it to 'variables', or write ${\(name):-default}.")
@@ -139,6 +151,11 @@ extension RunbookParser {
             }
         }
         return valid
+    }
+
+    /// The ids of the restore steps.
+    static func restoreIDs(_ flat: [Draft]) -> [String] {
+        flat.filter { if case .restore = $0.step.kind { return true } else { return false } }.map(\.step.id)
     }
 
     /// Whether `a` has ended before `b` starts: an earlier top-level position (a group's steps

@@ -74,6 +74,7 @@ public final class SchedulerMonitor: SchedulerObserver, @unchecked Sendable {
         let now = context.clock()
         let jobs = policies.map { ($0.name, "backup") } + (configuration.scheduler.prune == nil ? [] : [("*", "prune")])
             + (configuration.scheduler.verify == nil ? [] : [("*", "verify")])
+            + drilledRunbooks.map { ($0.name, "drill") }
         record {
             try registry.set(MetricCatalogue.buildInfo, [LifeboatVersion.current], 1)
             try registry.set(MetricCatalogue.schedulerUp, [], 1)
@@ -104,8 +105,33 @@ public final class SchedulerMonitor: SchedulerObserver, @unchecked Sendable {
                 if let error = Self.failure(of: run) { known.lastRunError[run.policy] = error }
             }
         }
+        // The drill gauges say what the newest drill of each runbook found, from its history.
+        for runbook in drilledRunbooks { recordDrill(runbook.name) }
         updateMaxAges(now: now)
         startRefresher()
+    }
+
+    /// The runbooks the daemon drills.
+    var drilledRunbooks: [Runbook] { configuration.runbooks.filter { $0.schedule != nil } }
+
+    /// Sets the `lifeboat_drill_*` gauges from the newest line of the runbook's drill history.
+    func recordDrill(_ runbook: String) {
+        let newest: DrillRecord?
+        do {
+            newest = try DrillHistory(stateDirectory: state.path, runbook: runbook).records(last: 1).last
+        } catch {
+            context.logger.error("the drill history could not be read", metadata: ["drill.runbook": "\(runbook)", "error": "\(error)"])
+            return
+        }
+        guard let newest else { return }
+        record {
+            try registry.set(MetricCatalogue.drillLastSuccess, [runbook], newest.passed ? 1 : 0)
+            try registry.set(MetricCatalogue.drillLastTimestamp, [runbook], newest.end.timeIntervalSince1970)
+            if let rto = newest.rto { try registry.set(MetricCatalogue.drillRTO, [runbook], rto) } else { try registry.remove(MetricCatalogue.drillRTO, [runbook]) }
+            if let rpo = newest.rpo { try registry.set(MetricCatalogue.drillRPO, [runbook], rpo) } else { try registry.remove(MetricCatalogue.drillRPO, [runbook]) }
+            if let rto = newest.objectives.rto { try registry.set(MetricCatalogue.drillRTOObjective, [runbook], rto) }
+            if let rpo = newest.objectives.rpo { try registry.set(MetricCatalogue.drillRPOObjective, [runbook], rpo) }
+        }
     }
 
     public func runEnded(key: String, record run: RunRecord, result: SchedulerDaemon.JobResult?) {
@@ -126,6 +152,7 @@ public final class SchedulerMonitor: SchedulerObserver, @unchecked Sendable {
         if run.job == "backup" {
             known.withLock { $0.lastRunError[run.policy] = Self.failure(of: run) }
         }
+        if run.job == "drill" { recordDrill(run.policy) }
         // A backup changes its policy's repository, a prune every policy's; a verify only reads,
         // and re-listing every repository (and WAL archive) after it would change no metric.
         switch run.job {

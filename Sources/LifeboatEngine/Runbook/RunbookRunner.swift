@@ -37,11 +37,18 @@ public struct RunbookRunner: Sendable {
     public var observer: (any RunbookObserver)?
     /// How long a restore waits for a conflicting repository lock.
     public var lockWait: TimeInterval? = 600
-    /// `drill`: substitutes a scratch target for each restore's own.
-    public var targetFor: @Sendable (RestoreStep, RestoreTarget) throws -> RestoreTarget = { $1 }
-    /// The `restore_command` a PostgreSQL data directory restored for a policy recovers with
-    /// (`lifeboat wal-fetch … POLICY %f %p`), as `restore` writes it; the executable knows its path.
-    public var walFetchCommand: @Sendable (_ policy: String) -> String? = { _ in nil }
+    /// `drill`: substitutes a scratch target for each restore's own (the step, the backup
+    /// chosen, the step's target with its point resolved).
+    public var targetFor: @Sendable (RunbookStep, Manifest, RestoreTarget) throws -> RestoreTarget = { $2 }
+    /// `drill`: called once a restore step has restored (the step, the backup, the target it
+    /// restored into, the point the runner computed); returns variables to set for the steps
+    /// after it, and the point restored when it knows better (a scratch server's last replayed
+    /// commit).
+    public var afterRestore: @Sendable (RunbookStep, Manifest, RestoreTarget, Date, RunContext) throws
+        -> (variables: [String: String], point: Date?) = { _, _, _, _, _ in ([:], nil) }
+    /// `drill`: the check a health step runs instead of the one written (an `s3` check of a
+    /// bucket restored to a scratch prefix looks there).
+    public var checkFor: @Sendable (HealthCheck) -> HealthCheck = { $0 }
     /// Waits (`wait` steps, retry delays), ending early when the cancellation is cancelled.
     public var sleep: @Sendable (Double, Cancellation) -> Void = { seconds, cancellation in
         CancellableSleep.sleep(seconds: seconds, cancellation: cancellation)
@@ -234,7 +241,10 @@ public struct RunbookRunner: Sendable {
             case .restore(let restore):
                 let current = variables.value.withLock { $0 }
                 let restored = try self.restore(restore, step: step, variables: current, context: context)
-                variables.value.withLock { $0.restored(step: step.id, at: restored.point) }
+                variables.value.withLock {
+                    $0.restored(step: step.id, at: restored.point)
+                    $0.setScratch(restored.variables)
+                }
                 return ended(.passed, restored.detail, restoredPoint: restored.point)
             case .run(let spec):
                 let current = variables.value.withLock { $0 }
@@ -243,6 +253,8 @@ public struct RunbookRunner: Sendable {
                 return ended(result.outcome, result.detail, output: result.output)
             case .health(let health):
                 let current = variables.value.withLock { $0 }
+                var health = health
+                health.checks = health.checks.map(checkFor)
                 let checks = try HealthCheckRunner(context: context, variables: current).waitUntilPassing(health)
                 let failing = checks.filter { !$0.passed }
                 return ended(failing.isEmpty ? .passed : .failed,
@@ -266,26 +278,22 @@ public struct RunbookRunner: Sendable {
     /// Restores the step's policy through the restore engine, to the point its `time:`
     /// resolves to; returns the point restored (the backup's start, or the recovery target).
     func restore(_ restore: RestoreStep, step: RunbookStep, variables: RunbookVariables,
-                 context: RunContext) throws -> (point: Date, detail: String) {
-        let (target, point) = try restore.target.resolved(with: variables)
-        let isDataDirectory = target.location.isDataDirectory
-        var resolved = target
-        if isDataDirectory {
-            var recovery = resolved.recovery ?? RecoveryOptions()
-            recovery.restoreCommand = walFetchCommand(restore.policy)
-            resolved.recovery = recovery
-        }
+                 context: RunContext) throws -> (point: Date, detail: String, variables: [String: String]) {
+        let (resolved, point) = try restore.target.resolved(with: variables)
+        let isDataDirectory = resolved.location.isDataDirectory
         var at: Date?
         if case .time(let date) = point, !isDataDirectory { at = date }
         let chosen = Mutex<Manifest?>(nil)
         let targetFor = self.targetFor
-        let restoreTarget = resolved
+        let used = Mutex<RestoreTarget?>(nil)
         let report = try RestoreCommand(source: source, context: context, lockWait: lockWait)
             .run(policy: restore.policy, selector: "latest", at: at) { manifest, _ in
                 chosen.withLock { $0 = manifest }
-                return try targetFor(restore, restoreTarget)
+                let target = try targetFor(step, manifest, resolved)
+                used.withLock { $0 = target }
+                return target
             }
-        let restoredPoint: Date
+        var restoredPoint: Date
         switch point {
         case .time(let date) where isDataDirectory:
             restoredPoint = date
@@ -296,7 +304,14 @@ public struct RunbookRunner: Sendable {
         default:
             restoredPoint = chosen.withLock { $0 }?.startedAt ?? context.clock()
         }
-        return (restoredPoint, "restored backup \(report.backup) of \(report.policy) to \(report.target) (point \(RunbookVariables.format(restoredPoint)))")
+        var scratch: [String: String] = [:]
+        if let manifest = chosen.withLock({ $0 }), let target = used.withLock({ $0 }) {
+            let after = try afterRestore(step, manifest, target, restoredPoint, context)
+            scratch = after.variables
+            if let point = after.point { restoredPoint = point }
+        }
+        return (restoredPoint, "restored backup \(report.backup) of \(report.policy) to \(report.target) (point \(RunbookVariables.format(restoredPoint)))",
+                scratch)
     }
 
     /// The end of the newest interval a point-in-time restore reaches.

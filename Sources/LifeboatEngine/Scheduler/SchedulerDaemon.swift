@@ -78,19 +78,38 @@ public final class SchedulerDaemon: @unchecked Sendable {
         self.job = job
     }
 
+    /// The key of a runbook's scheduled drill.
+    public static func drillKey(_ runbook: String) -> String { "drill:\(runbook)" }
+
     /// The daemon for a configuration: every policy with a `schedule`, backed up by
-    /// `BackupCommand`; `scheduler.prune`, by `PruneCommand` over every policy; and
-    /// `scheduler.verify`, by `ScheduledVerify`.
-    public static func backups(configuration: Configuration, context: RunContext, lockWait: TimeInterval) throws -> SchedulerDaemon {
+    /// `BackupCommand`; `scheduler.prune`, by `PruneCommand` over every policy;
+    /// `scheduler.verify`, by `ScheduledVerify`; and every runbook with a `schedule`, drilled
+    /// by `DrillCommand` (`walFetchCommand`: its scratch PostgreSQL servers' `restore_command`).
+    public static func backups(configuration: Configuration, context: RunContext, lockWait: TimeInterval,
+                               walFetchCommand: (@Sendable (String) -> String)? = nil) throws -> SchedulerDaemon {
         var scheduled = configuration.policies.compactMap { policy in policy.schedule.map { (name: policy.name, schedule: $0) } }
         if let prune = configuration.scheduler.prune { scheduled.append((name: pruneKey, schedule: prune)) }
         if let verify = configuration.scheduler.verify { scheduled.append((name: verifyKey, schedule: verify.schedule)) }
+        for runbook in configuration.runbooks {
+            if let schedule = runbook.schedule { scheduled.append((name: drillKey(runbook.name), schedule: schedule)) }
+        }
         guard !scheduled.isEmpty else {
-            throw LifeboatError(.configuration, "no policy in \(configuration.directory)/policies has a schedule, nor has lifeboat.yaml a scheduler.prune or scheduler.verify: the scheduler has nothing to run",
+            throw LifeboatError(.configuration, "no policy in \(configuration.directory)/policies has a schedule, no runbook has one, nor has lifeboat.yaml a scheduler.prune or scheduler.verify: the scheduler has nothing to run",
                                 hint: "Add 'schedule: { cron: \"0 2 * * *\", timezone: Europe/Berlin }' to the policies to run on a schedule.")
         }
         let state = StateDirectory(path: configuration.resolvedStateDirectory)
         return SchedulerDaemon(policies: scheduled, settings: configuration.scheduler, state: state, context: context) { policy, context in
+            if policy.hasPrefix("drill:") {
+                var drill = DrillCommand(configuration: configuration, context: context.temporaryFiles(of: configuration))
+                drill.lockWait = lockWait
+                drill.walFetchCommand = walFetchCommand
+                let result = try drill.run(runbook: describe(policy).policy)
+                guard result.report.passed else {
+                    throw LifeboatError(.source, "the drill failed: " + result.report.failures.joined(separator: "; "),
+                                        hint: "Its reports: \(result.written.html)")
+                }
+                return JobResult()
+            }
             if policy == verifyKey, let verify = configuration.scheduler.verify {
                 let previous = try state.history().records.count { $0.job == "verify" }
                 return try ScheduledVerify(configuration: configuration, context: context, lockWait: lockWait)

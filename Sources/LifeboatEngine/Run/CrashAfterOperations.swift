@@ -90,6 +90,11 @@ public struct CrashAfterOperations: ObjectStore {
         count("delete \(keys.first ?? "")\(keys.count > 1 ? " and \(keys.count - 1) more" : "")")
         try inner.delete(keys: keys)
     }
+
+    public func discardIncompleteWrites(prefix: String) throws {
+        count("discard incomplete writes under \(prefix)")
+        try inner.discardIncompleteWrites(prefix: prefix)
+    }
 }
 
 /// A writer that counts every `streamStep` bytes passed on, and its commit.

@@ -7,7 +7,7 @@
 # checks. Prints each case's count and the total of kill points that were tried, all of which
 # must have recovered (the exit status is swift test's).
 #
-#   Benchmarks/crash-sweep.sh
+#   Benchmarks/crash-sweep.sh          (LIFEBOAT_CRASH_ONLY="s3 mirror,prune" to sweep only those)
 #
 # Needs what the integration tests need (scripts/test installs it): PostgreSQL server
 # programs, python3 with moto; root or the postgres user for the PostgreSQL cases.

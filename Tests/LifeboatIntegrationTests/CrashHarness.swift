@@ -36,8 +36,16 @@ struct CrashHarness {
 
     static let cases = Operation.allCases.flatMap { operation in RepositoryKind.allCases.map { Case(operation: operation, kind: $0) } }
 
+    /// `LIFEBOAT_CRASH_ONLY="s3 mirror"` (an operation's name, or several separated by commas)
+    /// sweeps only those operations: for rerunning the full sweep of one of them.
+    static let only = ProcessInfo.processInfo.environment["LIFEBOAT_CRASH_ONLY"].map { $0.split(separator: ",").map(String.init) }
+
     @Test(arguments: cases)
     func everyKillPointRecovers(_ crash: Case) async throws {
+        if let only = Self.only, !only.contains(crash.operation.rawValue) {
+            print("crash sweep: \(crash.testDescription): skipped (LIFEBOAT_CRASH_ONLY)")
+            return
+        }
         try await offThePool {
             let subject: any CrashSubject = try {
                 switch crash.operation {

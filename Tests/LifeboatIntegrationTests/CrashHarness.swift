@@ -403,11 +403,7 @@ final class PostgresSubject: CrashSubject {
             let uploads = try client.listMultipartUploads(prefix: prefix + "/").map { "multipart upload of \($0.key)" }
             return keys.filter(isLeftover).sorted() + uploads
         }
-        // Known limit: a local wal-push killed while writing leaves its temporary file beside
-        // the segment's object (`.<segment>.tar.zst.tmp-<pid>-…`), which nothing collects yet:
-        // pushes take no lock, so no other process can tell it from a live push's. Each kill
-        // leaves one, never listed, read or restored; they are not counted as leftovers here.
-        return try filesUnder(directory.subpath("repo")).filter { isLeftover($0) && !($0.contains("/wal/") && $0.contains(".tmp-")) }
+        return try filesUnder(directory.subpath("repo")).filter(isLeftover)
     }
 
     func stop() {

@@ -47,6 +47,14 @@ public protocol ObjectStore: Sendable {
 
     /// Deletes objects; keys that do not exist are ignored.
     func delete(keys: [String]) throws
+
+    /// Discards what writers that never committed nor aborted (their process was killed) left
+    /// under `prefix`, a directory's key ending in `/`: a local writer's temporary files, S3's
+    /// multipart uploads in progress. Only for a directory nobody writes to any more (an
+    /// interrupted backup's, which prune deletes): a live writer's bytes would be lost too.
+    /// Nothing there is listed, so `delete(keys:)` cannot reach it. Default: nothing (a
+    /// store whose writers leave nothing behind, as `MemoryStore`'s buffers).
+    func discardIncompleteWrites(prefix: String) throws
 }
 
 /// What a store can do beyond the common contract, so callers can ask before relying on it.
@@ -177,6 +185,8 @@ extension ObjectReader {
 }
 
 extension ObjectStore {
+    public func discardIncompleteWrites(prefix: String) throws {}
+
     /// Starts writing an object that replaces any object under `key` when committed.
     public func openWriter(key: String) throws -> any ObjectWriter {
         try openWriter(key: key, ifAbsent: false)

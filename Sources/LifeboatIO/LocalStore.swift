@@ -242,6 +242,34 @@ public struct LocalStore: ObjectStore {
         }
     }
 
+    /// Removes writers' temporary files (`.NAME.tmp-…`) anywhere under the directory, and the
+    /// directories that leaves empty (up to, never including, the root).
+    public func discardIncompleteWrites(prefix: String) throws {
+        let top = try path(prefix.hasSuffix("/") ? String(prefix.dropLast()) : prefix)
+        var directories: [String] = []
+        func visit(_ directory: String) throws {
+            guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }  // gone: nothing there
+            directories.append(directory)
+            for name in names {
+                let path = directory + "/" + name
+                guard let st = try fileStatus(path) else { continue }
+                if (st.st_mode & S_IFMT) == S_IFDIR {
+                    try visit(path)
+                } else if (st.st_mode & S_IFMT) == S_IFREG, Self.isTemporary(Array(name.utf8)), unlink(path) != 0, errno != ENOENT {
+                    let saved = errno
+                    throw LifeboatError(.storage, "unable to delete '\(path)': \(errnoText(saved))", hint: hintFor(errno: saved))
+                }
+            }
+        }
+        try visit(top)
+        for directory in directories.sorted(by: { $0.count > $1.count }) {
+            var current = directory
+            while current.count > root.count, current.hasPrefix(root + "/"), rmdir(current) == 0 {
+                current = split(current).directory
+            }
+        }
+    }
+
     /// Creates a directory and its missing parents with mode 0700 (set exactly: `mkdir`'s mode
     /// passes through the umask), syncing each parent so the new entry survives a crash.
     /// Returns false when a parent it found or made was removed before it could make the next

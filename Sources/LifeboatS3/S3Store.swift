@@ -151,6 +151,14 @@ public struct S3Store: ObjectStore {
     public func delete(keys: [String]) throws {
         try client.deleteObjects(keys: keys.map { prefix + $0 })
     }
+
+    /// Aborts every multipart upload in progress under the prefix (a killed writer's parts,
+    /// which S3 keeps, and bills, until then).
+    public func discardIncompleteWrites(prefix directory: String) throws {
+        for upload in try client.listMultipartUploads(prefix: prefix + directory) {
+            try client.abortMultipartUpload(key: upload.key, uploadID: upload.uploadID)
+        }
+    }
 }
 
 /// Fills a part buffer, then hands it to `PartUploads`, whose workers send it; see `S3Store`.

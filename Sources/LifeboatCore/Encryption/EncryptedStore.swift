@@ -141,6 +141,10 @@ public struct EncryptedStore: ObjectStore {
         }
     }
 
+    public func discardIncompleteWrites(prefix: String) throws {
+        try inner.discardIncompleteWrites(prefix: prefix)
+    }
+
     public func delete(keys: [String]) throws {
         try inner.delete(keys: keys)
     }

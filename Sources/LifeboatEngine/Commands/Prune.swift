@@ -102,6 +102,9 @@ public struct PruneCommand {
         /// Whether the kind may delete what it keeps outside the backups (the report's notes
         /// say why not).
         var dependenciesAllowed: Bool
+        /// Committed backups whose reservation is still there and stale: their run was killed
+        /// between its commit and removing the reservation.
+        var staleReservations: [String] = []
     }
 
     /// Prunes one policy, or every policy of the configuration when `name` is nil.
@@ -179,6 +182,16 @@ public struct PruneCommand {
         for (index, plan) in plans.enumerated() {
             let context = self.context.with(metadata: "policy.name", plan.policy.name)
             if !options.dryRun {
+                for id in plan.staleReservations where plan.report.backups.contains(where: { $0.id == id && $0.action == .keep }) {
+                    let key = Repository.reservationKey(policy: plan.policy.name, id: id)
+                    do {
+                        try context.cancellation.checkCancelled()
+                        try plan.repository.store.delete(keys: [key])
+                    } catch let error as LifeboatError {
+                        throw stopped(error, at: "the stale reservation of committed backup \(id) of policy '\(plan.policy.name)'", deletedSoFar: deletedSoFar)
+                    }
+                    context.logger.info("stale reservation of a committed backup deleted", metadata: ["backup.id": "\(id)"])
+                }
                 for (entry, backup) in plan.report.backups.enumerated() where backup.action == .delete {
                     do {
                         try context.cancellation.checkCancelled()
@@ -229,6 +242,7 @@ public struct PruneCommand {
         var manifests: [String: Manifest] = [:]
         var candidates: [RetentionCandidate] = []
         var allowed = true
+        var staleReservations: [String] = []
         func block(_ reason: String) {
             allowed = false
             report.notes.append(reason)
@@ -241,6 +255,10 @@ public struct PruneCommand {
             if listing.committed {
                 switch try repository.committedManifest(policy: policy.name, id: listing.id) {
                 case .readable(let manifest):
+                    if listing.hasReservation,
+                       case .interrupted = try repository.classify(uncommitted: listing, policy: policy.name, timings: timings, context: context) {
+                        staleReservations.append(listing.id)
+                    }
                     manifests[manifest.id] = manifest
                     decision.startedAt = manifest.startedAt
                     let kind = try? SourceKinds.named(manifest.source.kind, for: "backup \(manifest.id)")
@@ -295,7 +313,8 @@ public struct PruneCommand {
             block("the policy has no retention rules: every backup is kept, and so is what the policy keeps outside its backups; only leftovers of crashed runs are deleted")
         }
         let kept = report.backups.filter { $0.state == .committed && $0.action == .keep }.compactMap { manifests[$0.id] }
-        return Plan(policy: policy, repository: repository, report: report, kept: kept, dependenciesAllowed: allowed)
+        return Plan(policy: policy, repository: repository, report: report, kept: kept, dependenciesAllowed: allowed,
+                    staleReservations: staleReservations)
     }
 }
 

@@ -25,7 +25,9 @@ extension Repository {
     ///
     /// 1. the manifest — the commit point: from then on the backup is never listed, verified
     ///    or restored, and `list --all` shows what remains as interrupted;
-    /// 2. everything else under the directory but the reservation (the artifacts);
+    /// 2. everything else under the directory but the reservation (the artifacts), then what
+    ///    the run's writers left uncommitted when it was killed (`discardIncompleteWrites`:
+    ///    temporary files, multipart uploads);
     /// 3. the reservation, if there is one (an interrupted run's), so that leftovers of a
     ///    deletion cut short keep naming the run they came from.
     ///
@@ -46,6 +48,7 @@ extension Repository {
             try store.delete(keys: data)
             CrashPoint.pruneDataDeleted.reach(context)
         }
+        try store.discardIncompleteWrites(prefix: Self.backupDirectory(policy: policy, id: id))
         if objects.contains(where: { $0.key == reservationKey }) {
             try store.delete(keys: [reservationKey])
         }

@@ -18,8 +18,13 @@ extension Repository {
         Repository(name: config.name, store: try RepositoryEncryption.wrap(store, config: config, context: context), config: config)
     }
 
-    /// The store a configuration names, as it is (without encryption), before any request.
+    /// The store a configuration names, as it is (without encryption), before any request —
+    /// inside `CrashAfterOperations` when the crash harness asks for it.
     public static func store(_ config: RepositoryConfig, context: RunContext) throws -> any ObjectStore {
+        CrashAfterOperations.wrap(try plainStore(config, context: context), environment: context.environment, logger: context.logger)
+    }
+
+    private static func plainStore(_ config: RepositoryConfig, context: RunContext) throws -> any ObjectStore {
         switch config.kind {
         case .local(let path):
             return LocalStore(root: path)

@@ -15,7 +15,8 @@ import LifeboatIO
 /// objects never in memory at once), and merge-joined with one listing of
 /// `<policy>/blobs/`. A key that is not a blob address this version knows is kept. Deletions
 /// go in batches of 1,000; a kill between two batches leaves only unreferenced blobs, which
-/// the next prune deletes.
+/// the next prune deletes. Then what killed runs' blob writers left uncommitted is discarded
+/// (`ObjectStore.discardIncompleteWrites`).
 struct S3MirrorPrune {
     let policy: String
     let kept: [Manifest]
@@ -78,6 +79,11 @@ struct S3MirrorPrune {
             return true
         }
         try flush()
+        if !dryRun {
+            // No mirror run writes a blob now (see above): what the blob writers of a killed run
+            // left uncommitted (local temporary files, multipart uploads) goes too.
+            try repository.store.discardIncompleteWrites(prefix: MirrorLayout.blobPrefix(policy: policy))
+        }
         context.logger.info(dryRun ? "blobs no kept snapshot references (dry run: none deleted)" : "blobs no kept snapshot references deleted", metadata: [
             "policy.name": "\(policy)", "mirror.blobs_deleted": "\(deleted)", "mirror.blobs_kept": "\(kept)",
         ])

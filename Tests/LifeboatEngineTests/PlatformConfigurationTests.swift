@@ -43,11 +43,17 @@ import Testing
 
     @Test func withoutVariablesOnlyTheMinIOKeyIsMissing() throws {
         let configuration = try load([:])
-        #expect(configuration.problems.map { $0.error.message } == [
+        let problems = configuration.problems.map { $0.error.message }
+        #expect(problems.prefix(2) == [
             "policies/minio-buckets.yaml:13:20: environment variable 'MINIO_ACCESS_KEY' used in 'source.s3.access_key_id' is not set",
             "policies/minio-buckets.yaml:14:24: environment variable 'MINIO_SECRET_KEY' used in 'source.s3.secret_access_key' is not set",
         ])
-        #expect(configuration.problems.allSatisfy { $0.scope == .policy("minio-buckets") })
+        // The drill's bucket checks use the same keys: each of the three says so at its line.
+        #expect(problems.count == 8)
+        #expect(problems.dropFirst(2).allSatisfy {
+            $0.hasPrefix("runbooks/platform-recovery.yaml:") && $0.contains("MINIO_") && $0.contains("'steps.4.health.")
+        })
+        #expect(configuration.problems.allSatisfy { $0.scope == .policy("minio-buckets") || $0.scope == .runbook("platform-recovery") })
     }
 
     @Test func backsUpPostgresAndTheBucketsEveryNightAndRedisOnlyByHand() throws {
@@ -76,8 +82,8 @@ import Testing
         let runbook = try #require(configuration.runbooks.first)
         #expect(runbook.schedule != nil)
         #expect(runbook.objectives?.rto != nil && runbook.objectives?.rpo != nil)
-        #expect(runbook.steps.map(\.id) == ["stop-postgres", "restore-hub-postgres", "start-postgres", "parallel-1", "database-up",
-                                            "restart-services", "verify", "resubmit-jobs"])
+        #expect(runbook.steps.map(\.id) == ["stop-postgres", "restore-hub-postgres", "start-postgres", "parallel-1", "drill-checks",
+                                            "database-up", "restart-services", "verify", "resubmit-jobs"])
         #expect(runbook.restoreSteps.map(\.policy) == ["hub-postgres", "minio-buckets", "minio-buckets", "minio-buckets"])
         #expect(runbook.restoreSteps.map(\.target.target.location) == [
             .dataDirectory("/srv/postgresql/15/main"),
@@ -94,5 +100,13 @@ import Testing
             return
         }
         #expect(verify.checks.count == 5)
+        // A drill checks its scratch copies: the scratch PostgreSQL and the three bucket prefixes.
+        let drillChecks = try #require(runbook.step(id: "drill-checks"))
+        #expect(drillChecks.runs(in: .drill) && !drillChecks.runs(in: .recover))
+        guard case .health(let scratch) = drillChecks.kind else {
+            Issue.record("drill-checks is not a health step")
+            return
+        }
+        #expect(scratch.checks.count == 4)
     }
 }

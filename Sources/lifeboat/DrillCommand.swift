@@ -89,7 +89,7 @@ struct Drill: ParsableCommand {
 /// Progress lines, as `recover` prints them.
 struct DrillProgress: RunbookObserver {
     func stepStarted(_ step: RunbookStep, number: Int, of total: Int) {
-        print("[\(number)/\(total)] \(step.id): \(RunbookRunner.summary(of: step)) …")
+        print("[\(number)/\(total)] \(step.id): \(RunbookRunner.summary(of: step, mode: .drill)) …")
         fflush(nil)
     }
 

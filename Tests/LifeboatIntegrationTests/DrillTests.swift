@@ -143,6 +143,9 @@ struct Drills {
             let drill = try fixture.drill(["platform"])
             #expect(drill.status == 0, "\(drill.all)")
             #expect(drill.stdout.contains("drill of runbook platform: PASSED"), "\(drill.stdout)")
+            // Progress names the scratch target, never the step's own as the destination.
+            #expect(drill.stdout.contains("restore-pg: restore policy 'pg' into a scratch target (not data directory '/var/lib/postgresql/restored') …"),
+                    "\(drill.stdout)")
             try fixture.expectNothingLeft("after a passing drill")
 
             let directories = try directoryEntries(fixture.state + "/drills/platform")

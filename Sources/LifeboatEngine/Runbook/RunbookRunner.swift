@@ -93,7 +93,7 @@ public struct RunbookRunner: Sendable {
                 outcome.results.append(result)
                 continue
             }
-            switch prompter.beforeStep(step, number: number, of: steps.count, summary: Self.summary(of: step)) {
+            switch prompter.beforeStep(step, number: number, of: steps.count, summary: Self.summary(of: step, mode: mode)) {
             case .proceed: break
             case .skip:
                 let result = StepResult(id: step.id, kind: step.kindName, started: started, ended: context.clock(), outcome: .skipped,
@@ -133,10 +133,13 @@ public struct RunbookRunner: Sendable {
 
     static let abortedByOperator = "aborted by the operator"
 
-    /// One line on what a step does, for prompts and progress.
-    public static func summary(of step: RunbookStep) -> String {
+    /// One line on what a step does, for prompts and progress. A drill's restores go to
+    /// scratch targets, never to the one the step names.
+    public static func summary(of step: RunbookStep, mode: RunbookMode = .recover) -> String {
         if let description = step.description { return description }
         switch step.kind {
+        case .restore(let restore) where mode == .drill:
+            return "restore policy '\(restore.policy)' into a scratch target (not \(restore.target.target.location))"
         case .restore(let restore): return "restore policy '\(restore.policy)' into \(restore.target.target.location)"
         case .run(let spec):
             switch spec.program {

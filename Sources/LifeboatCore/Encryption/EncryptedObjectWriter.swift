@@ -58,15 +58,8 @@ final class EncryptedObjectWriter: ObjectWriter {
 
     func commit() throws {
         var sealer = try takeSealer()
-        // What is left: whole chunks, then the final chunk of `P mod C` bytes (maybe none).
         var sealed: [UInt8] = []
-        sealed.reserveCapacity(batch.count + (batch.count / sealer.chunkSize + 1) * EncryptionFormat.tagSize)
-        var rest = batch[...]
-        while rest.count >= sealer.chunkSize {
-            sealed.append(contentsOf: try sealer.seal(rest.prefix(sealer.chunkSize), final: false))
-            rest = rest.dropFirst(sealer.chunkSize)
-        }
-        sealed.append(contentsOf: try sealer.seal(rest, final: true))
+        try sealer.sealLast(batch, into: &sealed)
         batch = []
         try sealed.withUnsafeBytes { try output.write($0) }
         try output.commit()
@@ -185,17 +178,33 @@ final class SealingThread: @unchecked Sendable {
     private func seal(_ batch: [UInt8], into sealed: inout [UInt8]) -> (any Error)? {
         do {
             sealed.removeAll(keepingCapacity: true)
-            let chunkSize = sealer.chunkSize
-            sealed.reserveCapacity(batch.count + (batch.count / chunkSize) * EncryptionFormat.tagSize)
-            var rest = batch[...]
-            while !rest.isEmpty {  // whole chunks: a full batch never holds the final one
-                sealed.append(contentsOf: try sealer.seal(rest.prefix(chunkSize), final: false))
-                rest = rest.dropFirst(chunkSize)
-            }
+            try sealer.sealWholeChunks(batch[...], into: &sealed)  // a full batch never holds the final chunk
             try sealed.withUnsafeBytes { try output.write($0) }
             return nil
         } catch {
             return error
         }
+    }
+}
+
+extension ChunkSealer {
+    /// Appends `ciphertext || tag` of every whole chunk of `plaintext` to `sealed`, none of
+    /// them final; returns what is left (less than a chunk).
+    @discardableResult
+    mutating func sealWholeChunks(_ plaintext: ArraySlice<UInt8>, into sealed: inout [UInt8]) throws -> ArraySlice<UInt8> {
+        sealed.reserveCapacity(sealed.count + plaintext.count + (plaintext.count / chunkSize + 1) * EncryptionFormat.tagSize)
+        var rest = plaintext
+        while rest.count >= chunkSize {
+            sealed.append(contentsOf: try seal(rest.prefix(chunkSize), final: false))
+            rest = rest.dropFirst(chunkSize)
+        }
+        return rest
+    }
+
+    /// Appends the rest of an object: its whole chunks, then the final chunk of `P mod C`
+    /// bytes (maybe none).
+    mutating func sealLast(_ plaintext: [UInt8], into sealed: inout [UInt8]) throws {
+        let rest = try sealWholeChunks(plaintext[...], into: &sealed)
+        sealed.append(contentsOf: try seal(rest, final: true))
     }
 }

@@ -29,11 +29,9 @@ public enum ProcessProbe {
         return trimmed.isEmpty ? nil : trimmed
     }()
 
-    /// When a process started (clock ticks since boot), for `runs(pid:start:)` later.
-    public static func startTicks(ofProcess pid: Int32) -> UInt64? { startTicks(of: pid) }
-
-    /// Field 22 of `/proc/<pid>/stat`: when the process started, in clock ticks since boot.
-    static func startTicks(of pid: Int32) -> UInt64? {
+    /// Field 22 of `/proc/<pid>/stat`: when the process started, in clock ticks since boot
+    /// (for `runs(pid:start:)` later).
+    public static func startTicks(of pid: Int32) -> UInt64? {
         guard let text = try? readTextFile("/proc/\(pid)/stat"),  // absent: the process is gone
               let close = text.lastIndex(of: ")")
         else { return nil }

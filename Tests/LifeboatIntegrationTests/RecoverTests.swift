@@ -42,6 +42,19 @@ struct RecoverFixture {
         ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
     }
 
+    /// Starts `recover dr --yes` and waits until the command of step 'two' has written its pid
+    /// to `two.pid`: the moment to signal the recovery.
+    func startRecoverUntilStepTwoRuns() throws -> (LifeboatCLI.Running, Int32) {
+        let running = try LifeboatCLI.start(["recover", "dr", "--yes"], config: dir.path)
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline, lines(dir.subpath("two.pid")).isEmpty { usleep(50_000) }
+        guard let pid = Int32(lines(dir.subpath("two.pid")).first ?? "") else {
+            kill(running.pid, SIGKILL)
+            throw TestSupportError("step 'two' did not start within 60 s")
+        }
+        return (running, pid)
+    }
+
     func entries(_ path: String) -> [JournalEntry] {
         lines(path).compactMap { try? RecoveryJournal.decoder.decode(JournalEntry.self, from: Data($0.utf8)) }
     }
@@ -173,10 +186,7 @@ struct RecoverRunbooks {
                     run: { shell: "if [ -e go ]; then echo two >> ran.txt; else trap '' TERM; echo $$$$ > two.pid; sleep 60; fi" }
 
                 """ + RecoverFixture.echo("three"))
-            let running = try LifeboatCLI.start(["recover", "dr", "--yes"], config: f.dir.path)
-            let deadline = Date().addingTimeInterval(60)
-            while Date() < deadline, f.lines(f.dir.subpath("two.pid")).isEmpty { usleep(50_000) }
-            let pid = try #require(Int32(f.lines(f.dir.subpath("two.pid")).first ?? ""))
+            let (running, pid) = try f.startRecoverUntilStepTwoRuns()
             kill(running.pid, SIGTERM)
             let stopped = try running.wait()
             #expect(stopped.status == 143, "\(stopped.all)")
@@ -207,10 +217,7 @@ struct RecoverRunbooks {
                     run: { shell: "echo $$$$ > two.pid; sleep 60; echo two >> ran.txt" }
 
                 """)
-            let running = try LifeboatCLI.start(["recover", "dr", "--yes"], config: f.dir.path)
-            let deadline = Date().addingTimeInterval(60)
-            while Date() < deadline, f.lines(f.dir.subpath("two.pid")).isEmpty { usleep(50_000) }
-            let pid = try #require(Int32(f.lines(f.dir.subpath("two.pid")).first ?? ""))
+            let (running, pid) = try f.startRecoverUntilStepTwoRuns()
             kill(running.pid, SIGTERM)
             let stopped = try running.wait()
             #expect(stopped.status == 143, "\(stopped.all)")

@@ -47,7 +47,7 @@ public struct ScratchRedis: Sendable {
     }
 
     /// The process's start ticks, so that a later cleanup does not kill a recycled pid.
-    public var processStart: UInt64? { ProcessProbe.startTicks(ofProcess: pid) }
+    public var processStart: UInt64? { ProcessProbe.startTicks(of: pid) }
 
     /// Kills the server (only a `redis-server` process with that pid and start).
     static func stop(pid: Int32, start: UInt64?) {

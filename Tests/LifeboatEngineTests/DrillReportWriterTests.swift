@@ -54,6 +54,22 @@ import TestSupport
         #expect(try history.records().last?.reports["html"] == elsewhere + "/report.html")
     }
 
+    /// Drills that ran at once and started in the same second each keep their own reports.
+    @Test func drillsStartedInTheSameSecondKeepReportsOfTheirOwn() throws {
+        let state = try TemporaryDirectory("lifeboat-drills")
+        defer { state.remove() }
+        let directory = state.path + "/drills/restore-hub/20251124T160000Z"
+        let first = try DrillReportWriter.record(report: Self.report(start: Self.t0), stateDirectory: state.path)
+        let second = try DrillReportWriter.record(report: Self.report(start: Self.t0, passed: false), stateDirectory: state.path)
+        let third = try DrillReportWriter.record(report: Self.report(start: Self.t0), stateDirectory: state.path)
+        #expect([first, second, third].map(\.written.json) == [directory, directory + "_2", directory + "_3"].map { $0 + "/report.json" })
+        #expect(try DrillReportJSON.parse(readTextFile(first.written.json)).passed)
+        #expect(try !DrillReportJSON.parse(readTextFile(second.written.json)).passed)
+        #expect(Self.mode(directory + "_2") == 0o700)
+        let history = DrillHistory(stateDirectory: state.path, runbook: "restore-hub")
+        #expect(Set(try history.records().compactMap { $0.reports["json"] }).count == 3)
+    }
+
     @Test func theChartReadsTheLastThirtyDrillsOldestFirst() throws {
         let state = try TemporaryDirectory("lifeboat-drills")
         defer { state.remove() }

@@ -18,6 +18,27 @@ public struct DrillHistory: Sendable {
 
     public var path: String { "\(directory)/\(runbook).jsonl" }
 
+    /// Creates (0700) and returns a report directory of its own for a drill that started at
+    /// `start`: `defaultReportDirectory(start:)`, or with `_2`, `_3`, … when drills that
+    /// started in the same second took it first (they ran at once; each keeps its reports).
+    public func claimReportDirectory(start: Date) throws -> String {
+        let base = defaultReportDirectory(start: start)
+        try makeDirectories(directory + "/" + runbook, mode: 0o700)
+        var candidate = base
+        var taken = 1
+        while mkdir(candidate, 0o700) != 0 {
+            let saved = errno
+            guard saved == EEXIST else {
+                throw LifeboatError(.io, "unable to create the drill report directory '\(candidate)': \(errnoText(saved))",
+                                    hint: "Check that the state directory is writable by this user, or pass --report-dir DIR.")
+            }
+            taken += 1
+            candidate = base + "_\(taken)"
+        }
+        _ = chmod(candidate, 0o700)  // exactly, whatever the umask
+        return candidate
+    }
+
     /// Where a drill's reports go unless `--report-dir` says otherwise:
     /// `<state_dir>/drills/<runbook>/<start, as 20261129T173000Z>`.
     public func defaultReportDirectory(start: Date) -> String {

@@ -27,14 +27,15 @@ public enum DrillReportWriter {
     }
 
     /// What `lifeboat drill` does once the runbook has run: reads the history, writes the
-    /// reports (into `reportDirectory`, or `<state_dir>/drills/<runbook>/<start>/`), then
+    /// reports (into `reportDirectory`, or a new `<state_dir>/drills/<runbook>/<start>/`, with
+    /// `_2`, `_3`, … for drills that started in the same second), then
     /// appends the drill to the history with the reports' paths.
     @discardableResult
     public static func record(report: DrillReport, stateDirectory: String, reportDirectory: String? = nil) throws -> (written: Written, record: DrillRecord) {
         let history = DrillHistory(stateDirectory: stateDirectory, runbook: report.runbook)
         let earlier = try history.records(last: DrillReportHTML.historyLength)
         let written = try write(report: report, history: earlier,
-                                to: reportDirectory ?? history.defaultReportDirectory(start: report.start))
+                                to: try reportDirectory ?? history.claimReportDirectory(start: report.start))
         let record = DrillRecord(report, reports: written.byFormat)
         try history.append(record)
         return (written, record)

@@ -173,7 +173,11 @@ public struct LocalStore: ObjectStore {
     public func openWriter(key: String, ifAbsent: Bool) throws -> any ObjectWriter {
         let path = try path(key)
         let (directory, name) = split(path)
-        for _ in 0..<Self.vanishingDirectoryAttempts {
+        for attempt in 0..<Self.vanishingDirectoryAttempts {
+            // Retried at once, a writer and a deleter can keep meeting in the same order (CI saw
+            // a hundred in a row); from the third attempt a pause growing by 0.1 ms breaks the
+            // step (at most about half a second in all).
+            if attempt >= 2 { usleep(useconds_t(100 * attempt)) }
             guard try makeDirectoriesOnce(directory) else { continue }
             // Once the temporary file is in the directory, no delete can remove the directory.
             if let writer = try LocalObjectWriter(key: key, directory: directory, name: name, ifAbsent: ifAbsent, location: root) {

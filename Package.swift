@@ -120,7 +120,7 @@ let package = Package(
         .executableTarget(
             name: "s3-transfer-bench",
             dependencies: [
-                "LifeboatCore", "LifeboatHTTP", "LifeboatS3",
+                "LifeboatCore", "LifeboatHTTP", "LifeboatIO", "LifeboatS3",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],

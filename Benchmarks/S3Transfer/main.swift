@@ -11,8 +11,11 @@ import Crypto
 import Foundation
 import LifeboatCore
 import LifeboatHTTP
+import LifeboatIO
 import LifeboatS3
 import Logging
+
+ProcessMemory.configure()  // as the lifeboat executable does
 
 /// User + system CPU seconds of the whole process so far (every thread).
 func cpuSeconds() -> Double {

@@ -44,3 +44,7 @@ size_t lifeboat_heap_in_use(void) {
     struct mallinfo2 info = mallinfo2();
     return info.uordblks + info.hblkhd;
 }
+
+int lifeboat_limit_malloc_arenas(int count) {
+    return mallopt(M_ARENA_MAX, count);
+}

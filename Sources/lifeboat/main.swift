@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LifeboatCore
+import LifeboatIO
 
 // A main of our own instead of `@main`, so that every failure maps to Lifeboat's exit
 // statuses: 0 done, 1 the operation failed, 2 bad input, 128 + N cancelled by signal N.
@@ -59,6 +60,7 @@ func movingGlobalOptions(_ arguments: [String]) -> [String] {
     return [command] + leading + afterCommand
 }
 
+ProcessMemory.configure()  // before any other thread: see ProcessMemory
 Signals.install()
 do {
     var command = try Lifeboat.parseAsRoot(movingGlobalOptions(Array(CommandLine.arguments.dropFirst())))

@@ -40,4 +40,8 @@ int lifeboat_syncfs(int fd);
 /// blocks it mmapped included), for tests that bound what a hostile input makes us allocate.
 size_t lifeboat_heap_in_use(void);
 
+/// mallopt(3) M_ARENA_MAX: at most `count` malloc arenas (glibc's default is eight per core,
+/// one per thread that allocates). Returns 1 on success, 0 on failure, as mallopt does.
+int lifeboat_limit_malloc_arenas(int count);
+
 #endif

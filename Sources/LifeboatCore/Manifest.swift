@@ -8,7 +8,8 @@ public struct Manifest: Codable, Equatable, Sendable {
     /// Version of the manifest format. Readers refuse versions newer than they know.
     /// 2: entries with owners, hard links, devices, FIFOs, sparse maps and raw byte names;
     /// source records kept as each kind's JSON; skipped entries.
-    public static let currentFormat = 2
+    /// 3: the document is sealed by its own SHA-256 (`ManifestDocument`).
+    public static let currentFormat = 3
 
     public var format: Int
     public var policy: String

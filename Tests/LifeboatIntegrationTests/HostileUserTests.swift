@@ -127,6 +127,37 @@ struct HostileUser {
         }
     }
 
+    /// One byte of a manifest changed so that it is still valid JSON, naming another artifact:
+    /// verify and restore report a damaged manifest — not a missing artifact — and restore
+    /// writes nothing.
+    @Test func aManifestWithOneChangedByteIsReportedAsDamagedNotAsAMissingArtifact() async throws {
+        try await offThePool {
+            let dir = try TemporaryDirectory()
+            defer { dir.remove() }
+            try dir.write("src/app.conf", "listen = 8080\n")
+            try dir.write("policies/etc.yaml", "policy: etc\nsource: { files: { path: src } }\n")
+            let backup = try LifeboatCLI.run(["backup", "etc", "--json"], config: dir.path)
+            #expect(backup.status == 0, "\(backup.stderr)")
+            let id = try #require((try JSONSerialization.jsonObject(with: Data(backup.stdout.utf8)) as? [String: Any])?["id"] as? String)
+            let path = dir.subpath(".lifeboat/repository/etc/backups/\(id)/manifest.json")
+            var bytes = Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+            let artifact = Array("data/0".utf8)
+            let at = try #require((0...(bytes.count - artifact.count)).first { Array(bytes[$0..<($0 + artifact.count)]) == artifact })
+            bytes[at + artifact.count - 1] = UInt8(ascii: "7")  // "data/7…": another artifact's name
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+            #expect(try JSONSerialization.jsonObject(with: Data(bytes)) is [String: Any])
+
+            for arguments in [["verify", "etc", id], ["restore", "etc", id, "--to", dir.subpath("restored")]] {
+                let output = try LifeboatCLI.run(arguments, config: dir.path)
+                #expect(output.status == 1, "\(arguments[0]): \(output.all)")
+                #expect(output.stderr.contains("manifest \(path) is damaged and cannot be read: its bytes have SHA-256"), "\(output.stderr)")
+                #expect(output.stderr.contains("it changed after it was written"), "\(output.stderr)")
+                #expect(!output.stderr.contains("missing") && !output.stderr.contains("not found"), "\(output.stderr)")
+            }
+            #expect(!pathExists(dir.subpath("restored/app.conf")))
+        }
+    }
+
     @Test func aFailingCommandWithJSONPrintsOneJSONDocumentWithTheError() async throws {
         try await offThePool {
             let dir = try configWithABrokenNeighbour()

@@ -112,7 +112,7 @@ struct PostgresLogicalBackup {
             // The manifest on disk is the one returned, and it carries no secret.
             let onDisk = try String(contentsOfFile: dir.subpath("repo/pg/backups/\(manifest.id)/manifest.json"), encoding: .utf8)
             #expect(!onDisk.contains(server.superuserPassword))
-            #expect(onDisk == String(decoding: try JSON.encode(manifest), as: UTF8.self))
+            #expect(onDisk == String(decoding: try ManifestDocument.encode(manifest), as: UTF8.self))
         }
     }
 

@@ -205,13 +205,12 @@ public struct Repository: Sendable {
         }
         let manifest: Manifest
         do {
-            manifest = try JSON.decode(Manifest.self, from: Data(bytes))
-        } catch {
-            throw LifeboatError(.integrity, "manifest \(locate(key)) is damaged and cannot be read: \(Self.describe(decodingError: error))",
+            manifest = try ManifestDocument.decode(bytes, describe: Self.describe(decodingError:))
+        } catch .damaged(let why) {
+            throw LifeboatError(.integrity, "manifest \(locate(key)) is damaged and cannot be read: \(why)",
                                 hint: "Restore another backup of '\(policy)'; this one cannot be used without its manifest.")
-        }
-        if manifest.format > Manifest.currentFormat {
-            throw LifeboatError(.usage, "manifest \(locate(key)) has format \(manifest.format); this Lifeboat reads format \(Manifest.currentFormat) and older",
+        } catch .tooNew(let format) {
+            throw LifeboatError(.usage, "manifest \(locate(key)) has format \(format); this Lifeboat reads format \(Manifest.currentFormat) and older",
                                 hint: "Upgrade Lifeboat to restore this backup.")
         }
         guard manifest.policy == policy, manifest.id == id else {
@@ -257,7 +256,7 @@ public struct Repository: Sendable {
     public func commit(_ manifest: Manifest) throws {
         let key = Self.manifestKey(policy: manifest.policy, id: manifest.id)
         do {
-            try store.put(key: key, bytes: Array(try JSON.encode(manifest)), ifAbsent: true)
+            try store.put(key: key, bytes: try ManifestDocument.encode(manifest), ifAbsent: true)
         } catch let error as LifeboatError where error.code == .alreadyExists {
             throw LifeboatError(
                 .alreadyExists, "backup \(manifest.id) of policy '\(manifest.policy)' is already committed at \(locate(key)); a committed backup is never replaced",

@@ -63,7 +63,9 @@ struct Prune: ParsableCommand {
             for note in policy.notes { print("  note: \(note)") }
         }
         var counts = "\(plural(report.deletedBackups, "backup")) and \(plural(report.deletedLeftovers, "leftover")) of interrupted runs"
-        if report.discardedIncompleteWrites > 0 { counts += " and \(plural(report.discardedIncompleteWrites, "incomplete write")) of killed runs" }
+        if report.discardedIncompleteWrites > 0 {
+            counts = "\(plural(report.deletedBackups, "backup")), \(plural(report.deletedLeftovers, "leftover")) of interrupted runs and \(plural(report.discardedIncompleteWrites, "incomplete write")) of killed runs"
+        }
         if report.refused != nil {
             print("prune refused: nothing was deleted")
         } else if report.dryRun {

@@ -48,13 +48,21 @@ public protocol ObjectStore: Sendable {
     /// Deletes objects; keys that do not exist are ignored.
     func delete(keys: [String]) throws
 
-    /// Discards what writers that never committed nor aborted (their process was killed) left
-    /// under `prefix`, a directory's key ending in `/`: a local writer's temporary files, S3's
-    /// multipart uploads in progress. Only for a directory nobody writes to any more (an
-    /// interrupted backup's, which prune deletes): a live writer's bytes would be lost too.
-    /// Nothing there is listed, so `delete(keys:)` cannot reach it. Default: nothing (a
-    /// store whose writers leave nothing behind, as `MemoryStore`'s buffers).
-    func discardIncompleteWrites(prefix: String) throws
+    /// Finds, and unless `dryRun` discards, what writers that never committed nor aborted
+    /// (their process was killed) left under `prefix` (a directory's key ending in `/`, or ""
+    /// for the whole store): a local writer's temporary files, S3's multipart uploads in
+    /// progress. With `olderThan`, only those last active before it (a temporary file's
+    /// modification time, an upload's initiation); without, all of them. Returns what it found,
+    /// in no particular order. A local store also removes the directories that leaves empty
+    /// (one holding nothing but a killed writer's temporary file is invisible to listings),
+    /// up to, never including, its root.
+    ///
+    /// A live writer's bytes are lost too: without `olderThan`, only for a prefix nobody
+    /// writes to any more (what prune reaches under its exclusive lock); where writers take no
+    /// lock (`wal-push`), only with a cut-off far older than any write takes. Nothing here is
+    /// listed, so `delete(keys:)` cannot reach it. Default: nothing (a store whose writers
+    /// leave nothing behind, as `MemoryStore`'s buffers).
+    func discardIncompleteWrites(prefix: String, olderThan cutoff: Date?, dryRun: Bool) throws -> [IncompleteWrite]
 }
 
 /// What a store can do beyond the common contract, so callers can ask before relying on it.
@@ -184,8 +192,34 @@ extension ObjectReader {
     }
 }
 
+/// What a writer that never committed nor aborted left in a store (`discardIncompleteWrites`).
+public struct IncompleteWrite: Sendable, Hashable {
+    /// The key it was writing.
+    public var key: String
+    /// Where it is, for messages: the temporary file's path, the upload's key and id.
+    public var location: String
+    /// When it was last active: a temporary file's modification time, an S3 multipart
+    /// upload's initiation (S3 lists no later time).
+    public var modified: Date
+    /// The bytes it holds, when the store knows without asking more (a temporary file's size).
+    public var bytes: Int64?
+
+    public init(key: String, location: String, modified: Date, bytes: Int64? = nil) {
+        self.key = key
+        self.location = location
+        self.modified = modified
+        self.bytes = bytes
+    }
+}
+
 extension ObjectStore {
-    public func discardIncompleteWrites(prefix: String) throws {}
+    public func discardIncompleteWrites(prefix: String, olderThan cutoff: Date?, dryRun: Bool) throws -> [IncompleteWrite] { [] }
+
+    /// Discards every incomplete write under `prefix`, whatever its age: for a directory
+    /// nobody writes to any more (an interrupted backup's, which prune deletes).
+    public func discardIncompleteWrites(prefix: String) throws {
+        _ = try discardIncompleteWrites(prefix: prefix, olderThan: nil, dryRun: false)
+    }
 
     /// Starts writing an object that replaces any object under `key` when committed.
     public func openWriter(key: String) throws -> any ObjectWriter {

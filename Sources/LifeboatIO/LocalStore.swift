@@ -246,32 +246,53 @@ public struct LocalStore: ObjectStore {
         }
     }
 
-    /// Removes writers' temporary files (`.NAME.tmp-…`) anywhere under the directory, and the
-    /// directories that leaves empty (up to, never including, the root).
-    public func discardIncompleteWrites(prefix: String) throws {
-        let top = try path(prefix.hasSuffix("/") ? String(prefix.dropLast()) : prefix)
+    /// Writers' temporary files (`.NAME.tmp-…`) anywhere under the directory, last modified
+    /// before `cutoff` (all without one); unless `dryRun`, removes them and then the
+    /// directories under it that are left empty, and their parents that this empties, up to,
+    /// never including, the root. A writer whose directory is removed under it makes it again
+    /// (`openWriter`), so this is safe beside live writers of other keys.
+    public func discardIncompleteWrites(prefix: String, olderThan cutoff: Date?, dryRun: Bool) throws -> [IncompleteWrite] {
+        let directoryKey = prefix.isEmpty || prefix.hasSuffix("/") ? prefix : prefix + "/"
+        let top = directoryKey.isEmpty ? root : try path(String(directoryKey.dropLast()))
+        var found: [IncompleteWrite] = []
         var directories: [String] = []
-        func visit(_ directory: String) throws {
+        func visit(_ directory: String, key directoryKey: String) throws {
             guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }  // gone: nothing there
             directories.append(directory)
             for name in names {
                 let path = directory + "/" + name
                 guard let st = try fileStatus(path) else { continue }
                 if (st.st_mode & S_IFMT) == S_IFDIR {
-                    try visit(path)
-                } else if (st.st_mode & S_IFMT) == S_IFREG, Self.isTemporary(Array(name.utf8)), unlink(path) != 0, errno != ENOENT {
+                    try visit(path, key: directoryKey + name + "/")
+                    continue
+                }
+                guard (st.st_mode & S_IFMT) == S_IFREG, let objectName = Self.objectName(ofTemporary: name) else { continue }
+                let modified = Self.info(key: name, st).modified
+                if let cutoff, modified >= cutoff { continue }
+                if !dryRun, unlink(path) != 0 {
                     let saved = errno
+                    if saved == ENOENT { continue }  // its writer committed or aborted meanwhile
                     throw LifeboatError(.storage, "unable to delete '\(path)': \(errnoText(saved))", hint: hintFor(errno: saved))
                 }
+                found.append(IncompleteWrite(key: directoryKey + objectName, location: path, modified: modified, bytes: Int64(st.st_size)))
             }
         }
-        try visit(top)
+        try visit(top, key: directoryKey)
+        guard !dryRun else { return found }
         for directory in directories.sorted(by: { $0.count > $1.count }) {
             var current = directory
             while current.count > root.count, current.hasPrefix(root + "/"), rmdir(current) == 0 {
                 current = split(current).directory
             }
         }
+        return found
+    }
+
+    /// `NAME` of a writer's temporary file `.NAME.tmp-PID-RANDOM`; nil for any other name.
+    static func objectName(ofTemporary name: String) -> String? {
+        guard isTemporary(Array(name.utf8)), let marker = name.range(of: temporaryMarker, options: .backwards),
+              marker.lowerBound > name.startIndex else { return nil }
+        return String(name[name.index(after: name.startIndex)..<marker.lowerBound])
     }
 
     /// Creates a directory and its missing parents with mode 0700 (set exactly: `mkdir`'s mode

@@ -214,11 +214,34 @@ public final class S3Client: Sendable {
                         acceptNotFound: true))
     }
 
-    /// In-progress multipart uploads under a prefix (for tests and for cleaning up).
-    public func listMultipartUploads(prefix: String) throws -> [(key: String, uploadID: String)] {
-        let response = try send(S3Call(action: "ListMultipartUploads", method: .get, key: nil,
-                                       query: [.init("uploads"), .init("prefix", prefix)]))
-        return try xml(response, for: "ListMultipartUploads", key: nil).all("Upload").map { ($0["Key"] ?? "", $0["UploadId"] ?? "") }
+    /// A multipart upload in progress, as ListMultipartUploads lists it.
+    public struct MultipartUpload: Sendable, Equatable {
+        public var key: String
+        public var uploadID: String
+        /// When it was created (nil when the server sent no date it could be read as).
+        public var initiated: Date?
+    }
+
+    /// Every multipart upload in progress under a prefix, following the listing's markers
+    /// (for cleaning up, and tests).
+    public func listMultipartUploads(prefix: String) throws -> [MultipartUpload] {
+        var uploads: [MultipartUpload] = []
+        var markers: (key: String, uploadID: String)?
+        while true {
+            var query = [SigV4Request.QueryItem("uploads"), .init("prefix", prefix)]
+            if let markers { query += [.init("key-marker", markers.key), .init("upload-id-marker", markers.uploadID)] }
+            let response = try send(S3Call(action: "ListMultipartUploads", method: .get, key: nil, query: query))
+            let root = try xml(response, for: "ListMultipartUploads", key: nil)
+            uploads += root.all("Upload").map {
+                MultipartUpload(key: $0["Key"] ?? "", uploadID: $0["UploadId"] ?? "", initiated: $0["Initiated"].flatMap(Self.parseTime))
+            }
+            guard root["IsTruncated"] == "true" else { return uploads }
+            let next = (key: root["NextKeyMarker"] ?? "", uploadID: root["NextUploadIdMarker"] ?? "")
+            guard !next.key.isEmpty, next.key != markers?.key || next.uploadID != markers?.uploadID else {
+                throw LifeboatError(.storage, "S3 ListMultipartUploads \(display(prefix)) answered a truncated page without new markers")
+            }
+            markers = next
+        }
     }
 
     /// GetObject of a byte range (`offset ..< offset + length`), into memory. With `ifMatch`

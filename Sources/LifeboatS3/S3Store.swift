@@ -152,12 +152,21 @@ public struct S3Store: ObjectStore {
         try client.deleteObjects(keys: keys.map { prefix + $0 })
     }
 
-    /// Aborts every multipart upload in progress under the prefix (a killed writer's parts,
-    /// which S3 keeps, and bills, until then).
-    public func discardIncompleteWrites(prefix directory: String) throws {
+    /// The multipart uploads in progress under the prefix (a killed writer's parts, which S3
+    /// keeps, and bills, until they are aborted) initiated before `cutoff`; unless `dryRun`,
+    /// aborts them. An upload's age is its initiation: a writer that has been sending parts
+    /// for longer than the cut-off would lose its upload (see the README on prune's grace).
+    public func discardIncompleteWrites(prefix directory: String, olderThan cutoff: Date?, dryRun: Bool) throws -> [IncompleteWrite] {
+        var found: [IncompleteWrite] = []
         for upload in try client.listMultipartUploads(prefix: prefix + directory) {
-            try client.abortMultipartUpload(key: upload.key, uploadID: upload.uploadID)
+            // Without a readable date, an upload counts as new: never abort what may be live.
+            let initiated = upload.initiated ?? .distantFuture
+            if let cutoff, initiated >= cutoff { continue }
+            if !dryRun { try client.abortMultipartUpload(key: upload.key, uploadID: upload.uploadID) }
+            found.append(IncompleteWrite(key: String(decoding: upload.key.utf8.dropFirst(prefix.utf8.count), as: UTF8.self),
+                                         location: "\(client.display(upload.key)) (upload \(upload.uploadID))", modified: initiated))
         }
+        return found
     }
 }
 
@@ -309,7 +318,7 @@ final class S3ObjectWriter: ObjectWriter {
     /// are written by one run, so they are this writer's.)
     private func abortUploadsOfUnknownID() {
         let client = store.client.forCleanup()
-        let found: [(key: String, uploadID: String)]
+        let found: [S3Client.MultipartUpload]
         do {
             found = try client.listMultipartUploads(prefix: fullKey)
         } catch {

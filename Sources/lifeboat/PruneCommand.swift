@@ -57,9 +57,15 @@ struct Prune: ParsableCommand {
                 let verb = report.dryRun ? "would be deleted" : "deleted"
                 print("  \(dependencies.what): \(dependencies.deletedObjects) \(verb) (\(formatBytes(dependencies.deletedBytes))), \(dependencies.keptObjects) kept — \(dependencies.detail)")
             }
+            if policy.discardedIncompleteWrites > 0 {
+                print("  incomplete writes of killed runs (temporary files, multipart uploads): \(policy.discardedIncompleteWrites) \(report.dryRun ? "would be discarded" : "discarded")")
+            }
             for note in policy.notes { print("  note: \(note)") }
         }
-        let counts = "\(plural(report.deletedBackups, "backup")) and \(plural(report.deletedLeftovers, "leftover")) of interrupted runs"
+        var counts = "\(plural(report.deletedBackups, "backup")) and \(plural(report.deletedLeftovers, "leftover")) of interrupted runs"
+        if report.discardedIncompleteWrites > 0 {
+            counts = "\(plural(report.deletedBackups, "backup")), \(plural(report.deletedLeftovers, "leftover")) of interrupted runs and \(plural(report.discardedIncompleteWrites, "incomplete write")) of killed runs"
+        }
         if report.refused != nil {
             print("prune refused: nothing was deleted")
         } else if report.dryRun {

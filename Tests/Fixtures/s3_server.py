@@ -66,6 +66,45 @@ def verify_signatures_over_the_raw_url():
     ActionAuthenticatorMixin._authenticate_and_authorize_action = authenticate
 
 
+def list_when_multipart_uploads_began():
+    """moto lists every multipart upload as initiated at 2010-11-10T20:48:33Z. S3 lists when
+    CreateMultipartUpload ran (to the millisecond), and Lifeboat's prune decides by it whether
+    an upload under the WAL archive (which wal-push writes without a lock) is old enough to be
+    a killed push's; so this patch stamps each upload when moto creates it and lists that time
+    instead (in the XML itself: moto's serialiser would drop the milliseconds)."""
+    import re
+    from datetime import datetime, timezone
+    from moto.s3.models import FakeMultipart
+    from moto.s3.responses import S3Response
+
+    original_init = FakeMultipart.__init__
+    original_list = S3Response.list_multipart_uploads
+
+    def init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        self.lifeboat_initiated = datetime.now(timezone.utc)
+
+    def list_multipart_uploads(self):
+        status, headers, body = original_list(self)
+        multiparts = self.backend.list_multipart_uploads(self.bucket_name)
+        text = body.decode() if isinstance(body, bytes) else body
+
+        def stamp(match):
+            upload = match.group(0)
+            found = re.search(r"<UploadId>([^<]*)</UploadId>", upload)
+            initiated = getattr(multiparts.get(found.group(1)) if found else None, "lifeboat_initiated", None)
+            if initiated is None:
+                return upload
+            when = initiated.strftime("%Y-%m-%dT%H:%M:%S.") + f"{initiated.microsecond // 1000:03d}Z"
+            return re.sub(r"<Initiated>[^<]*</Initiated>", f"<Initiated>{when}</Initiated>", upload)
+
+        text = re.sub(r"<Upload>.*?</Upload>", stamp, text, flags=re.S)
+        return status, headers, text.encode() if isinstance(body, bytes) else text
+
+    FakeMultipart.__init__ = init
+    S3Response.list_multipart_uploads = list_multipart_uploads
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -79,6 +118,7 @@ def main():
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log on stderr
     verify_signatures_over_the_raw_url()
+    list_when_multipart_uploads_began()
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

@@ -393,9 +393,33 @@ final class PostgresSubject: CrashSubject {
         }
     }
 
+    /// The killed push's temporary files under the policy's WAL archive (local; their writer's
+    /// pid is gone), an hour old: past prune's grace (`PruneCommand.incompleteWriteGrace`). On
+    /// S3 a killed push leaves an upload only for a stored segment larger than a part (8 MiB);
+    /// these segments compress to far less, so there is nothing to age (an upload's initiation
+    /// could not be changed anyway).
+    func ageLockFreeLeftovers() throws {
+        guard s3 == nil else { return }
+        let archive = directory.subpath("repo/\(policy)/wal")
+        let hourAgo = Int(Date().timeIntervalSince1970) - 3600
+        for path in try filesUnder(archive) where path.contains(".tmp-") && !Self.writerRuns(path) {
+            guard utimes(archive + "/" + path, [timeval(tv_sec: hourAgo, tv_usec: 0), timeval(tv_sec: hourAgo, tv_usec: 0)]) == 0 else {
+                throw TestSupportError("utimes \(archive)/\(path): \(String(cString: strerror(errno)))")
+            }
+        }
+    }
+
+    /// Whether the process that writes a local temporary file (`.NAME.tmp-PID-…`) runs: the
+    /// server's own `archive_command` pushes into policy `pg` at any time.
+    static func writerRuns(_ path: String) -> Bool {
+        guard let range = path.range(of: ".tmp-", options: .backwards),
+              let pid = Int32(path[range.upperBound...].prefix { $0.isNumber }) else { return false }
+        return kill(pid, 0) == 0 || errno == EPERM
+    }
+
     func leftovers() throws -> [String] {
         func isLeftover(_ key: String) -> Bool {
-            key.hasSuffix("/reservation.json") || key.hasPrefix("locks/") || key.contains(".tmp-")
+            key.hasSuffix("/reservation.json") || key.hasPrefix("locks/") || (key.contains(".tmp-") && !Self.writerRuns(key))
         }
         if let s3 {
             let client = try directClient(s3)

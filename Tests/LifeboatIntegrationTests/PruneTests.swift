@@ -2,6 +2,7 @@ import Foundation
 import LifeboatCore
 import LifeboatEngine
 import LifeboatIO
+import LifeboatS3
 import Testing
 import TestSupport
 
@@ -106,6 +107,84 @@ struct PruneRuns {
             // And a prune after them keeps exactly the two newest: the two that ran beside it.
             #expect(try fixture.run(["prune"]).status == 0)
             #expect(try committed(fixture) == newIDs.sorted())
+        }
+    }
+
+    /// What killed writers leave and no listing shows: a backup directory holding nothing but
+    /// an incomplete write (locally a reservation's temporary file, on S3 an artifact's
+    /// multipart upload) goes whatever its age; under the WAL archive, which `wal-push` writes
+    /// without a lock, an old push's incomplete write goes and a young one (a live push) stays.
+    /// A dry run counts them and discards nothing. Locally the old one is aged with `utimes`;
+    /// on S3 an upload's age is its initiation (the server's), so prune's clock is put between
+    /// the two uploads' initiations plus the grace.
+    @Test(arguments: RepositoryKind.allCases)
+    func pruneCollectsWhatKilledWritersLeftAndKeepsALivePushs(_ kind: RepositoryKind) async throws {
+        try await offThePool {
+            let fixture = try ConcurrencyFixture(kind, bigFileBytes: 1000)
+            defer { fixture.remove() }
+            try fixture.directory.write("policies/pg.yaml", """
+                policy: pg
+                source: { postgres: { conninfo: "host=/nonexistent dbname=postgres", wal: { push_parallel: 1 } } }
+
+                """)
+            let backup = try fixture.run(["backup", ConcurrencyFixture.policy])
+            try #require(backup.status == 0, "\(backup.all)")
+            let invisible = "etc/backups/20261130T000000000Z-abcdef/"
+            let oldPush = "pg/wal/0000000100000000/000000010000000000000001.tar.zst"
+            let livePush = "pg/wal/0000000100000000/000000010000000000000002.tar.zst"
+            let grace = PruneCommand(configuration: try ConfigurationLoader.load(directory: fixture.directory.path, environment: fixture.environment),
+                                     context: RunContext(logger: quietLogger)).incompleteWriteGrace
+            #expect(grace == 30 * 60)
+            let now: Date
+            let incomplete: () throws -> [String]
+            switch kind {
+            case .local:
+                let root = fixture.directory.subpath("repository")
+                try fixture.directory.write("repository/\(invisible).reservation.json.tmp-4242-res", "{\"partial")
+                let old = try fixture.directory.write("repository/pg/wal/0000000100000000/.000000010000000000000001.tar.zst.tmp-4242-old", "partial")
+                try fixture.directory.write("repository/pg/wal/0000000100000000/.000000010000000000000002.tar.zst.tmp-4243-new", "partial")
+                let twoHoursAgo = Int(Date().timeIntervalSince1970) - 7200
+                #expect(utimes(old, [timeval(tv_sec: twoHoursAgo, tv_usec: 0), timeval(tv_sec: twoHoursAgo, tv_usec: 0)]) == 0)
+                now = Date()
+                incomplete = { try filesUnder(root).filter { $0.contains(".tmp-") } }
+            case .s3:
+                let (server, prefix) = try #require(fixture.s3)
+                let client = try directClient(server)
+                for key in [invisible + "data/0000.tar.zst", oldPush, livePush] {
+                    _ = try client.createMultipartUpload(key: "\(prefix)/\(key)")
+                }
+                let uploads = try client.listMultipartUploads(prefix: prefix + "/")
+                let oldStart = try #require(uploads.first { $0.key.hasSuffix(oldPush) }?.initiated)
+                let liveStart = try #require(uploads.first { $0.key.hasSuffix(livePush) }?.initiated)
+                try #require(oldStart < liveStart, "\(uploads)")
+                now = oldStart.addingTimeInterval(liveStart.timeIntervalSince(oldStart) / 2 + grace)
+                incomplete = { try client.listMultipartUploads(prefix: prefix + "/").map { String($0.key.dropFirst(prefix.count + 1)) }.sorted() }
+            }
+            let before = try incomplete()
+            #expect(before.count == 3, "\(before)")
+
+            func prune(dryRun: Bool) throws -> PruneCommand.Report {
+                let configuration = try ConfigurationLoader.load(directory: fixture.directory.path, environment: fixture.environment)
+                let context = RunContext(logger: quietLogger, clock: { now }, environment: fixture.environment)
+                return try PruneCommand(configuration: configuration, context: context, lockWait: 0).run(policy: nil, options: .init(dryRun: dryRun))
+            }
+            let dry = try prune(dryRun: true)
+            #expect(dry.discardedIncompleteWrites == 2)
+            #expect(dry.policies.map(\.discardedIncompleteWrites) == [1, 1], "\(dry.policies.map(\.policy))")
+            #expect(try incomplete() == before)
+
+            let done = try prune(dryRun: false)
+            #expect(done.discardedIncompleteWrites == 2 && done.deletedBackups == 0 && done.deletedLeftovers == 0)
+            #expect(done.policies.map(\.discardedIncompleteWrites) == [1, 1], "\(done.policies.map(\.policy))")
+            let left = try incomplete()
+            #expect(left.count == 1 && left.allSatisfy { $0.hasPrefix("pg/wal/0000000100000000/") && $0.contains("000000010000000000000002") }, "\(left)")
+            if kind == .local {
+                #expect(!FileManager.default.fileExists(atPath: fixture.directory.subpath("repository/" + invisible)))
+            }
+            // The backup is untouched.
+            let listed = try committed(fixture)
+            #expect(listed == [try #require(ConcurrencyFixture.committedID(backup))])
+            #expect(try fixture.run(["verify", ConcurrencyFixture.policy, listed[0]]).status == 0)
         }
     }
 

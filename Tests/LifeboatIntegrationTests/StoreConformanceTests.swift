@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import LifeboatCore
+import LifeboatEngine
 import LifeboatIO
 import LifeboatS3
 import Logging
@@ -20,13 +21,16 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
     /// `EncryptedStore` over a local directory and over S3 (the repository's encryption).
     case encryptedLocal
     case encryptedS3
+    /// `CrashAfterOperations` over a local directory, with a count no test reaches (the crash
+    /// harness's decorator, which must pass everything through).
+    case countedLocal
 
     var testDescription: String { rawValue }
 
     /// What each store declares it can do (and the tests hold it to).
     var expectedFeatures: StoreFeatures {
         switch self {
-        case .local: return [.conditionalWrite]
+        case .local, .countedLocal: return [.conditionalWrite]
         case .s3: return [.conditionalWrite, .serverSideCopy]
         case .memory: return [.conditionalWrite, .serverSideCopy]
         // Objects are bound to their names: a copy re-encrypts through the process.
@@ -39,15 +43,23 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
 final class StoreFixture {
     let kind: StoreKind
     let store: any ObjectStore
+    /// The directory under a local store (also under an encrypted one), for looking at its
+    /// temporary files.
+    let localRoot: String?
+    /// The S3 store under an S3 store (also under an encrypted one), for looking at its
+    /// multipart uploads.
+    let s3: S3Store?
     private let cleanup: () -> Void
 
     /// Larger than one part of a multipart upload on S3 (the test store's parts are S3's
     /// minimum, 5 MiB), so that conditional commits and reads go through the multipart path.
     static let largeObjectSize = (5 << 20) + (1 << 20) + 3
 
-    private init(kind: StoreKind, store: any ObjectStore, cleanup: @escaping () -> Void = {}) {
+    private init(kind: StoreKind, store: any ObjectStore, localRoot: String? = nil, s3: S3Store? = nil, cleanup: @escaping () -> Void = {}) {
         self.kind = kind
         self.store = store
+        self.localRoot = localRoot
+        self.s3 = s3
         self.cleanup = cleanup
     }
 
@@ -56,23 +68,76 @@ final class StoreFixture {
         case .local:
             let directory = try TemporaryDirectory("lifeboat-store")
             // The root does not exist yet: the store creates it (0700) on the first write.
-            return StoreFixture(kind: kind, store: LocalStore(root: directory.subpath("repository")), cleanup: { directory.remove() })
+            return StoreFixture(kind: kind, store: LocalStore(root: directory.subpath("repository")), localRoot: directory.subpath("repository"),
+                                cleanup: { directory.remove() })
         case .s3:
             // One moto server for the whole test process; each store gets a prefix of its own.
             let store = S3Store(client: try directClient(try SharedS3Server.get()), prefix: "conformance-\(UUID().uuidString)",
                                 partSize: 5 << 20, concurrency: 2, readAhead: 2, logger: quietLogger)
-            return StoreFixture(kind: kind, store: store)
+            return StoreFixture(kind: kind, store: store, s3: store)
         case .memory:
             return StoreFixture(kind: kind, store: MemoryStore(location: "memory:conformance", clock: { Date() }))
         case .encryptedLocal, .encryptedS3:
             let inner = try make(kind == .encryptedLocal ? .local : .s3)
             // A key set given directly: no key file in the store, whose listings the tests check.
             let store = EncryptedStore(inner: inner.store, keys: RepositoryKeySet.generate(random: .system))
-            return StoreFixture(kind: kind, store: store, cleanup: { inner.close() })
+            return StoreFixture(kind: kind, store: store, localRoot: inner.localRoot, s3: inner.s3, cleanup: { inner.close() })
+        case .countedLocal:
+            let inner = try make(.local)
+            let store = CrashAfterOperations.wrap(inner.store, environment: [CrashAfterOperations.writesVariable: "\(Int.max)"], logger: quietLogger)
+            try #require(store is CrashAfterOperations)
+            return StoreFixture(kind: kind, store: store, localRoot: inner.localRoot, cleanup: { inner.close() })
         }
     }
 
     func close() { cleanup() }
+
+    /// What a writer killed before its commit leaves: a writer given more than one S3 part,
+    /// neither committed nor aborted. The caller keeps it to the end of the test (its deinit
+    /// aborts). Returns once the store shows it: an encrypted writer hands its bytes to the
+    /// inner store on a thread of its own.
+    func leaveIncompleteWrite(_ key: String) throws -> any ObjectWriter {
+        let writer = try store.openWriter(key: key)
+        try write(pseudoRandomBytes(Self.largeObjectSize), to: writer)
+        guard kind != .memory else { return writer }
+        let deadline = Date(timeIntervalSinceNow: 60)
+        while try !rawIncompleteWrites().contains(key) {
+            guard Date() < deadline else { throw TestSupportError("\(kind): the incomplete write of \(key) did not appear within 60 s") }
+            usleep(10_000)
+        }
+        return writer
+    }
+
+    /// The incomplete writes as the storage underneath shows them, by the key they were
+    /// writing, sorted: temporary files under the local directory, multipart uploads on S3.
+    func rawIncompleteWrites() throws -> [String] {
+        if let localRoot {
+            return try filesUnder(localRoot).compactMap { path -> String? in
+                let name = path.split(separator: "/").last.map(String.init) ?? path
+                guard name.hasPrefix("."), let marker = name.range(of: ".tmp-", options: .backwards) else { return nil }
+                let directory = path.dropLast(name.count)
+                return String(directory + name[name.index(after: name.startIndex)..<marker.lowerBound])
+            }.sorted()
+        }
+        if let s3 {
+            return try s3.client.listMultipartUploads(prefix: s3.prefix).map { String($0.key.dropFirst(s3.prefix.count)) }.sorted()
+        }
+        return []
+    }
+
+    /// Sets the modification time of the temporary file of `key` (a local store's) to `age`
+    /// seconds ago: what the passage of time does to a killed writer's file.
+    func ageIncompleteWrite(_ key: String, by age: TimeInterval) throws {
+        guard let localRoot else { return }
+        let directory = key.split(separator: "/").dropLast().joined(separator: "/")
+        let name = String(key.split(separator: "/").last ?? "")
+        let parent = directory.isEmpty ? localRoot : localRoot + "/" + directory
+        let files = try FileManager.default.contentsOfDirectory(atPath: parent).filter { $0.hasPrefix(".\(name).tmp-") }
+        try #require(files.count == 1, "temporary files of \(key): \(files)")
+        let seconds = Int(Date().timeIntervalSince1970 - age)
+        let times = [timeval(tv_sec: seconds, tv_usec: 0), timeval(tv_sec: seconds, tv_usec: 0)]
+        guard utimes(parent + "/" + files[0], times) == 0 else { throw TestSupportError("utimes: \(String(cString: strerror(errno)))") }
+    }
 }
 
 /// moto, started once per test process on first use (it exits when the process does).
@@ -549,6 +614,66 @@ struct StoreConformance {
         }
     }
 
+    // MARK: Incomplete writes
+
+    @Test(arguments: StoreKind.allCases)
+    func discardingIncompleteWritesUnderAPrefixRemovesThemAndNothingElse(kind: StoreKind) async throws {
+        try await offThePool {
+            let fixture = try StoreFixture.make(kind)
+            defer { fixture.close() }
+            let store = fixture.store
+            for key in ["d/kept", "d/sub/kept", "other/kept"] { try store.put(key: key, bytes: Array(key.utf8), ifAbsent: false) }
+            let writers = try ["d/sub/pending", "d/pending", "other/pending"].map { try fixture.leaveIncompleteWrite($0) }
+            defer { writers.forEach { $0.abort() } }
+            let leaves = kind != .memory  // a memory writer's buffer goes with it
+
+            // A dry run finds them and discards nothing.
+            let found = try store.discardIncompleteWrites(prefix: "d/", olderThan: nil, dryRun: true)
+            #expect(found.map(\.key).sorted() == (leaves ? ["d/pending", "d/sub/pending"] : []))
+            #expect(try fixture.rawIncompleteWrites() == (leaves ? ["d/pending", "d/sub/pending", "other/pending"] : []))
+
+            try store.discardIncompleteWrites(prefix: "d/")
+            #expect(try fixture.rawIncompleteWrites() == (leaves ? ["other/pending"] : []))
+            #expect(try store.discardIncompleteWrites(prefix: "d/", olderThan: nil, dryRun: true).isEmpty)
+            #expect(try store.discardIncompleteWrites(prefix: "", olderThan: nil, dryRun: true).map(\.key) == (leaves ? ["other/pending"] : []))
+            // Every committed object stays, and reads.
+            #expect(try store.listAll(prefix: "").map(\.key) == ["d/kept", "d/sub/kept", "other/kept"])
+            #expect(try store.readAll(key: "d/sub/kept") == Array("d/sub/kept".utf8))
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func aCutOffDiscardsOnlyIncompleteWritesLastActiveBeforeIt(kind: StoreKind) async throws {
+        try await offThePool {
+            let fixture = try StoreFixture.make(kind)
+            defer { fixture.close() }
+            let store = fixture.store
+            try store.put(key: "wal/kept", bytes: [1], ifAbsent: false)
+            let writers = try ["wal/old", "wal/young"].map { try fixture.leaveIncompleteWrite($0) }
+            defer { writers.forEach { $0.abort() } }
+            // A local temporary file is aged by its modification time. An S3 upload's age is
+            // its initiation, set by the server: there, both are young, and a cut-off in the
+            // future stands for the time passing.
+            try fixture.ageIncompleteWrite("wal/old", by: 2 * 3600)
+            let ages = fixture.localRoot != nil
+
+            let now = Date()
+            let old = try store.discardIncompleteWrites(prefix: "wal/", olderThan: now.addingTimeInterval(-1800), dryRun: false)
+            switch kind {
+            case .memory:
+                #expect(old.isEmpty)
+            case .local, .encryptedLocal, .countedLocal, .s3, .encryptedS3:
+                #expect(old.map(\.key) == (ages ? ["wal/old"] : []))
+                #expect(old.allSatisfy { abs($0.modified.timeIntervalSince(now) + 2 * 3600) < 60 }, "\(old)")
+                #expect(try fixture.rawIncompleteWrites() == (ages ? ["wal/young"] : ["wal/old", "wal/young"]))
+            }
+            let rest = try store.discardIncompleteWrites(prefix: "wal/", olderThan: now.addingTimeInterval(3600), dryRun: false)
+            #expect(rest.map(\.key).sorted() == (kind == .memory ? [] : ages ? ["wal/young"] : ["wal/old", "wal/young"]))
+            #expect(try fixture.rawIncompleteWrites().isEmpty)
+            #expect(try store.listAll(prefix: "").map(\.key) == ["wal/kept"])
+        }
+    }
+
     @Test(arguments: StoreKind.allCases, [0, 1001])
     func aPageSizeOutsideOneToAThousandIsRefused(kind: StoreKind, pageSize: Int) async throws {
         try await offThePool {
@@ -590,6 +715,32 @@ struct LocalStoreSpecifics {
             for dir in ["", "/pg", "/pg/backups", "/pg/backups/1", "/pg/backups/1/data", "/copies"] {
                 #expect(try mode(root + dir) == 0o700, "\(root + dir)")
             }
+        }
+    }
+
+    @Test func discardingRemovesDirectoriesHoldingOnlyTemporaryFilesButNeverTheRoot() async throws {
+        try await offThePool {
+            let directory = try TemporaryDirectory("lifeboat-store")
+            defer { directory.remove() }
+            let root = directory.subpath("repository")
+            let store = LocalStore(root: root)
+            try store.put(key: "pg/backups/1/manifest.json", bytes: [1], ifAbsent: true)
+            // A run killed while creating its reservation: a directory no listing shows.
+            try directory.write("repository/pg/backups/2/.reservation.json.tmp-4242-abc", "partial")
+            try directory.write("repository/pg/backups/1/.0000.tar.zst.tmp-4242-def", "partial")
+
+            let found = try store.discardIncompleteWrites(prefix: "pg/backups/", olderThan: nil, dryRun: false)
+            #expect(found.map(\.key).sorted() == ["pg/backups/1/0000.tar.zst", "pg/backups/2/reservation.json"])
+            #expect(found.allSatisfy { $0.bytes == 7 })
+            #expect(!FileManager.default.fileExists(atPath: root + "/pg/backups/2"))
+            #expect(try filesUnder(root) == ["pg/backups/1/manifest.json"])
+
+            // A root holding nothing but a temporary file stays, empty.
+            try store.delete(keys: ["pg/backups/1/manifest.json"])
+            try directory.write("repository/.lifeboat.json.tmp-4242-ghi", "partial")
+            #expect(try store.discardIncompleteWrites(prefix: "", olderThan: nil, dryRun: false).map(\.key) == ["lifeboat.json"])
+            #expect(isDirectory(root))
+            #expect(try FileManager.default.contentsOfDirectory(atPath: root).isEmpty)
         }
     }
 

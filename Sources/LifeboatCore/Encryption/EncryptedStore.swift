@@ -141,8 +141,9 @@ public struct EncryptedStore: ObjectStore {
         }
     }
 
-    public func discardIncompleteWrites(prefix: String) throws {
-        try inner.discardIncompleteWrites(prefix: prefix)
+    /// The inner store's: an incomplete write holds ciphertext under the same key.
+    public func discardIncompleteWrites(prefix: String, olderThan cutoff: Date?, dryRun: Bool) throws -> [IncompleteWrite] {
+        try inner.discardIncompleteWrites(prefix: prefix, olderThan: cutoff, dryRun: dryRun)
     }
 
     public func delete(keys: [String]) throws {

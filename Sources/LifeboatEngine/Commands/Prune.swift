@@ -9,11 +9,19 @@ import Logging
 ///
 /// Everything is planned before anything is deleted, under the exclusive lock of every
 /// repository involved (a dry run takes shared locks and deletes nothing): so `--max-delete`
-/// refuses before the first deletion, and no backup, verify or restore runs meanwhile. Each
+/// refuses before the first deletion, and no backup, verify or restore runs meanwhile (every
+/// writer of a backup directory — backup, scheduled run, S3 mirror — holds a shared lock;
+/// restore and verify only read). Each
 /// backup goes manifest first (the commit point), then its artifacts, then its reservation
 /// (`Repository.deleteBackup`), so a prune killed at any point leaves only uncommitted
 /// leftovers, which `list` and `restore` ignore and the next prune deletes. The first error
 /// stops the whole prune: nothing more is deleted.
+///
+/// What killed writers left (`ObjectStore.discardIncompleteWrites`: temporary files, multipart
+/// uploads) goes too: in the policy's backup directories all of it, whatever its age (nothing
+/// live can write there under the exclusive lock), directories holding only a reservation's
+/// temporary file included; under the prefixes its kind writes without a lock (the WAL
+/// archive), only what is older than `incompleteWriteGrace`.
 public struct PruneCommand {
     public let configuration: Configuration
     public let context: RunContext
@@ -26,6 +34,13 @@ public struct PruneCommand {
         self.lockWait = lockWait
         self.timings = timings
     }
+
+    /// How old an incomplete write under a lock-free prefix (`SourceKind.lockFreeWritePrefixes`:
+    /// the WAL archive) must be before prune discards it: the staleness of a claim's heartbeat
+    /// (30 minutes by default), after which Lifeboat takes any run for dead. A push writes one
+    /// segment and takes seconds; a live one is never that old, and a killed one's leftovers
+    /// are billed (S3) or take space only that long.
+    public var incompleteWriteGrace: TimeInterval { timings.staleAfter }
 
     public struct Options: Sendable {
         /// Decide and report, delete nothing.
@@ -51,6 +66,9 @@ public struct PruneCommand {
         public var deletedBackups: Int
         /// Leftovers of crashed runs deleted (or that would be).
         public var deletedLeftovers: Int
+        /// Incomplete writes of killed runs (temporary files, multipart uploads) discarded, or
+        /// that would be.
+        public var discardedIncompleteWrites: Int = 0
         /// Set when `--max-delete` refused the prune: nothing was deleted, and this says why.
         public var refused: String?
     }
@@ -69,6 +87,9 @@ public struct PruneCommand {
         /// What the source kind deleted outside the backups (archived WAL); nil when it keeps
         /// nothing there or was not asked (`notes` says why).
         public var dependencies: DependencyPruneReport?
+        /// Incomplete writes of killed runs discarded (in a dry run: that would be), in its
+        /// backup directories and its WAL archive.
+        public var discardedIncompleteWrites: Int = 0
         public var notes: [String]
     }
 
@@ -207,6 +228,14 @@ public struct PruneCommand {
                     ])
                 }
             }
+            do {
+                try context.cancellation.checkCancelled()
+                let discarded = try discardIncompleteWrites(of: plan, dryRun: options.dryRun, context: context)
+                report.policies[index].discardedIncompleteWrites = discarded
+                report.discardedIncompleteWrites += discarded
+            } catch let error as LifeboatError {
+                throw stopped(error, at: "the incomplete writes of killed runs of policy '\(plan.policy.name)'", deletedSoFar: deletedSoFar)
+            }
             guard plan.dependenciesAllowed else { continue }
             let kind = try SourceKinds.named(plan.policy.source.kind, for: "policy '\(plan.policy.name)'")
             do {
@@ -218,6 +247,49 @@ public struct PruneCommand {
             }
         }
         return report
+    }
+
+    /// Discards (with `dryRun`: finds) what killed writers left for a policy: in its backup
+    /// directories all of it, under its kind's lock-free prefixes only what is older than
+    /// `incompleteWriteGrace`. Returns how many. A dry run holds only a shared lock, so it
+    /// leaves out what backups in progress are writing.
+    func discardIncompleteWrites(of plan: Plan, dryRun: Bool, context: RunContext) throws -> Int {
+        let policy = plan.policy.name
+        let store = plan.repository.store
+        var discarded: [IncompleteWrite] = []
+        // Under the exclusive lock no backup can be in progress (its owner's lock is live);
+        // should one be, its directory is left alone, as the plan's notes say.
+        let inProgress = plan.report.backups.filter { $0.state == .inProgress }
+        if dryRun {
+            // Left out: what backups in progress write, and what deleting a backup discards
+            // (counted with the backup).
+            let skipped = plan.report.backups.filter { $0.state == .inProgress || $0.action == .delete }
+                .map { Repository.backupDirectory(policy: policy, id: $0.id) }
+            discarded = try store.discardIncompleteWrites(prefix: Repository.backupPrefix(policy: policy), olderThan: nil, dryRun: true)
+                .filter { write in !skipped.contains { write.key.hasPrefix($0) } }
+        } else if inProgress.isEmpty {
+            discarded = try store.discardIncompleteWrites(prefix: Repository.backupPrefix(policy: policy), olderThan: nil, dryRun: false)
+        }
+        let inBackups = discarded.count
+        let cutoff = context.clock().addingTimeInterval(-incompleteWriteGrace)
+        let kind = try? SourceKinds.named(plan.policy.source.kind, for: "policy '\(policy)'")
+        for prefix in kind?.lockFreeWritePrefixes(policy: policy) ?? [] {
+            try context.cancellation.checkCancelled()
+            discarded += try store.discardIncompleteWrites(prefix: prefix, olderThan: cutoff, dryRun: dryRun)
+        }
+        for write in discarded {
+            context.logger.debug("\(dryRun ? "incomplete write would be discarded" : "incomplete write discarded")", metadata: [
+                "object": "\(plan.repository.locate(write.key))", "incomplete.location": "\(write.location)",
+                "incomplete.modified": "\(write.modified)", "incomplete.bytes": "\(write.bytes.map(String.init) ?? "unknown")",
+            ])
+        }
+        if !discarded.isEmpty {
+            context.logger.info("\(dryRun ? "incomplete writes of killed runs would be discarded" : "incomplete writes of killed runs discarded")", metadata: [
+                "incomplete.backups": "\(inBackups)", "incomplete.lock_free": "\(discarded.count - inBackups)",
+                "incomplete.grace_seconds": "\(Int(incompleteWriteGrace))",
+            ])
+        }
+        return discarded.count
     }
 
     /// The error that ends a prune: what failed, where, and that nothing more was deleted.

@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 import LifeboatCore
 import Logging
@@ -91,9 +92,9 @@ public struct CrashAfterOperations: ObjectStore {
         try inner.delete(keys: keys)
     }
 
-    public func discardIncompleteWrites(prefix: String) throws {
-        count("discard incomplete writes under \(prefix)")
-        try inner.discardIncompleteWrites(prefix: prefix)
+    public func discardIncompleteWrites(prefix: String, olderThan cutoff: Date?, dryRun: Bool) throws -> [IncompleteWrite] {
+        count("\(dryRun ? "find" : "discard") incomplete writes under \(prefix)", read: dryRun)
+        return try inner.discardIncompleteWrites(prefix: prefix, olderThan: cutoff, dryRun: dryRun)
     }
 }
 

@@ -93,6 +93,12 @@ public protocol SourceKind: Sendable {
     ///   nothing more); check `context.cancellation` between deletions.
     func pruneDependencies(policy: String, kept: [Manifest], in repository: Repository, dryRun: Bool,
                            context: RunContext) throws -> DependencyPruneReport?
+
+    /// Where this kind writes for `policy` without holding a repository lock (PostgreSQL:
+    /// the WAL archive, which `wal-push` writes): prune discards the incomplete writes it finds
+    /// there only once they are older than its grace (`PruneCommand.incompleteWriteGrace`),
+    /// since a live writer may be at work. Default: nowhere.
+    func lockFreeWritePrefixes(policy: String) -> [String]
 }
 
 /// What a source kind's `pruneDependencies` deleted (or, in a dry run, would delete).
@@ -140,6 +146,8 @@ extension SourceKind {
                                   context: RunContext) throws -> DependencyPruneReport? {
         nil
     }
+
+    public func lockFreeWritePrefixes(policy: String) -> [String] { [] }
 }
 
 extension SourceConfiguration {

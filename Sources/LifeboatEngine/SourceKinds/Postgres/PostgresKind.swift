@@ -179,6 +179,10 @@ public struct PostgresKind: SourceKind {
         return try WALArchive(repository: repository, policy: policy, context: context).prune(keeping: backups, dryRun: dryRun)
     }
 
+    /// The WAL archive: `wal-push` takes no lock (whatever the policy's mode now: a policy that
+    /// was physical may still hold a killed push's leftovers).
+    public func lockFreeWritePrefixes(policy: String) -> [String] { [WALArchiveLayout.prefix(policy: policy)] }
+
     /// A base backup's record, or nil for a logical backup.
     static func physicalRecord(of manifest: Manifest) throws -> PhysicalBackupRecord? {
         try manifest.source.details(as: PostgresRecord.self).physical

@@ -12,6 +12,7 @@ import TestSupport
 /// the next run of the operation succeeds, prune collects the leftovers, and `unlock` removes
 /// the dead run's lock (`CrashSweep.recovered`). Each case prints how many kill points it
 /// tried; `swift test` runs a short sweep, `Benchmarks/crash-sweep.sh` the full one (≥ 200).
+/// Drills are `DrillSubject` (DrillSubject.swift).
 @Suite(.timeLimit(.minutes(10)), .serialized)
 struct CrashHarness {
     enum Operation: String, CaseIterable, Sendable {
@@ -23,6 +24,7 @@ struct CrashHarness {
         case walPush = "wal-push"
         case baseBackup = "base backup"
         case deltaRestore = "delta restore"
+        case drill
     }
 
     struct Case: Sendable, CustomTestStringConvertible {
@@ -54,6 +56,7 @@ struct CrashHarness {
                 case .walPush: return try PostgresSubject(crash.kind, operation: .walPush)
                 case .baseBackup: return try PostgresSubject(crash.kind, operation: .baseBackup)
                 case .deltaRestore: return try PostgresSubject(crash.kind, operation: .deltaRestore)
+                case .drill: return try DrillSubject(crash.kind)
                 }
             }()
             defer { subject.stop() }

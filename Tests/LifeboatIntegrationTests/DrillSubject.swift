@@ -11,9 +11,10 @@ import TestSupport
 /// S3 repository it also restores an S3 mirror (a moto server of its own, bucket `assets`,
 /// one object above a part) into the scratch prefix `lifeboat-drill-<id>/` of bucket
 /// `restored`, which an `s3` check counts. A drill mostly reads: killed by the operations
-/// counter. After each kill the next drill must pass, its history must gain one readable line,
-/// and it must remove the dead drill's marker, scratch directory and scratch objects, which
-/// `leftovers()` reports (with the repository's) for `CrashSweep.recovered` to assert.
+/// counter. After each kill (and a torn history line, as a kill while appending it leaves) the
+/// next drill must pass, its history must gain one readable line, and it must remove the dead
+/// drill's marker, scratch directory and scratch objects, which `leftovers()` reports (with
+/// the repository's) for `CrashSweep.recovered` to assert.
 final class DrillSubject: CrashSubject {
     static let runbook = "crash"
     static let mirrorPolicy = "assets"
@@ -88,7 +89,16 @@ final class DrillSubject: CrashSubject {
     var state: String { fixture.directory.subpath("state") }
     var history: String { state + "/drills/\(Self.runbook).jsonl" }
 
-    func prepare() throws {}
+    /// A drill killed while appending its history line leaves a torn line (a time kill rarely
+    /// lands in that one `write`, so each attempt starts with one): the next drill's line must
+    /// stay readable after it.
+    func prepare() throws {
+        guard let data = FileManager.default.contents(atPath: history), let last = data.split(separator: UInt8(ascii: "\n")).last else { return }
+        let handle = try #require(FileHandle(forWritingAtPath: history))
+        defer { try? handle.close() }
+        try handle.seekToEnd()
+        try handle.write(contentsOf: last.prefix(last.count / 2))
+    }
 
     func start(environment: [String: String]) throws -> any CrashAttempt {
         try startLifeboat(["drill", Self.runbook], environment: environment)

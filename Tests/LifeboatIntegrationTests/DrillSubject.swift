@@ -26,7 +26,22 @@ final class DrillSubject: CrashSubject {
 
     init(_ kind: RepositoryKind) throws {
         fixture = try ConcurrencyFixture(kind, bigFileBytes: 3 << 20)
-        mirror = kind == .s3 ? try S3TestServer.start(buckets: [Self.mirrorPolicy, Self.restoreBucket]) : nil
+        do {
+            mirror = kind == .s3 ? try S3TestServer.start(buckets: [Self.mirrorPolicy, Self.restoreBucket]) : nil
+        } catch {
+            fixture.remove()
+            throw error
+        }
+        do {
+            try setUp()
+        } catch {
+            stop()
+            throw error
+        }
+    }
+
+    /// The configuration, the runbook and a backup of each policy.
+    private func setUp() throws {
         let main = try String(contentsOfFile: fixture.directory.subpath("lifeboat.yaml"), encoding: .utf8)
         try fixture.directory.write("lifeboat.yaml", main + "\nstate_dir: state\n")
         var steps = """

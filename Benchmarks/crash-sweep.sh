@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The full crash sweep (issue 11): every operation of the crash harness (`CrashHarness` in
 # Tests/LifeboatIntegrationTests/CrashHarness.swift) — files backup, prune, files restore, a
-# scheduled run, an S3 mirror run, wal-push and a PostgreSQL base backup, each on a local and
-# an S3 (moto) repository — killed with SIGKILL at 12 points chosen by store operation count
+# scheduled run, an S3 mirror run, wal-push, a PostgreSQL base backup, a base backup's
+# restore --delta and a drill, each on a local and an S3 (moto) repository — killed with SIGKILL at 12 points chosen by store operation count
 # and 8 chosen by time (`swift test` runs 2 + 1 of each), each kill followed by the recovery
 # checks. Prints each case's count and the total of kill points that were tried, all of which
 # must have recovered (the exit status is swift test's).

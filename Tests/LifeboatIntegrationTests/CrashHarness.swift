@@ -11,10 +11,8 @@ import TestSupport
 /// after a first uncrashed run measured both. After each kill every listed backup verifies,
 /// the next run of the operation succeeds, prune collects the leftovers, and `unlock` removes
 /// the dead run's lock (`CrashSweep.recovered`). Each case prints how many kill points it
-/// tried; `swift test` runs a short sweep, `Tests/crash-sweep.sh` the full one (≥ 200).
-///
-/// Drills: `lifeboat drill` is not on main yet; once it is, a `DrillSubject` (a runbook
-/// restoring the files policy into a directory) joins `CrashHarness.subjects` — TODO(drill).
+/// tried; `swift test` runs a short sweep, `Benchmarks/crash-sweep.sh` the full one (≥ 200).
+/// Drills are `DrillSubject` (DrillSubject.swift).
 @Suite(.timeLimit(.minutes(10)), .serialized)
 struct CrashHarness {
     enum Operation: String, CaseIterable, Sendable {
@@ -25,7 +23,8 @@ struct CrashHarness {
         case mirror = "s3 mirror"
         case walPush = "wal-push"
         case baseBackup = "base backup"
-        // TODO(drill): case drill — when `lifeboat drill` is on main.
+        case deltaRestore = "delta restore"
+        case drill
     }
 
     struct Case: Sendable, CustomTestStringConvertible {
@@ -56,6 +55,8 @@ struct CrashHarness {
                 case .mirror: return try MirrorSubject(crash.kind)
                 case .walPush: return try PostgresSubject(crash.kind, operation: .walPush)
                 case .baseBackup: return try PostgresSubject(crash.kind, operation: .baseBackup)
+                case .deltaRestore: return try PostgresSubject(crash.kind, operation: .deltaRestore)
+                case .drill: return try DrillSubject(crash.kind)
                 }
             }()
             defer { subject.stop() }
@@ -297,8 +298,14 @@ func filesUnder(_ root: String) throws -> [String] {
 /// pushes completed segments (the server also copies each into a spool: `cp %p spool/%f`)
 /// as archive_command would. Every command runs as the server's OS user, who owns the
 /// configuration and a local repository.
+///
+/// `restore --delta`: a base backup of `pg` restored once into `restored/data`, which before
+/// each attempt drifts (`base/` removed, a file changed, a stray file added), then restored
+/// again with `--delta`; after a kill the next delta restore must bring it back exactly
+/// (`pg_verifybackup -n` against the backup's own `backup_manifest`: every file's checksum,
+/// nothing missing, nothing extra).
 final class PostgresSubject: CrashSubject {
-    enum Operation: String { case walPush = "wal-push", baseBackup = "base backup" }
+    enum Operation: String { case walPush = "wal-push", baseBackup = "base backup", deltaRestore = "delta restore" }
 
     let operation: Operation
     let kind: RepositoryKind
@@ -349,22 +356,39 @@ final class PostgresSubject: CrashSubject {
         }
         try PostgresServer.giveToServerUser(directory.path)
         try server.psql("create table t (id int, v text)")
+        if operation == .deltaRestore {
+            try server.psql("insert into t select g, md5(g::text) from generate_series(1, 20000) g")
+            let backup = try lifeboat(["backup", "pg"])
+            try #require(backup.status == 0, "\(backup.all)")
+            let restore = try lifeboat(["restore", "pg", "--to", target, "--target", "immediate"])
+            try #require(restore.status == 0, "\(restore.all)")
+        }
     }
+
+    /// `restore --delta`: the data directory restored into again and again.
+    var target: String { directory.subpath("restored/data") }
+    private var attempt = 0
 
     var label: String { "\(operation.rawValue) (\(kind.rawValue))" }
     var policy: String { operation == .walPush ? "walpush" : "pg" }
     var configDirectory: String { directory.path }
     var environment: [String: String] { [:] }
     var user: String? { geteuid() == 0 ? "postgres" : nil }
-    var counter: String { CrashAfterOperations.writesVariable }
+    var counter: String { operation == .deltaRestore ? CrashAfterOperations.operationsVariable : CrashAfterOperations.writesVariable }
 
     func prepare() throws {
+        attempt += 1
         switch operation {
         case .walPush:
             segment = try server.completeSegment(rows: 5000)
             try server.waitUntilArchived(segment)
         case .baseBackup:
             try server.psql("insert into t select g, md5(g::text) from generate_series(1, 2000) g")
+        case .deltaRestore:
+            // The operator's copy drifted (or a killed restore left it half-written).
+            try? FileManager.default.removeItem(atPath: target + "/base")  // absent when a kill came before it was restored
+            try "# drifted \(attempt)\n".write(toFile: target + "/postgresql.conf", atomically: false, encoding: .utf8)
+            try "stray \(attempt)\n".write(toFile: target + "/stray-\(attempt)", atomically: false, encoding: .utf8)
         }
     }
 
@@ -372,6 +396,7 @@ final class PostgresSubject: CrashSubject {
         switch operation {
         case .walPush: return ["wal-push", "walpush", directory.subpath("spool/\(segment)"), "--pg-data", server.dataDirectory]
         case .baseBackup: return ["backup", "pg"]
+        case .deltaRestore: return ["restore", "pg", "--to", target, "--target", "immediate", "--delta"]
         }
     }
 
@@ -390,6 +415,12 @@ final class PostgresSubject: CrashSubject {
             #expect(FileManager.default.contents(atPath: fetched) == FileManager.default.contents(atPath: directory.subpath("spool/\(segment)")),
                     "\(label): \(segment) came back different")
             try? FileManager.default.removeItem(atPath: fetched)  // the next check fetches another
+        }
+        if operation == .deltaRestore {
+            let verify = try ChildProcess.run(server.binDir + "/pg_verifybackup", ["-n", target])
+            #expect(verify.status.isSuccess, "\(label): pg_verifybackup -n: \(verify.stdout)\(verify.stderr)")
+            #expect(pathExists(target + "/recovery.signal"), "\(label): no recovery.signal")
+            #expect(!pathExists(target + "/stray-\(attempt)"), "\(label): the stray file stayed")
         }
     }
 

@@ -128,14 +128,24 @@ public final class ScratchTargets: Sendable {
     }
 
     /// Removes the targets of drills whose process is gone (killed, crashed): every marker in
-    /// `<state_dir>/drills/scratch` but those of running drills. Returns the drills cleaned up
-    /// and what could not be removed.
+    /// `<state_dir>/drills/scratch` but those of running drills, and the temporary files of
+    /// markers they were writing. Returns the drills cleaned up and what could not be removed.
     public static func removeLeftovers(stateDirectory: String, sources: (String) -> (any SourceConfiguration)?,
                                        context: RunContext) -> (removed: [String], problems: [String]) {
         let directory = directory(stateDirectory: stateDirectory)
         var removed: [String] = []
         var problems: [String] = []
-        for name in (try? directoryEntries(directory)) ?? [] where name.hasSuffix(".json") {
+        let entries = (try? directoryEntries(directory)) ?? []
+        // A drill killed while writing its marker leaves the marker's temporary file
+        // (`.<id>.json.<pid>.<n>.tmp`, `LocalFile.replace`), beside the marker or alone.
+        for name in entries where name.hasPrefix(".") && name.hasSuffix(".tmp") {
+            guard let json = name.range(of: ".json.") else { continue }
+            let marker = String(name[name.index(after: name.startIndex)..<json.lowerBound]) + ".json"
+            for stale in LocalFile.removeStaleTemporaries(beside: directory + "/" + marker) {
+                context.logger.info("removed a dead drill's unfinished marker", metadata: ["drill.marker": "\(stale)"])
+            }
+        }
+        for name in entries where name.hasSuffix(".json") {
             let path = directory + "/" + name
             guard let text = try? readTextFile(path), let marker = try? JSON.decode(Marker.self, from: Data(text.utf8)) else { continue }
             let sameBoot = marker.bootID == nil || marker.bootID == ProcessProbe.bootID

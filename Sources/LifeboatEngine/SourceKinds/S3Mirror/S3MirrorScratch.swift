@@ -23,7 +23,10 @@ public struct S3MirrorScratch: Codable, Sendable, Equatable {
                                caBundle: options?.caBundle, bucket: bucket, prefix: prefix)
     }
 
-    /// Deletes every object under the prefix; returns how many. `source`: the policy's source
+    /// Aborts every multipart upload under the prefix (a drill killed while copying a large
+    /// object leaves its upload, which no listing of objects shows and the bucket keeps — and
+    /// bills — until aborted), then deletes every object under it; returns how many objects.
+    /// `source`: the policy's source
     /// when the configuration has it (its credentials serve a target on the same endpoint, as
     /// in the restore); otherwise credentials come from the environment.
     @discardableResult
@@ -39,6 +42,9 @@ public struct S3MirrorScratch: Codable, Sendable, Equatable {
         connection.pathStyle = pathStyle
         if let caBundle { connection.caBundle = caBundle }
         let client = try S3Endpoint(connection, what: "the drill's scratch prefix s3://\(bucket)/\(prefix)", context: context).client(bucket: bucket)
+        for upload in try client.listMultipartUploads(prefix: prefix) {
+            try client.abortMultipartUpload(key: upload.key, uploadID: upload.uploadID)
+        }
         var removed = 0
         while true {
             let page = try client.listObjectsV2(prefix: prefix)

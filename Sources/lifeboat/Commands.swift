@@ -462,6 +462,9 @@ struct Unlock: ParsableCommand {
                 let what = lock.command.map { "\(lock.kind ?? "?") lock of '\($0)' by \(lock.holder ?? "?")" } ?? "unreadable lock object \(lock.key)"
                 print("  \(lock.removed ? "removed" : "kept   ") \(what) — \(lock.state)")
             }
+            if report.discardedIncompleteWrites > 0 {
+                print("  discarded \(plural(report.discardedIncompleteWrites, "temporary lock file")) of runs killed while writing their lock")
+            }
         }
     }
 }

@@ -149,6 +149,32 @@ struct RepositoryLocks {
         #expect(try fixture.lockKeys().isEmpty)
     }
 
+    /// A run killed while writing its lock leaves the local store's temporary file in `locks/`,
+    /// invisible to lock listings. Unlock discards it once older than the claims' staleness
+    /// (a live writer's is seconds old), and every one with `removeAll`.
+    @Test func unlockDiscardsTheTemporaryFileOfALockWriterKilledLongEnoughAgo() throws {
+        let fixture = try ClaimFixture()
+        defer { fixture.remove() }
+        let locks = fixture.directory.subpath("repository/locks")
+        try FileManager.default.createDirectory(atPath: locks, withIntermediateDirectories: true)
+        let old = locks + "/.0a1b.json.tmp-99999999-aa"
+        let young = locks + "/.0c1d.json.tmp-99999998-bb"
+        try Data("{\"kind\": \"sha".utf8).write(to: URL(fileURLWithPath: old))
+        try Data("{\"kind\": \"sha".utf8).write(to: URL(fileURLWithPath: young))
+        let now = Date()
+        let written = Int(now.timeIntervalSince1970) - Int(ClaimTimings.standard.staleAfter) - 60
+        #expect(utimes(old, [timeval(tv_sec: written, tv_usec: 0), timeval(tv_sec: written, tv_usec: 0)]) == 0)
+        let unlock = UnlockCommand(context: RunContext(logger: quietLogger, clock: { now }))
+
+        let report = try unlock.run(repository: fixture.repositoryConfig, removeAll: false)
+        #expect(report.discardedIncompleteWrites == 1)
+        #expect(!FileManager.default.fileExists(atPath: old))
+        #expect(FileManager.default.fileExists(atPath: young))
+        let all = try unlock.run(repository: fixture.repositoryConfig, removeAll: true)
+        #expect(all.discardedIncompleteWrites == 1)
+        #expect(!FileManager.default.fileExists(atPath: young))
+    }
+
     @Test func anUnreadableLockObjectIsReportedAndRemovedByUnlock() throws {
         let fixture = try ClaimFixture()
         defer { fixture.remove() }

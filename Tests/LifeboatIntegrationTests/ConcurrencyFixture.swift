@@ -86,6 +86,9 @@ final class ConcurrencyFixture: Sendable {
     /// What a run must never leave behind once it has ended, whether it committed or failed:
     /// reservations, locks, writers' temporary files (local) and unfinished multipart uploads
     /// (S3). Each is named by its place in the repository.
+    /// The local repository's directory; nil for an S3 repository.
+    var localRepository: String? { kind == .local ? directory.subpath("repository") : nil }
+
     func leftovers() throws -> [String] {
         func isLeftover(_ key: String) -> Bool {
             key.hasSuffix("/reservation.json") || key.hasPrefix("locks/") || key.contains(".tmp-")

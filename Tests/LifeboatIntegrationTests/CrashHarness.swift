@@ -139,6 +139,7 @@ final class FilesSubject: CrashSubject {
     }
 
     func leftovers() throws -> [String] { try fixture.leftovers() }
+    var localRepository: String? { fixture.localRepository }
     func stop() { fixture.remove() }
 }
 
@@ -180,6 +181,7 @@ final class ScheduleSubject: CrashSubject {
     }
 
     func leftovers() throws -> [String] { try fixture.leftovers() }
+    var localRepository: String? { fixture.localRepository }
     func stop() { fixture.remove() }
 }
 
@@ -258,6 +260,8 @@ final class MirrorSubject: CrashSubject {
         let again = try lifeboat(["backup", policy])
         #expect(again.status == 0, "\(label): the next run failed: \(again.all.suffix(3000))")
     }
+
+    var localRepository: String? { fixture.kind == .local ? fixture.directory.subpath("repository") : nil }
 
     func leftovers() throws -> [String] {
         func isLeftover(_ key: String) -> Bool {
@@ -431,26 +435,16 @@ final class PostgresSubject: CrashSubject {
     /// could not be changed anyway).
     func ageLockFreeLeftovers() throws {
         guard s3 == nil else { return }
-        let archive = directory.subpath("repo/\(policy)/wal")
-        let hourAgo = Int(Date().timeIntervalSince1970) - 3600
-        for path in try filesUnder(archive) where path.contains(".tmp-") && !Self.writerRuns(path) {
-            guard utimes(archive + "/" + path, [timeval(tv_sec: hourAgo, tv_usec: 0), timeval(tv_sec: hourAgo, tv_usec: 0)]) == 0 else {
-                throw TestSupportError("utimes \(archive)/\(path): \(String(cString: strerror(errno)))")
-            }
-        }
+        try ageDeadTemporaryFiles(under: directory.subpath("repo/\(policy)/wal"))
     }
 
-    /// Whether the process that writes a local temporary file (`.NAME.tmp-PID-…`) runs: the
-    /// server's own `archive_command` pushes into policy `pg` at any time.
-    static func writerRuns(_ path: String) -> Bool {
-        guard let range = path.range(of: ".tmp-", options: .backwards),
-              let pid = Int32(path[range.upperBound...].prefix { $0.isNumber }) else { return false }
-        return kill(pid, 0) == 0 || errno == EPERM
-    }
+    /// The server's own `archive_command` pushes into policy `pg` at any time: a temporary
+    /// file whose writer runs is no leftover.
+    var localRepository: String? { s3 == nil ? directory.subpath("repo") : nil }
 
     func leftovers() throws -> [String] {
         func isLeftover(_ key: String) -> Bool {
-            key.hasSuffix("/reservation.json") || key.hasPrefix("locks/") || (key.contains(".tmp-") && !Self.writerRuns(key))
+            key.hasSuffix("/reservation.json") || key.hasPrefix("locks/") || (key.contains(".tmp-") && !temporaryFileWriterRuns(key))
         }
         if let s3 {
             let client = try directClient(s3)

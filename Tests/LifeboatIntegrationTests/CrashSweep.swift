@@ -35,11 +35,33 @@ protocol CrashSubject: AnyObject {
     /// prune rightly keeps a young incomplete write there (it may be a live push's); aging the
     /// file is what the passage of time does. Default: nothing (no lock-free writer).
     func ageLockFreeLeftovers() throws
+    /// The local repository's directory; nil for an S3 repository.
+    var localRepository: String? { get }
     func stop()
 }
 
 extension CrashSubject {
     func ageLockFreeLeftovers() throws {}
+}
+
+/// Sets the temporary files under `directory` whose writer (`.NAME.tmp-PID-…`) no longer runs
+/// an hour back: what the passage of time does to a killed writer's file, for a command that
+/// rightly keeps young ones (they may be a live writer's).
+func ageDeadTemporaryFiles(under directory: String) throws {
+    let hourAgo = Int(Date().timeIntervalSince1970) - 3600
+    guard let names = try? FileManager.default.subpathsOfDirectory(atPath: directory) else { return }
+    for path in names where path.contains(".tmp-") && !temporaryFileWriterRuns(path) {
+        guard utimes(directory + "/" + path, [timeval(tv_sec: hourAgo, tv_usec: 0), timeval(tv_sec: hourAgo, tv_usec: 0)]) == 0 else {
+            throw TestSupportError("utimes \(directory)/\(path): \(String(cString: strerror(errno)))")
+        }
+    }
+}
+
+/// Whether the process that writes a local temporary file (`.NAME.tmp-PID-…`) runs.
+func temporaryFileWriterRuns(_ path: String) -> Bool {
+    guard let range = path.range(of: ".tmp-", options: .backwards),
+          let pid = Int32(path[range.upperBound...].prefix { $0.isNumber }) else { return false }
+    return kill(pid, 0) == 0 || errno == EPERM
 }
 
 /// A started operation: it ends by itself (`wait`), or the harness kills it.
@@ -155,6 +177,9 @@ enum CrashSweep {
         #expect(prune.status == 0, "\(context): prune: \(prune.all.suffix(3000))")
         let afterPrune = try subject.leftovers().filter { !$0.hasPrefix("locks/") }
         #expect(afterPrune.isEmpty, "\(context): left after prune: \(afterPrune)")
+        // A run killed while writing its lock leaves a temporary file in `locks/`, which
+        // `unlock` discards once it is older than the claims' staleness.
+        if let root = subject.localRepository { try ageDeadTemporaryFiles(under: root + "/locks") }
         let unlock = try subject.lifeboat(["unlock"])
         #expect(unlock.status == 0, "\(context): unlock: \(unlock.all.suffix(3000))")
         let left = try subject.leftovers()

@@ -139,6 +139,8 @@ final class DrillSubject: CrashSubject {
 
     /// The repository's leftovers, and any drill's: markers, scratch directories, objects and
     /// multipart uploads in the restore bucket (every key there is a drill's scratch object).
+    var localRepository: String? { fixture.localRepository }
+
     func leftovers() throws -> [String] {
         var found = try fixture.leftovers()
         found += scratchMarkers(state).map { "drill marker \($0)" }

@@ -3,7 +3,10 @@ import LifeboatCore
 import LifeboatIO
 
 /// `lifeboat unlock`: removes the locks whose owners are gone (all of them with `removeAll`),
-/// and reports every lock it saw.
+/// and reports every lock it saw. It also discards what a run killed while writing its lock
+/// left under `locks/` (a local store's temporary file): those older than the claims'
+/// staleness — a lock is written in one short put, so a live writer's is seconds old — or,
+/// with `removeAll`, all of them.
 public struct UnlockCommand {
     public let context: RunContext
     public var timings: ClaimTimings
@@ -17,6 +20,8 @@ public struct UnlockCommand {
         public var repository: String
         public var location: String
         public var locks: [Lock]
+        /// Incomplete writes of locks discarded (temporary files of runs killed while writing one).
+        public var discardedIncompleteWrites = 0
 
         public struct Lock: Sendable, Encodable {
             public var key: String
@@ -49,6 +54,13 @@ public struct UnlockCommand {
             report.locks.append(Report.Lock(key: found.key, kind: found.record?.kind.rawValue, command: found.record?.command,
                                             holder: found.record?.owner.description, created: found.record?.created,
                                             heartbeat: found.record?.heartbeat, state: found.liveness.description, removed: remove))
+        }
+        let cutoff = removeAll ? nil : context.clock().addingTimeInterval(-timings.staleAfter)
+        for write in try repository.store.discardIncompleteWrites(prefix: Repository.locksPrefix, olderThan: cutoff, dryRun: false) {
+            context.logger.info("incomplete lock write discarded", metadata: [
+                "object": "\(write.location)", "modified": "\(write.modified)",
+            ])
+            report.discardedIncompleteWrites += 1
         }
         return report
     }

@@ -161,22 +161,7 @@ struct SignalsCancelRunsOnS3 {
             defer { pg.stop() }
             let dir = try TemporaryDirectory()
             defer { dir.remove() }
-            // 80 MiB that zstd cannot shrink: more than the upload, the chunker and the pipe hold.
-            _ = try pg.psql("create database big")
-            _ = try pg.psql("""
-                create table noise (id int primary key, data bytea);
-                insert into noise select g, decode(string_agg(md5(g::text || ':' || s::text), ''), 'hex')
-                  from generate_series(1, 5120) g, generate_series(1, 1024) s group by g;
-                """, database: "big")
-            try dir.write("lifeboat.yaml", """
-                repositories:
-                  offsite:
-                    s3: { endpoint: "\(proxy.endpoint)", region: \(s3.region), bucket: lifeboat-test, prefix: backups/lifeboat,
-                          access_key_id: "${TEST_S3_KEY}", secret_access_key: "${TEST_S3_SECRET}", concurrency: 1 }
-                default_repository: offsite
-                """)
-            try dir.write("policies/pg.yaml", "policy: pg\nsource:\n  postgres: { mode: logical, conninfo: \"${PG_CONNINFO}\", databases: [big], globals: false }\n")
-            let env = s3Environment(s3).merging(["PG_CONNINFO": pg.conninfo()]) { $1 }
+            let env = try bigLogicalBackupToS3(dir, pg: pg, s3: s3, proxy: proxy)
             try proxy.setRules([.stall(match: "partNumber=")])
 
             let run = try RunningLifeboat.start(["backup", "pg"], config: dir.path, environment: env)
@@ -202,4 +187,25 @@ struct SignalsCancelRunsOnS3 {
             #expect((try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [Any])?.isEmpty == true, "\(list.stdout)")
         }
     }
+}
+
+/// A logical backup (policy `pg`) of an 80 MiB database that zstd cannot shrink — more than the
+/// upload, the chunker and the pipe hold — into an S3 repository reached through `proxy`, one
+/// part at a time: for killing or starving it half-way. Returns the commands' environment.
+func bigLogicalBackupToS3(_ dir: TemporaryDirectory, pg: PostgresServer, s3: S3TestServer, proxy: FaultProxy) throws -> [String: String] {
+    _ = try pg.psql("create database big")
+    _ = try pg.psql("""
+        create table noise (id int primary key, data bytea);
+        insert into noise select g, decode(string_agg(md5(g::text || ':' || s::text), ''), 'hex')
+          from generate_series(1, 5120) g, generate_series(1, 1024) s group by g;
+        """, database: "big")
+    try dir.write("lifeboat.yaml", """
+        repositories:
+          offsite:
+            s3: { endpoint: "\(proxy.endpoint)", region: \(s3.region), bucket: lifeboat-test, prefix: backups/lifeboat,
+                  access_key_id: "${TEST_S3_KEY}", secret_access_key: "${TEST_S3_SECRET}", concurrency: 1 }
+        default_repository: offsite
+        """)
+    try dir.write("policies/pg.yaml", "policy: pg\nsource:\n  postgres: { mode: logical, conninfo: \"${PG_CONNINFO}\", databases: [big], globals: false }\n")
+    return s3Environment(s3).merging(["PG_CONNINFO": pg.conninfo()]) { $1 }
 }

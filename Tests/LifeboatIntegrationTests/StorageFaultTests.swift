@@ -117,22 +117,7 @@ struct StorageFaults {
             defer { pg.stop() }
             let dir = try TemporaryDirectory("lifeboat-pg-gone")
             defer { dir.remove() }
-            // 80 MiB that zstd cannot shrink: more than the upload, the chunker and the pipe hold.
-            _ = try pg.psql("create database big")
-            _ = try pg.psql("""
-                create table noise (id int primary key, data bytea);
-                insert into noise select g, decode(string_agg(md5(g::text || ':' || s::text), ''), 'hex')
-                  from generate_series(1, 5120) g, generate_series(1, 1024) s group by g;
-                """, database: "big")
-            try dir.write("lifeboat.yaml", """
-                repositories:
-                  offsite:
-                    s3: { endpoint: "\(proxy.endpoint)", region: \(s3.region), bucket: lifeboat-test, prefix: backups/lifeboat,
-                          access_key_id: "${TEST_S3_KEY}", secret_access_key: "${TEST_S3_SECRET}", concurrency: 1 }
-                default_repository: offsite
-                """)
-            try dir.write("policies/pg.yaml", "policy: pg\nsource:\n  postgres: { mode: logical, conninfo: \"${PG_CONNINFO}\", databases: [big], globals: false }\n")
-            let env = s3Environment(s3).merging(["PG_CONNINFO": pg.conninfo()]) { $1 }
+            let env = try bigLogicalBackupToS3(dir, pg: pg, s3: s3, proxy: proxy)
             try proxy.setRules([.hold(match: "partNumber=", times: 1)])
 
             let run = try LifeboatCLI.start(["backup", "pg"], config: dir.path, environment: env)

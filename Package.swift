@@ -39,6 +39,8 @@ let package = Package(
 
         // glibc functions Swift's Glibc module does not declare (they need _GNU_SOURCE).
         .target(name: "CLifeboatSystem"),
+        // CRC-32C with the processor's CRC32 instruction (S3's x-amz-checksum-crc32c).
+        .target(name: "CLifeboatChecksum"),
 
         // Pure logic: models, configuration, validation, manifests, errors. No I/O, no C.
         .target(
@@ -68,7 +70,7 @@ let package = Package(
         .target(
             name: "LifeboatS3",
             dependencies: [
-                "LifeboatCore", "LifeboatHTTP", "LifeboatIO",
+                "LifeboatCore", "LifeboatHTTP", "LifeboatIO", "CLifeboatChecksum",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -168,7 +170,7 @@ let package = Package(
             name: "LifeboatIntegrationTests",
             dependencies: [
                 "LifeboatCore", "LifeboatIO", "LifeboatArchive", "LifeboatPostgres",
-                "LifeboatHTTP", "LifeboatS3", "LifeboatEngine", "TestSupport",
+                "LifeboatHTTP", "LifeboatS3", "LifeboatEngine", "TestSupport", "CLifeboatChecksum",
                 // Reads the shipped alert rules (deploy/prometheus) to check their metric names.
                 .product(name: "Yams", package: "Yams"),
             ],

@@ -46,7 +46,7 @@ do {
     let client = try S3Client(
         configuration: .init(endpoint: endpoint, region: environment["AWS_DEFAULT_REGION"] ?? "us-east-1", bucket: bucket,
                              pathStyle: true, credentials: AWSCredentials(accessKeyID: id, secretAccessKey: secret),
-                             checksum: S3Checksum(rawValue: environment["BENCH_CHECKSUM"] ?? "") ?? .sha256),
+                             checksum: S3Checksum(rawValue: environment["BENCH_CHECKSUM"] ?? "") ?? .crc32c),
         http: try HTTPClient(environment: environment), logger: logger)
     // The defaults of an S3 repository, unless the environment says otherwise (for exploring).
     let concurrency = Int(environment["BENCH_CONCURRENCY"] ?? "") ?? S3RepositoryConfig.defaultConcurrency

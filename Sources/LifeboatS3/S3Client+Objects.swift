@@ -128,7 +128,7 @@ extension S3Client {
             return
         }
         var createHeaders = headers.map { SigV4Request.Header($0.name, $0.value) }
-        if configuration.checksum == .sha256 { createHeaders.append(SigV4Request.Header("x-amz-checksum-algorithm", "SHA256")) }
+        if let algorithm = configuration.checksum.declaredAlgorithm { createHeaders.append(SigV4Request.Header("x-amz-checksum-algorithm", algorithm)) }
         let created = try send(S3Call(action: "CreateMultipartUpload", method: .post, key: key, query: [.init("uploads")],
                                       headers: createHeaders))
         guard let uploadID = try xml(created, for: "CreateMultipartUpload", key: key)["UploadId"], !uploadID.isEmpty else {

@@ -5,13 +5,30 @@ import LifeboatHTTP
 import Logging
 import Synchronization
 
-/// How uploads ask the server to check their bytes.
+/// How uploads ask the server to check their bytes. Whatever the choice, every request's
+/// body is also signed with its SHA-256 (`x-amz-content-sha256`), which the server checks.
 public enum S3Checksum: String, Sendable, CaseIterable {
+    /// `x-amz-checksum-crc32c`, the default: CRC-32C, computed with the processor's CRC32
+    /// instruction. A multipart upload declares it, so the server re-hashes each part with it
+    /// at completion for the object's composite checksum — the cheapest algorithm for it to
+    /// re-hash (moto completes 1 GiB in 3.1–3.3 s with CRC-32 against 3.8–5.1 s with SHA-256),
+    /// and what the AWS SDKs also send (CRC-32 there). AWS S3 and MinIO check it.
+    case crc32c
     /// `x-amz-checksum-sha256`: the SHA-256 that also signs the payload, so one pass over the
-    /// bytes serves both. AWS S3, MinIO and Ceph (Reef and later) check it.
+    /// bytes serves both. AWS S3 and MinIO check it.
     case sha256
     /// `Content-MD5`, for older S3-compatible services: a second pass over the bytes.
     case md5
+
+    /// What a multipart upload declares at its creation (`x-amz-checksum-algorithm`), so that
+    /// every part carries it and the completion lists it; nil: nothing is declared.
+    var declaredAlgorithm: String? {
+        switch self {
+        case .crc32c: "CRC32C"
+        case .sha256: "SHA256"
+        case .md5: nil
+        }
+    }
 }
 
 /// An S3 client of our own: SigV4 from the core, HTTP over libcurl, retries with capped
@@ -45,7 +62,7 @@ public final class S3Client: Sendable {
         public var checksum: S3Checksum
 
         public init(endpoint: String, region: String, bucket: String, pathStyle: Bool, credentials: AWSCredentials,
-                    retry: RetryPolicy = RetryPolicy(), checksum: S3Checksum = .sha256) {
+                    retry: RetryPolicy = RetryPolicy(), checksum: S3Checksum = .crc32c) {
             self.endpoint = endpoint.hasSuffix("/") ? String(endpoint.dropLast()) : endpoint
             self.region = region
             self.bucket = bucket
@@ -140,11 +157,16 @@ public final class S3Client: Sendable {
     }
 
     /// The payload hash that signs a body, and the header that has the server check it:
-    /// `x-amz-checksum-sha256` (the same SHA-256, so one pass over the bytes) or `Content-MD5`.
+    /// `x-amz-checksum-crc32c`, `x-amz-checksum-sha256` (the same SHA-256, so one pass over the
+    /// bytes) or `Content-MD5`.
     func integrity(of bytes: [UInt8]) -> (payload: SigV4Request.Payload, header: SigV4Request.Header) {
         let digest = Array(SHA256.hash(data: bytes))
         let payload = SigV4Request.Payload.sha256(SigV4.hex(digest))
         switch configuration.checksum {
+        case .crc32c:
+            var crc = CRC32C()
+            bytes.withUnsafeBytes { crc.update($0) }
+            return (payload, SigV4Request.Header("x-amz-checksum-crc32c", crc.base64))
         case .sha256:
             return (payload, SigV4Request.Header("x-amz-checksum-sha256", Data(digest).base64EncodedString()))
         case .md5:
@@ -152,11 +174,13 @@ public final class S3Client: Sendable {
         }
     }
 
-    /// - Parameter declareChecksum: announce SHA-256 part checksums (uploads of bytes we send;
+    /// - Parameter declareChecksum: announce the part checksums (uploads of bytes we send;
     ///   not a copy, whose parts the server reads itself).
     public func createMultipartUpload(key: String, declareChecksum: Bool = true) throws -> String {
         var headers: [SigV4Request.Header] = []
-        if configuration.checksum == .sha256, declareChecksum { headers.append(SigV4Request.Header("x-amz-checksum-algorithm", "SHA256")) }
+        if declareChecksum, let algorithm = configuration.checksum.declaredAlgorithm {
+            headers.append(SigV4Request.Header("x-amz-checksum-algorithm", algorithm))
+        }
         let response = try send(S3Call(action: "CreateMultipartUpload", method: .post, key: key,
                                        query: [.init("uploads")], headers: headers))
         guard let uploadID = try xml(response, for: "CreateMultipartUpload", key: key)["UploadId"], !uploadID.isEmpty else {
@@ -169,8 +193,25 @@ public final class S3Client: Sendable {
     public struct UploadedPart: Sendable, Equatable {
         public var number: Int
         public var etag: String
-        /// The base64 SHA-256 the server checked, when the upload uses SHA-256 checksums.
-        public var checksumSHA256: String?
+        /// The checksum the part was sent with, when the upload declared an algorithm
+        /// (`x-amz-checksum-crc32c` → `ChecksumCRC32C`, and so on), for the completion to list.
+        public var checksum: SigV4Request.Header?
+
+        public init(number: Int, etag: String, checksum: SigV4Request.Header? = nil) {
+            self.number = number
+            self.etag = etag
+            self.checksum = checksum
+        }
+
+        /// The element of CompleteMultipartUpload that lists the part's checksum.
+        var checksumElement: (name: String, value: String)? {
+            guard let checksum else { return nil }
+            switch checksum.name {
+            case "x-amz-checksum-crc32c": return ("ChecksumCRC32C", checksum.value)
+            case "x-amz-checksum-sha256": return ("ChecksumSHA256", checksum.value)
+            default: return nil
+            }
+        }
     }
 
     /// UploadPart.
@@ -183,8 +224,7 @@ public final class S3Client: Sendable {
         guard let etag = response.headers["ETag"] else {
             throw LifeboatError(.storage, "S3 UploadPart \(partNumber) of \(display(key)) answered without an ETag")
         }
-        return UploadedPart(number: partNumber, etag: etag,
-                            checksumSHA256: checksum.name == "x-amz-checksum-sha256" ? checksum.value : nil)
+        return UploadedPart(number: partNumber, etag: etag, checksum: configuration.checksum.declaredAlgorithm == nil ? nil : checksum)
     }
 
     /// CompleteMultipartUpload. With `ifAbsent`, sends `If-None-Match: *`: the server refuses
@@ -193,7 +233,7 @@ public final class S3Client: Sendable {
         var body = "<CompleteMultipartUpload>"
         for part in parts.sorted(by: { $0.number < $1.number }) {
             body += "<Part><PartNumber>\(part.number)</PartNumber><ETag>\(XMLNode.escape(part.etag))</ETag>"
-            if let checksum = part.checksumSHA256 { body += "<ChecksumSHA256>\(checksum)</ChecksumSHA256>" }
+            if let checksum = part.checksumElement { body += "<\(checksum.name)>\(checksum.value)</\(checksum.name)>" }
             body += "</Part>"
         }
         body += "</CompleteMultipartUpload>"
@@ -384,7 +424,7 @@ public final class S3Client: Sendable {
         guard let etag = root["ETag"], !etag.isEmpty else {
             throw LifeboatError(.storage, "S3 UploadPartCopy \(partNumber) of \(display(key)) answered without an ETag")
         }
-        return UploadedPart(number: partNumber, etag: etag, checksumSHA256: nil)
+        return UploadedPart(number: partNumber, etag: etag)
     }
 
     /// CopyObject within the bucket (S3 copies objects of up to 5 GiB this way; `S3Store.copy`

@@ -28,7 +28,7 @@ func s3Environment(_ server: S3TestServer, secret: String? = nil) -> [String: St
 /// A client straight to the server, for looking behind Lifeboat's back (or, with `endpoint`,
 /// through the fault proxy).
 func directClient(_ server: S3TestServer, endpoint: String? = nil, retry: RetryPolicy = RetryPolicy(maxAttempts: 5, baseDelay: 0.01, maxDelay: 0.05),
-                  checksum: S3Checksum = .sha256, cancellation: Cancellation = .never, logger: Logger = quietLogger,
+                  checksum: S3Checksum = .crc32c, cancellation: Cancellation = .never, logger: Logger = quietLogger,
                   sleep: @escaping @Sendable (Double) -> Void = { Thread.sleep(forTimeInterval: $0) }) throws -> S3Client {
     try S3Client(
         configuration: S3Client.Configuration(

@@ -198,14 +198,15 @@ public struct S3RepositoryConfig: Sendable, Equatable {
     /// `insecure_skip_tls_verify: true`: the server's certificate is not checked (every run
     /// that opens the repository warns of it). Default false.
     public var insecureSkipTLSVerify = false
-    /// `sha256` (x-amz-checksum-sha256) or `md5` (Content-MD5, for older S3-compatibles).
+    /// `crc32c` (x-amz-checksum-crc32c, the default), `sha256` (x-amz-checksum-sha256) or `md5`
+    /// (Content-MD5, for older S3-compatibles).
     public var checksum: String
     /// Parts uploaded (and ranges read ahead) at once.
     public var concurrency: Int
 
     public init(endpoint: String, region: String, bucket: String, prefix: String, accessKeyID: String?,
                 secretAccessKey: String?, sessionToken: String?, profile: String?, pathStyle: Bool, caBundle: String?,
-                checksum: String = "sha256", concurrency: Int = S3RepositoryConfig.defaultConcurrency) {
+                checksum: String = "crc32c", concurrency: Int = S3RepositoryConfig.defaultConcurrency) {
         self.endpoint = endpoint
         self.region = region
         self.bucket = bucket

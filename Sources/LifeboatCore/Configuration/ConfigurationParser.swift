@@ -215,7 +215,7 @@ public enum ConfigurationParser {
             let connection = S3Connection.parse(s3)
             let bucket = s3.required("bucket")?.string()
             let prefix = s3["prefix"]?.string()
-            let checksum = s3["checksum"]?.oneOf(["sha256", "md5"])
+            let checksum = s3["checksum"]?.oneOf(["crc32c", "sha256", "md5"])
             let concurrency = s3["concurrency"]?.int(in: 1...64)
             // A value that was given but could not be read is an error already reported:
             // do not fall back to a default for it.
@@ -226,7 +226,7 @@ public enum ConfigurationParser {
             guard var config = connection, let bucket else { return nil }
             config.bucket = bucket
             config.prefix = S3RepositoryConfig.normalizedPrefix(prefix ?? "")
-            config.checksum = checksum ?? "sha256"
+            config.checksum = checksum ?? "crc32c"
             config.concurrency = concurrency ?? S3RepositoryConfig.defaultConcurrency
             return RepositoryConfig(name: name, kind: .s3(config), encryption: encryption)
         }

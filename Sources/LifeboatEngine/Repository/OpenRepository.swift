@@ -36,7 +36,7 @@ extension Repository {
             let client = try S3Client(
                 configuration: S3Client.Configuration(endpoint: s3.endpoint, region: s3.region, bucket: s3.bucket,
                                                       pathStyle: s3.pathStyle, credentials: credentials, retry: context.retry,
-                                                      checksum: S3Checksum(rawValue: s3.checksum) ?? .sha256),
+                                                      checksum: S3Checksum(rawValue: s3.checksum) ?? .crc32c),
                 http: http, logger: context.logger, sleep: context.sleep)
             let store = S3Store(client: client, prefix: s3.prefix, concurrency: s3.concurrency, readAhead: 4, logger: context.logger)
             context.logger.debug("repository opened", metadata: ["repository.name": "\(config.name)", "repository.location": "\(store.location)"])

@@ -26,7 +26,7 @@ struct S3Endpoint: Sendable {
         try S3Client(
             configuration: S3Client.Configuration(endpoint: connection.endpoint, region: connection.region, bucket: bucket,
                                                   pathStyle: connection.pathStyle, credentials: credentials, retry: context.retry,
-                                                  checksum: S3Checksum(rawValue: connection.checksum) ?? .sha256),
+                                                  checksum: S3Checksum(rawValue: connection.checksum) ?? .crc32c),
             http: http, logger: context.logger, sleep: context.sleep)
     }
 

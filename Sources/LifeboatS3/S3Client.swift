@@ -363,6 +363,12 @@ public final class S3Client: Sendable {
             guard let next = root["NextContinuationToken"], !next.isEmpty else {
                 throw LifeboatError(.storage, "S3 ListObjectsV2 \(display(prefix)) answered a truncated page without a NextContinuationToken")
             }
+            // A server that hands back the token it was sent would have every caller list the
+            // same page forever (a known defect class of S3-compatible servers).
+            guard next != continuationToken else {
+                throw LifeboatError(.storage, "S3 ListObjectsV2 \(display(prefix)) answered a truncated page whose NextContinuationToken is the one it was sent: the listing would never end",
+                                    hint: "The S3 service's listing is broken; report it to its operator. Nothing was changed.")
+            }
             token = next
         }
         return ListResult(objects: objects, commonPrefixes: commonPrefixes, nextContinuationToken: token)

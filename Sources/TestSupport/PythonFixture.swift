@@ -129,6 +129,7 @@ public final class FaultProxy: Sendable {
         public var status: Int?
         public var code: String?
         public var beforeBody = false
+        public var body: String?
 
         /// Answers matching requests with an HTTP status and an S3 error document.
         public static func status(_ status: Int, code: String? = nil, match: String = "", times: Int? = nil) -> Rule {
@@ -157,12 +158,19 @@ public final class FaultProxy: Sendable {
             Rule(match: match, times: times, action: "hold", status: nil, code: nil)
         }
 
+        /// Answers matching requests with 200 and `body`, without asking the server: a server
+        /// whose answers are wrong in ways the test server's never are.
+        public static func answer(_ body: String, match: String = "", times: Int? = nil) -> Rule {
+            Rule(match: match, times: times, action: "answer", status: nil, code: nil, body: body)
+        }
+
         var json: [String: Any] {
             var object: [String: Any] = ["match": match, "action": action]
             if let times { object["times"] = times }
             if let status { object["status"] = status }
             if let code { object["code"] = code }
             if beforeBody { object["before_body"] = true }
+            if let body { object["body"] = body }
             return object
         }
     }

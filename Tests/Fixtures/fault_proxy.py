@@ -15,8 +15,9 @@ with one JSON line:
 
 A RULE: {"match": "substring of 'METHOD /path?query'" (default: every request),
          "times": N (how many matching requests it applies to; default: all),
-         "action": "status" | "reset" | "stall" | "hold" | "flip",
+         "action": "status" | "reset" | "stall" | "hold" | "flip" | "answer",
          "status": 503 (for "status"), "code": "SlowDown" (the S3 error code in the body),
+         "body": "<…/>" (for "answer"),
          "before_body": true (for "stall": stall before reading the request body)}
 
 "status" answers with that status and an S3 error document (after reading the request
@@ -26,7 +27,9 @@ body); "reset" closes the connection with a TCP reset after reading the request 
 "held" and keeps it until a "release" command (at most 60 s), then forwards it: a test changes
 the server's state while a request is on its way. "flip" forwards the request and flips one
 bit in the middle of a 2xx answer's body (recorded as "flip"): a server that returns other
-bytes than it stored. The proxy exits when its stdin closes.
+bytes than it stored. "answer" answers 200 with "body" (XML) without asking the server: a
+server whose answers are wrong in a way moto's never are. The proxy exits when its stdin
+closes.
 """
 import json
 import socket
@@ -134,6 +137,13 @@ def handle(conn, upstream):
         if rule and rule["action"] == "stall":
             record(method, path, "stall")
             time.sleep(30)
+            return
+        if rule and rule["action"] == "answer":
+            document = rule.get("body", "").encode()
+            record(method, path, "answer")
+            conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\n"
+                         f"Content-Length: {len(document)}\r\nConnection: close\r\n\r\n".encode()
+                         + (b"" if method == "HEAD" else document))
             return
         if rule and rule["action"] == "status":
             status = int(rule.get("status", 503))

@@ -158,6 +158,38 @@ struct S3ClientAgainstAServer {
         }
     }
 
+    /// A server whose truncated listing page hands back the continuation token it was sent
+    /// (a defect some S3-compatibles have had) would have every listing loop on one page
+    /// forever: the client refuses the page instead, through every path that lists.
+    @Test func aListingThatHandsBackItsOwnTokenIsRefusedRatherThanLoopingForever() async throws {
+        try await offThePool {
+            let (s3, proxy) = try FaultProxy.startInFrontOfS3()
+            defer { proxy.stop(); s3.stop() }
+            let client = try directClient(s3, endpoint: proxy.endpoint, retry: RetryPolicy(maxAttempts: 1))
+            let page = """
+                <?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">\
+                <Name>lifeboat-test</Name><Prefix>loop/</Prefix><MaxKeys>1000</MaxKeys><IsTruncated>true</IsTruncated>\
+                <NextContinuationToken>again</NextContinuationToken><Contents><Key>loop/a</Key>\
+                <LastModified>2026-11-30T10:00:00.000Z</LastModified><ETag>"x"</ETag><Size>1</Size></Contents></ListBucketResult>
+                """
+            // Three answers at most: without the check the client would go on to ask moto
+            // for the made-up token and fail otherwise, rather than hang the test.
+            let rules: [FaultProxy.Rule] = [.answer(page, match: "continuation-token=again", times: 3),
+                                            .answer(page, match: "prefix=loop", times: 1)]
+            let refused: (any Error) -> Bool = { error in
+                (error as? LifeboatError)?.message.contains("NextContinuationToken is the one it was sent: the listing would never end") == true
+            }
+            try proxy.setRules(rules)
+            #expect(performing: { _ = try client.listObjects(prefix: "loop/") }, throws: refused)
+
+            try proxy.setRules(rules)
+            let store = S3Store(client: client, prefix: "loop", logger: quietLogger)
+            var seen = 0
+            #expect(performing: { try store.forEachEntry { _ in seen += 1; return true } }, throws: refused)
+            #expect(seen == 1, "the page's one object, once")
+        }
+    }
+
     /// Writers side by side (a mirror copying large objects at once) share the store's part
     /// memory: together they never hold more than its limit, none waits for the others in a
     /// circle, every object arrives whole, and all of it is given back.

@@ -20,6 +20,15 @@ public enum S3Checksum: String, Sendable, CaseIterable {
     /// `Content-MD5`, for older S3-compatible services: a second pass over the bytes.
     case md5
 
+    /// The header that carries it.
+    var headerName: String {
+        switch self {
+        case .crc32c: "x-amz-checksum-crc32c"
+        case .sha256: "x-amz-checksum-sha256"
+        case .md5: "Content-MD5"
+        }
+    }
+
     /// What a multipart upload declares at its creation (`x-amz-checksum-algorithm`), so that
     /// every part carries it and the completion lists it; nil: nothing is declared.
     var declaredAlgorithm: String? {
@@ -674,7 +683,14 @@ public final class S3Client: Sendable {
             // Found by a listing or a HEAD, deleted before it was read (another run's lock,
             // released meanwhile): gone, as an absent key is.
             return LifeboatError(.notFound, "\(prefix) — \(object) was deleted before it could be read")
+        case "BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch":
+            return LifeboatError(.storage, "\(prefix) — the bytes the server received do not match the checksum they were sent with\(message.isEmpty ? "" : " (\(message))")",
+                                 hint: "Something between here and the server (a proxy, a faulty network card) changed them; run again. If every run fails so, the service may compute \(configuration.checksum.headerName) wrongly: set 'checksum' to another of crc32c, sha256, md5 in lifeboat.yaml.")
         default:
+            if Self.uploadActions.contains(action), status == 400 || status == 501, message.lowercased().contains("checksum") {
+                return LifeboatError(.storage, "\(prefix): \(message)",
+                                     hint: "The service refused the upload's \(configuration.checksum.headerName); if it does not support that checksum, set 'checksum: sha256' or 'checksum: md5' for this repository (or the mirror's source) in lifeboat.yaml.")
+            }
             if method == .head, status == 403 {
                 return LifeboatError(.storage, "\(prefix) — access denied for access key \(accessKey) (the server gave no reason: a wrong secret, an inactive key or a missing permission)",
                                      hint: "Check AWS_SECRET_ACCESS_KEY for access key \(accessKey), and that its user or role may s3:GetObject and s3:ListBucket on arn:aws:s3:::\(configuration.bucket).")
@@ -682,6 +698,9 @@ public final class S3Client: Sendable {
             return LifeboatError(.storage, "\(prefix)\(message.isEmpty ? "" : ": \(message)")")
         }
     }
+
+    /// The requests that carry an upload's checksum.
+    static let uploadActions: Set<String> = ["PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload"]
 
     static func parseTime(_ text: String) -> Date? {
         if let date = try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text) { return date }

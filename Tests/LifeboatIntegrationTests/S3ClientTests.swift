@@ -352,6 +352,21 @@ struct S3ClientAgainstAServer {
         #expect(!error.description.contains("secret-not-shown"))
     }
 
+    @Test func anUploadWhoseChecksumTheServerRefusesNamesTheSettingToChange() throws {
+        let unsupported = try XMLNode.parse("<Error><Code>InvalidRequest</Code><Message>Checksum algorithm CRC32C is not supported</Message></Error>")
+        let refused = client.mapError(action: "CreateMultipartUpload", method: .post, key: "k", status: 400, error: unsupported, headers: HTTPHeaders())
+        #expect(refused.message == "S3 POST s3://acme-dr/k failed: 400 InvalidRequest: Checksum algorithm CRC32C is not supported")
+        #expect(refused.hint?.contains("x-amz-checksum-crc32c") == true && refused.hint?.contains("'checksum: md5'") == true, "\(refused.hint ?? "")")
+        // The same words on a read are not about the upload's checksum.
+        let read = client.mapError(action: "GetObject", method: .get, key: "k", status: 400, error: unsupported, headers: HTTPHeaders())
+        #expect(read.hint == nil)
+
+        let mismatch = try XMLNode.parse("<Error><Code>BadDigest</Code><Message>The CRC32C you specified did not match the calculated checksum.</Message></Error>")
+        let changed = client.mapError(action: "UploadPart", method: .put, key: "k", status: 400, error: mismatch, headers: HTTPHeaders())
+        #expect(changed.message.contains("the bytes the server received do not match the checksum they were sent with"), "\(changed.message)")
+        #expect(changed.hint?.contains("run again") == true)
+    }
+
     @Test func virtualHostedAddressingPutsTheBucketInTheHost() {
         #expect(client.target(key: "a/b c") == ("/a/b c", "acme-dr.s3.eu-central-1.amazonaws.com"))
         #expect(client.target(key: nil) == ("/", "acme-dr.s3.eu-central-1.amazonaws.com"))

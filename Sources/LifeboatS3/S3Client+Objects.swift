@@ -90,7 +90,7 @@ extension S3Client {
         if response.status == 404 { return nil }
         let lastModified = response.headers["Last-Modified"] ?? ""
         let modified = Self.parseHTTPDate(lastModified) ?? Date(timeIntervalSince1970: 0)
-        return (Head(size: Int64(response.headers["Content-Length"] ?? "") ?? 0, etag: response.headers["ETag"] ?? "",
+        return (Head(size: try contentLength(of: response, key: key), etag: response.headers["ETag"] ?? "",
                      modified: modified), response.headers)
     }
 

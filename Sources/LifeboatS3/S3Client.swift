@@ -324,7 +324,18 @@ public final class S3Client: Sendable {
         guard let modified = Self.parseHTTPDate(lastModified) else {
             throw LifeboatError(.storage, "S3 HeadObject \(display(key)) answered with a Last-Modified that is not a date: '\(lastModified)'")
         }
-        return Head(size: Int64(response.headers["Content-Length"] ?? "") ?? 0, etag: response.headers["ETag"] ?? "", modified: modified)
+        return Head(size: try contentLength(of: response, key: key), etag: response.headers["ETag"] ?? "", modified: modified)
+    }
+
+    /// A HEAD answer's Content-Length: the object's size. Without one, the object would be
+    /// read as empty, so an answer that lacks it (or garbles it) is an error.
+    func contentLength(of response: HTTPResponse, key: String) throws -> Int64 {
+        let text = response.headers["Content-Length"] ?? ""
+        guard let size = Int64(text), size >= 0 else {
+            throw LifeboatError(.storage, "S3 HeadObject \(display(key)) answered \(text.isEmpty ? "without a Content-Length" : "with a Content-Length that is not a size: '\(text)'"), so the object's size is unknown",
+                                hint: "Something between here and the server (a proxy) may drop the header; nothing was read.")
+        }
+        return size
     }
 
     /// An object in a listing.

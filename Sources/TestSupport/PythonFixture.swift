@@ -130,6 +130,8 @@ public final class FaultProxy: Sendable {
         public var code: String?
         public var beforeBody = false
         public var body: String?
+        public var headers: [String: String] = [:]
+        public var noLength = false
 
         /// Answers matching requests with an HTTP status and an S3 error document.
         public static func status(_ status: Int, code: String? = nil, match: String = "", times: Int? = nil) -> Rule {
@@ -160,8 +162,10 @@ public final class FaultProxy: Sendable {
 
         /// Answers matching requests with 200 and `body`, without asking the server: a server
         /// whose answers are wrong in ways the test server's never are.
-        public static func answer(_ body: String, match: String = "", times: Int? = nil) -> Rule {
-            Rule(match: match, times: times, action: "answer", status: nil, code: nil, body: body)
+        /// `headers` are added; `noLength` leaves out Content-Length.
+        public static func answer(_ body: String, headers: [String: String] = [:], noLength: Bool = false,
+                                  match: String = "", times: Int? = nil) -> Rule {
+            Rule(match: match, times: times, action: "answer", status: nil, code: nil, body: body, headers: headers, noLength: noLength)
         }
 
         var json: [String: Any] {
@@ -171,6 +175,8 @@ public final class FaultProxy: Sendable {
             if let code { object["code"] = code }
             if beforeBody { object["before_body"] = true }
             if let body { object["body"] = body }
+            if !headers.isEmpty { object["headers"] = headers }
+            if noLength { object["no_length"] = true }
             return object
         }
     }

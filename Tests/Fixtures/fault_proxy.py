@@ -17,7 +17,8 @@ A RULE: {"match": "substring of 'METHOD /path?query'" (default: every request),
          "times": N (how many matching requests it applies to; default: all),
          "action": "status" | "reset" | "stall" | "hold" | "flip" | "answer",
          "status": 503 (for "status"), "code": "SlowDown" (the S3 error code in the body),
-         "body": "<…/>" (for "answer"),
+         "body": "<…/>" (for "answer"), "headers": {"ETag": "…"} (for "answer": more header
+         lines), "no_length": true (for "answer": no Content-Length header),
          "before_body": true (for "stall": stall before reading the request body)}
 
 "status" answers with that status and an S3 error document (after reading the request
@@ -141,9 +142,11 @@ def handle(conn, upstream):
         if rule and rule["action"] == "answer":
             document = rule.get("body", "").encode()
             record(method, path, "answer")
-            conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\n"
-                         f"Content-Length: {len(document)}\r\nConnection: close\r\n\r\n".encode()
-                         + (b"" if method == "HEAD" else document))
+            lines = ["HTTP/1.1 200 OK", "Content-Type: application/xml", "Connection: close"]
+            lines += [f"{name}: {value}" for name, value in rule.get("headers", {}).items()]
+            if not rule.get("no_length"):
+                lines.append(f"Content-Length: {len(document)}")
+            conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + (b"" if method == "HEAD" else document))
             return
         if rule and rule["action"] == "status":
             status = int(rule.get("status", 503))

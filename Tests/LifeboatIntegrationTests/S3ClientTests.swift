@@ -190,6 +190,30 @@ struct S3ClientAgainstAServer {
         }
     }
 
+    /// A HEAD answer without a Content-Length (a proxy that drops it) must not make an object
+    /// of any size read as empty: every path that learns a size from HEAD refuses it.
+    @Test func aHeadWithoutAContentLengthIsRefusedRatherThanReadAsEmpty() async throws {
+        try await offThePool {
+            let (s3, proxy) = try FaultProxy.startInFrontOfS3()
+            defer { proxy.stop(); s3.stop() }
+            let client = try directClient(s3, endpoint: proxy.endpoint, retry: RetryPolicy(maxAttempts: 1))
+            try client.putObject(key: "head/object.bin", bytes: pseudoRandomBytes(1000, seed: 3))
+            let headers = ["ETag": "\"0123456789abcdef0123456789abcdef\"", "Last-Modified": "Mon, 30 Nov 2026 10:00:00 GMT"]
+            let refused: (any Error) -> Bool = { error in
+                (error as? LifeboatError)?.message.contains("answered without a Content-Length, so the object's size is unknown") == true
+            }
+            try proxy.setRules([.answer("", headers: headers, noLength: true, match: "HEAD /lifeboat-test/head/object.bin")])
+            #expect(performing: { _ = try client.headObject(key: "head/object.bin") }, throws: refused)
+            #expect(performing: { _ = try client.headObjectWithHeaders(key: "head/object.bin") }, throws: refused)
+            let store = S3Store(client: client, prefix: "head", logger: quietLogger)
+            #expect(performing: { _ = try store.stat(key: "object.bin") }, throws: refused)
+            #expect(performing: { _ = try readBack(store, key: "object.bin") }, throws: refused)
+            // (A Content-Length that is not a number libcurl refuses itself.)
+            try proxy.setRules([])
+            #expect(try store.stat(key: "object.bin")?.size == 1000)
+        }
+    }
+
     /// Writers side by side (a mirror copying large objects at once) share the store's part
     /// memory: together they never hold more than its limit, none waits for the others in a
     /// circle, every object arrives whole, and all of it is given back.

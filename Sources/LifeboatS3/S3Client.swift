@@ -700,7 +700,7 @@ public final class S3Client: Sendable {
         default:
             if Self.uploadActions.contains(action), status == 400 || status == 501, message.lowercased().contains("checksum") {
                 return LifeboatError(.storage, "\(prefix): \(message)",
-                                     hint: "The service refused the upload's \(configuration.checksum.headerName); if it does not support that checksum, set 'checksum: sha256' or 'checksum: md5' for this repository (or the mirror's source) in lifeboat.yaml.")
+                                     hint: "The service refused the upload's \(configuration.checksum.headerName); if it does not support that checksum, set 'checksum: sha256' or 'checksum: md5' in lifeboat.yaml where this endpoint is configured (an S3 repository, or a mirror policy's source.s3).")
             }
             if method == .head, status == 403 {
                 return LifeboatError(.storage, "\(prefix) — access denied for access key \(accessKey) (the server gave no reason: a wrong secret, an inactive key or a missing permission)",

@@ -54,6 +54,28 @@ let validMain = """
     """
 
 @Suite struct ConfigurationParsing {
+    /// `checksum` is a connection key: an S3 repository and a mirror's source take it alike
+    /// (the mirror's restores into buckets on that endpoint use it), CRC-32C when absent.
+    @Test func theUploadChecksumIsReadWhereverAnS3EndpointIsConfigured() throws {
+        let main = """
+            repositories:
+              plain: { s3: { endpoint: "http://s3.internal:9000", bucket: a } }
+              old: { s3: { endpoint: "http://ceph.internal:7480", bucket: b, checksum: md5 } }
+            """
+        let mirror = "policy: buckets\nsource:\n  s3:\n    endpoint: http://ceph.internal:7480\n    checksum: sha256\n    buckets: [x]\n"
+        let configuration = try parse(main: main, policies: ["buckets.yaml": mirror]).get()
+        let checksums = configuration.repositories.compactMap { repository -> String? in
+            if case .s3(let s3) = repository.kind { return "\(repository.name)=\(s3.checksum)" }
+            return nil
+        }
+        #expect(checksums == ["plain=crc32c", "old=md5"])
+        let source = try #require(configuration.policies.first?.source as? S3MirrorConfiguration)
+        #expect(source.connection.checksum == "sha256")
+
+        let wrong = errors(parse(main: main, policies: ["buckets.yaml": mirror.replacingOccurrences(of: "sha256", with: "crc64")]))
+        #expect(wrong == ["policies/buckets.yaml:5:15: 'crc64' is not a valid value for 'source.s3.checksum' (expected 'crc32c' or 'sha256' or 'md5')"], "\(wrong)")
+    }
+
     @Test func parsesAWholeDirectory() throws {
         let configuration = try parse(
             main: validMain,

@@ -211,22 +211,20 @@ public enum ConfigurationParser {
             guard let path = value.absolutePath() else { return nil }
             return RepositoryConfig(name: name, kind: .local(path: path), encryption: encryption)
         default:
-            guard let s3 = value.mapping(allowed: S3Connection.keys + ["bucket", "prefix", "checksum", "concurrency"]) else { return nil }
+            guard let s3 = value.mapping(allowed: S3Connection.keys + ["bucket", "prefix", "concurrency"]) else { return nil }
             let connection = S3Connection.parse(s3)
             let bucket = s3.required("bucket")?.string()
             let prefix = s3["prefix"]?.string()
-            let checksum = s3["checksum"]?.oneOf(["crc32c", "sha256", "md5"])
             let concurrency = s3["concurrency"]?.int(in: 1...64)
             // A value that was given but could not be read is an error already reported:
             // do not fall back to a default for it.
-            for (key, value) in [("prefix", prefix as Any?), ("checksum", checksum), ("concurrency", concurrency)]
+            for (key, value) in [("prefix", prefix as Any?), ("concurrency", concurrency)]
                 where s3[key] != nil && value == nil {
                 return nil
             }
             guard var config = connection, let bucket else { return nil }
             config.bucket = bucket
             config.prefix = S3RepositoryConfig.normalizedPrefix(prefix ?? "")
-            config.checksum = checksum ?? "crc32c"
             config.concurrency = concurrency ?? S3RepositoryConfig.defaultConcurrency
             return RepositoryConfig(name: name, kind: .s3(config), encryption: encryption)
         }

@@ -233,14 +233,28 @@ extension ObjectStore {
         prefix: String = "", delimiter: String? = nil, startAfter: String? = nil,
         pageSize: Int = ListRequest.maximumPageSize, _ body: (ListEntry) throws -> Bool
     ) throws {
-        var request = ListRequest(prefix: prefix, delimiter: delimiter, startAfter: startAfter, pageSize: pageSize)
+        let request = ListRequest(prefix: prefix, delimiter: delimiter, startAfter: startAfter, pageSize: pageSize)
+        try Self.walkPages(from: request, fetch: listPage, body)
+    }
+
+    /// `forEachEntry`'s loop over pages. A cursor handed out twice means a page asked for
+    /// twice: a store (an S3 service) whose listing goes round in a circle would have the
+    /// walk go on forever, so that is an error.
+    static func walkPages(from first: ListRequest, fetch: (ListRequest) throws -> ListPage,
+                          _ body: (ListEntry) throws -> Bool) throws {
+        var request = first
+        var cursors: Set<String> = []
         while true {
-            let page = try listPage(request)
+            let page = try fetch(request)
             var objects = page.objects[...], prefixes = page.commonPrefixes[...]
-            while let entry = Self.nextEntry(&objects, &prefixes) {
+            while let entry = nextEntry(&objects, &prefixes) {
                 guard try body(entry) else { return }
             }
             guard let cursor = page.nextCursor else { return }
+            guard cursors.insert(cursor).inserted else {
+                throw LifeboatError(.storage, "the listing of '\(first.prefix)' came back to a page it had already listed (its continuation \(cursors.count > 1 ? "tokens go round in a circle" : "token repeats")): it would never end",
+                                    hint: "The storage service's listing is broken; report it to its operator. Nothing was changed.")
+            }
             request.cursor = cursor
         }
     }

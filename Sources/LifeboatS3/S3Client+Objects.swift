@@ -127,13 +127,7 @@ extension S3Client {
             try putObject(key: key, bytes: try fill(Int(size)), headers: headers)
             return
         }
-        var createHeaders = headers.map { SigV4Request.Header($0.name, $0.value) }
-        if let algorithm = configuration.checksum.declaredAlgorithm { createHeaders.append(SigV4Request.Header("x-amz-checksum-algorithm", algorithm)) }
-        let created = try send(S3Call(action: "CreateMultipartUpload", method: .post, key: key, query: [.init("uploads")],
-                                      headers: createHeaders))
-        guard let uploadID = try xml(created, for: "CreateMultipartUpload", key: key)["UploadId"], !uploadID.isEmpty else {
-            throw LifeboatError(.storage, "S3 CreateMultipartUpload \(display(key)) answered without an UploadId")
-        }
+        let uploadID = try createMultipartUpload(key: key, headers: headers.map { SigV4Request.Header($0.name, $0.value) })
         do {
             var parts: [UploadedPart] = []
             var offset: Int64 = 0

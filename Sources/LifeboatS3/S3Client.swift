@@ -38,6 +38,9 @@ public enum S3Checksum: String, Sendable, CaseIterable {
         case .md5: nil
         }
     }
+
+    /// The element of CompleteMultipartUpload that lists a part's checksum.
+    var completionElement: String? { declaredAlgorithm.map { "Checksum\($0)" } }
 }
 
 /// An S3 client of our own: SigV4 from the core, HTTP over libcurl, retries with capped
@@ -171,22 +174,26 @@ public final class S3Client: Sendable {
     func integrity(of bytes: [UInt8]) -> (payload: SigV4Request.Payload, header: SigV4Request.Header) {
         let digest = Array(SHA256.hash(data: bytes))
         let payload = SigV4Request.Payload.sha256(SigV4.hex(digest))
+        let value: String
         switch configuration.checksum {
         case .crc32c:
             var crc = CRC32C()
             bytes.withUnsafeBytes { crc.update($0) }
-            return (payload, SigV4Request.Header("x-amz-checksum-crc32c", crc.base64))
+            value = crc.base64
         case .sha256:
-            return (payload, SigV4Request.Header("x-amz-checksum-sha256", Data(digest).base64EncodedString()))
+            value = Data(digest).base64EncodedString()
         case .md5:
-            return (payload, SigV4Request.Header("Content-MD5", Self.md5Base64(bytes)))
+            value = Self.md5Base64(bytes)
         }
+        return (payload, SigV4Request.Header(configuration.checksum.headerName, value))
     }
 
-    /// - Parameter declareChecksum: announce the part checksums (uploads of bytes we send;
-    ///   not a copy, whose parts the server reads itself).
-    public func createMultipartUpload(key: String, declareChecksum: Bool = true) throws -> String {
-        var headers: [SigV4Request.Header] = []
+    /// - Parameters:
+    ///   - headers: the object's own (`Content-Type`, `x-amz-meta-…`), when it has any.
+    ///   - declareChecksum: announce the part checksums (uploads of bytes we send; not a copy,
+    ///     whose parts the server reads itself).
+    public func createMultipartUpload(key: String, headers: [SigV4Request.Header] = [], declareChecksum: Bool = true) throws -> String {
+        var headers = headers
         if declareChecksum, let algorithm = configuration.checksum.declaredAlgorithm {
             headers.append(SigV4Request.Header("x-amz-checksum-algorithm", algorithm))
         }
@@ -214,12 +221,9 @@ public final class S3Client: Sendable {
 
         /// The element of CompleteMultipartUpload that lists the part's checksum.
         var checksumElement: (name: String, value: String)? {
-            guard let checksum else { return nil }
-            switch checksum.name {
-            case "x-amz-checksum-crc32c": return ("ChecksumCRC32C", checksum.value)
-            case "x-amz-checksum-sha256": return ("ChecksumSHA256", checksum.value)
-            default: return nil
-            }
+            guard let checksum,
+                  let element = S3Checksum.allCases.first(where: { $0.headerName == checksum.name })?.completionElement else { return nil }
+            return (element, checksum.value)
         }
     }
 

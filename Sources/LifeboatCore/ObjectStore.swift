@@ -94,6 +94,27 @@ public struct ObjectInfo: Hashable, Sendable {
     }
 }
 
+/// The continuation cursors a paged listing has followed. A cursor handed out twice means a
+/// page asked for twice: a store (an S3 service) whose listing goes round in a circle would
+/// have the walk go on forever, so that is an error. Every loop over listing pages follows
+/// its cursors through one of these.
+public struct ListingCursors: Sendable {
+    /// What is listed, for the message: `'prefix/'`, `s3://bucket/prefix/`.
+    public let listing: String
+    private var followed: Set<String> = []
+
+    public init(listing: String) {
+        self.listing = listing
+    }
+
+    public mutating func follow(_ cursor: String) throws {
+        guard followed.insert(cursor).inserted else {
+            throw LifeboatError(.storage, "the listing of \(listing) came back to a page it had already listed (its continuation \(followed.count > 1 ? "tokens go round in a circle" : "token repeats")): it would never end",
+                                hint: "The storage service's listing is broken; report it to its operator. Nothing was changed.")
+        }
+    }
+}
+
 /// One page of a listing to fetch.
 public struct ListRequest: Sendable, Equatable {
     public static let maximumPageSize = 1000
@@ -237,13 +258,11 @@ extension ObjectStore {
         try Self.walkPages(from: request, fetch: listPage, body)
     }
 
-    /// `forEachEntry`'s loop over pages. A cursor handed out twice means a page asked for
-    /// twice: a store (an S3 service) whose listing goes round in a circle would have the
-    /// walk go on forever, so that is an error.
+    /// `forEachEntry`'s loop over pages (see `ListingCursors`).
     static func walkPages(from first: ListRequest, fetch: (ListRequest) throws -> ListPage,
                           _ body: (ListEntry) throws -> Bool) throws {
         var request = first
-        var cursors: Set<String> = []
+        var cursors = ListingCursors(listing: "'\(first.prefix)'")
         while true {
             let page = try fetch(request)
             var objects = page.objects[...], prefixes = page.commonPrefixes[...]
@@ -251,10 +270,7 @@ extension ObjectStore {
                 guard try body(entry) else { return }
             }
             guard let cursor = page.nextCursor else { return }
-            guard cursors.insert(cursor).inserted else {
-                throw LifeboatError(.storage, "the listing of '\(first.prefix)' came back to a page it had already listed (its continuation \(cursors.count > 1 ? "tokens go round in a circle" : "token repeats")): it would never end",
-                                    hint: "The storage service's listing is broken; report it to its operator. Nothing was changed.")
-            }
+            try cursors.follow(cursor)
             request.cursor = cursor
         }
     }

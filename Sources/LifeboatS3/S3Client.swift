@@ -403,10 +403,12 @@ public final class S3Client: Sendable {
     public func listObjects(prefix: String) throws -> [ListedObject] {
         var results: [ListedObject] = []
         var token: String?
+        var cursors = ListingCursors(listing: display(prefix))
         repeat {
             let page = try listObjectsV2(prefix: prefix, continuationToken: token)
             results += page.objects
             token = page.nextContinuationToken
+            if let token { try cursors.follow(token) }
         } while token != nil
         return results
     }

@@ -24,6 +24,19 @@ import Testing
         return (keys, fetches)
     }
 
+    /// The guard the S3 loops outside `forEachEntry` (the mirror's source, the health check,
+    /// `S3Client.listObjects`) follow their tokens through.
+    @Test func cursorsFollowedOnceEachPassAndOneSeenAgainIsRefusedWithTheListingNamed() throws {
+        var cursors = ListingCursors(listing: "s3://src/photos/")
+        try cursors.follow("a")
+        try cursors.follow("b")
+        #expect {
+            try cursors.follow("a")
+        } throws: { error in
+            (error as? LifeboatError)?.message.hasPrefix("the listing of s3://src/photos/ came back to a page it had already listed") == true
+        }
+    }
+
     @Test func pagesThatEndAreWalkedOnceEach() throws {
         let walked = try Self.walk([nil: ListPage(objects: [Self.object("p/a")], nextCursor: "1"),
                                     "1": ListPage(objects: [Self.object("p/b")], nextCursor: "2"),

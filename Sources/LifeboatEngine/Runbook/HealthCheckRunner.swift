@@ -185,12 +185,14 @@ public struct HealthCheckRunner: Sendable {
         let wanted = check.minObjects ?? 0
         var count = 0
         var token: String?
+        let place = "s3://\(connection.bucket)/\(connection.prefix)"
+        var cursors = ListingCursors(listing: place)
         repeat {
             let page = try client.listObjectsV2(prefix: connection.prefix, continuationToken: token, maxKeys: min(1000, max(1, wanted - count)))
             count += page.objects.count
             token = page.nextContinuationToken
+            if let token { try cursors.follow(token) }
         } while token != nil && count < wanted
-        let place = "s3://\(connection.bucket)/\(connection.prefix)"
         let counted = (token == nil ? "" : "at least ") + "\(count) object\(count == 1 ? "" : "s")"
         guard count >= wanted else { return .failed("\(place): \(counted), expected at least \(wanted)") }
         return .passed("\(place) answers: \(counted)")

@@ -50,12 +50,14 @@ final class ListingPager {
     private var page: [S3Client.ListedObject] = []
     private var index = 0
     private var token: String?
+    private var cursors: ListingCursors
     private var finished = false
 
     init(client: S3Client, prefix: String, context: RunContext) {
         self.client = client
         self.prefix = prefix
         self.context = context
+        cursors = ListingCursors(listing: client.display(prefix))
     }
 
     func next() throws -> MirrorListedObject? {
@@ -66,6 +68,7 @@ final class ListingPager {
             page = result.objects
             index = 0
             token = result.nextContinuationToken
+            if let token { try cursors.follow(token) }
             finished = token == nil
         }
         let object = page[index]
